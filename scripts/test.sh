@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every test: the Rust core (cargo test, no Python) and the Python suite (pytest).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k masking`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+# Real assets for the Rust tests (the Python tests find them through distilx.assets).
+export DISTILX_TEST_TOKENIZER_JSON=$(.venv/bin/python -c "from distilx import assets; print(assets.minilm_tokenizer_json())")
+export DISTILX_TEST_CORPUS=$(.venv/bin/python -c "from distilx import assets; print(assets.english_corpus()[0])")
+# --release reuses the dependency builds of the extension instead of compiling them a second time.
+cargo test --release --quiet
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real assets that packages ship (no mocks, no downloads).
+
+TRITON_INTERPRET is decided here, before any test imports a Triton kernel: with no CUDA device
+the kernels run on the CPU through Triton's interpreter (small shapes only).
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from distilx import assets  # noqa: E402  (after TRITON_INTERPRET is set)
+
+
+def has_cuda() -> bool:
+    return torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    return assets.minilm_dir()
+
+
+@pytest.fixture(scope="session")
+def tokenizer_json():
+    """bert-base-uncased tokenizer.json (it carries truncation/padding to 128: the engine must switch them off)."""
+    return assets.minilm_tokenizer_json()
+
+
+@pytest.fixture(scope="session")
+def rxnfp_dir():
+    return assets.rxnfp_dir()
+
+
+@pytest.fixture(scope="session")
+def english_corpus():
+    """(train.txt, heldout.txt) of the default English corpus (Wikipedia summaries + kernel docs)."""
+    return assets.english_corpus()
+
+
+@pytest.fixture(scope="session")
+def english_lines(english_corpus):
+    """Real English documents: every 7th line of the training file (a few thousand documents)."""
+    with open(english_corpus[0], encoding="utf-8") as f:
+        return [line.rstrip("\n") for i, line in enumerate(f) if i % 7 == 0 and line.strip()]
