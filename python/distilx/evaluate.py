@@ -1,0 +1,128 @@
+"""Held-out evaluation of a teacher and its student on the same masked batches.
+
+Metrics (all on the masked-LM targets, i.e. labels != -100, of the same batches and masks):
+- `*_accuracy`: top-1 masked-token accuracy;
+- `*_perplexity`: exp(mean cross-entropy) over the targets (masked-LM pseudo-perplexity);
+- `top1_agreement`: share of targets where student and teacher predict the same token;
+- `*_params`: parameter counts (tied tensors counted once);
+- `speed_ratio`: student forward time / teacher forward time for full `model(...).logits` calls on
+  the same batches, measured in this run (`speedup` = its inverse).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .student import encode_hidden, load_teacher, mlm_head
+
+__all__ = ["evaluate", "count_parameters"]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # .parameters() yields a tied tensor once
+
+
+def _load_model(model) -> nn.Module:
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        import json
+        model_type = json.loads((path / "config.json").read_text()).get("model_type", "bert")
+        if model_type == "distilbert":
+            from transformers import DistilBertForMaskedLM
+            return DistilBertForMaskedLM.from_pretrained(str(path))
+        return load_teacher(path)
+    return model
+
+
+@torch.no_grad()
+def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, batch_size: int = 32,
+             max_batches: int = 20, seed: int = 0, device: str | torch.device = "cpu",
+             speed_batches: int = 3) -> dict:
+    """Evaluate `teacher` and `student` (models or folders) on held-out `files`; returns a dict.
+
+    tokenizer: a distilx.Tokenizer or a path (default: the student's folder, else the teacher's).
+    The masks are drawn by the data engine with `seed` (uniform 15%), so runs are comparable.
+    """
+    from .data import MaskedLMStream, Tokenizer
+
+    if tokenizer is None:
+        source = student if isinstance(student, (str, Path)) else teacher
+        if not isinstance(source, (str, Path)):
+            raise ValueError("evaluate needs `tokenizer` when both models are passed as objects")
+        tokenizer = source
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = Tokenizer(str(tokenizer))
+    if isinstance(files, (str, Path)):
+        files = [files]
+    device = torch.device(device)
+    teacher, student = _load_model(teacher), _load_model(student)
+    was_training = student.training
+    teacher.eval().to(device)
+    student.eval().to(device)
+    amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda"
+           else contextlib.nullcontext())
+    stream = MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
+                            masking="uniform", seed=seed)
+    totals = {"targets": 0, "teacher_correct": 0, "student_correct": 0, "agree": 0,
+              "teacher_nll": 0.0, "student_nll": 0.0}
+    kept = []  # a few batches for the speed measurement
+    for i, batch in enumerate(stream):
+        if i >= max_batches:
+            break
+        ids = batch["input_ids"].to(device)
+        mask = batch["attention_mask"].to(device)
+        labels = batch["labels"].to(device)
+        rows = labels != -100
+        target = labels[rows]
+        with amp:
+            t_logits = mlm_head(teacher, encode_hidden(teacher, ids, mask)[rows]).float()
+            s_logits = mlm_head(student, encode_hidden(student, ids, mask)[rows]).float()
+        t_top, s_top = t_logits.argmax(-1), s_logits.argmax(-1)
+        totals["targets"] += int(target.numel())
+        totals["teacher_correct"] += int((t_top == target).sum())
+        totals["student_correct"] += int((s_top == target).sum())
+        totals["agree"] += int((t_top == s_top).sum())
+        totals["teacher_nll"] += float(torch.nn.functional.cross_entropy(t_logits, target, reduction="sum"))
+        totals["student_nll"] += float(torch.nn.functional.cross_entropy(s_logits, target, reduction="sum"))
+        if len(kept) < speed_batches:
+            kept.append((ids, mask))
+    n = totals["targets"]
+    if n == 0:
+        raise ValueError(f"no masked targets in {list(files)}: the held-out files are empty or too short")
+
+    # inference speed: full forward passes, interleaved so that machine noise hits both alike
+    t_times, s_times = [], []
+    for ids, mask in kept:
+        for model, times in ((teacher, t_times), (student, s_times)):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            with amp:
+                model(input_ids=ids, attention_mask=mask).logits
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+    t_time, s_time = statistics.median(t_times), statistics.median(s_times)
+    if was_training:
+        student.train()
+    return {
+        "targets": n,
+        "teacher_accuracy": totals["teacher_correct"] / n,
+        "student_accuracy": totals["student_correct"] / n,
+        "teacher_perplexity": math.exp(totals["teacher_nll"] / n),
+        "student_perplexity": math.exp(totals["student_nll"] / n),
+        "top1_agreement": totals["agree"] / n,
+        "teacher_params": count_parameters(teacher),
+        "student_params": count_parameters(student),
+        "teacher_forward_s": t_time,
+        "student_forward_s": s_time,
+        "speed_ratio": s_time / t_time,
+        "speedup": t_time / s_time,
+    }

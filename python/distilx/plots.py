@@ -1,0 +1,48 @@
+"""Loss curves from a run's metrics.jsonl (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["read_metrics", "plot_run", "plot_runs"]
+
+TERMS = ("loss", "kl", "mlm", "cos")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: pass the output_dir of a distilx train run")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_runs(runs: dict[str, str | Path], out_file: str | Path, title: str = "distilx loss curves") -> Path:
+    """One panel per loss term, one line per run ({label: run_dir}); returns the PNG path."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(TERMS), figsize=(4 * len(TERMS), 3.2))
+    for label, run_dir in runs.items():
+        records = read_metrics(run_dir)
+        steps = [r["step"] for r in records]
+        for ax, term in zip(axes, TERMS):
+            ax.plot(steps, [r[term] for r in records], label=label)
+    for ax, term in zip(axes, TERMS):
+        ax.set_title(term)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out_file = Path(out_file)
+    fig.savefig(out_file, dpi=110)
+    plt.close(fig)
+    return out_file
+
+
+def plot_run(run_dir: str | Path) -> Path:
+    """Draw run_dir/loss_curves.png from run_dir/metrics.jsonl."""
+    run_dir = Path(run_dir)
+    return plot_runs({run_dir.name: run_dir}, run_dir / "loss_curves.png", title=f"distilx: {run_dir.name}")

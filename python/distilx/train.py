@@ -1,0 +1,408 @@
+"""The training loop: `train(config)` distils a teacher into a student, top to bottom in one file.
+
+Order of a run: set up processes -> load teacher, tokenizer, student -> data stream -> optimizer
+and schedule -> resume from the newest checkpoint (optional) -> loop over optimizer steps (each one
+`grad_accum` micro-batches) with a non-finite guard, logging and periodic checkpoints -> save the
+student in Hugging Face format, tokenizer files, resolved config, metrics, loss plot -> evaluate.
+
+Masking, padding and batching belong to the data engine (`MaskedLMStream`); the loss terms to
+`distillation_loss`. This file only wires them together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .config import TrainConfig
+from .distributed import DistEnv, setup_distributed
+from .student import check_vocab, encode_hidden, init_student, load_teacher, mlm_head
+
+__all__ = ["train", "TrainResult", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised after `max_nonfinite` consecutive optimizer steps had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int  # optimizer steps taken in total (resumed ones included)
+    skipped_steps: int  # steps skipped because the loss or the gradient was not finite
+    history: list[dict] = field(default_factory=list)  # the metric lines written by this process
+    eval_metrics: dict | None = None  # distilx.evaluate's result on config.eval_files (rank 0)
+
+
+class MaskedLMDistiller(nn.Module):
+    """Student forward for one batch: hidden states of the real tokens, logits of the loss rows.
+
+    Projecting only the rows the loss reads onto the vocabulary is where the CPU time goes
+    (kl_on="targets" reads ~15% of the tokens). It is an nn.Module so that DDP wraps it and its
+    forward triggers DDP's gradient synchronisation.
+    """
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        self.student = student
+
+    def forward(self, input_ids, attention_mask, rows):
+        hidden = encode_hidden(self.student, input_ids, attention_mask)[rows]
+        return mlm_head(self.student, hidden), hidden
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: nn.Module, input_ids, attention_mask, rows):
+    hidden = encode_hidden(teacher, input_ids, attention_mask)[rows]
+    return mlm_head(teacher, hidden), hidden
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(env: DistEnv, precision: str):
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=env.device.type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _resolve_precision(config: TrainConfig, env: DistEnv) -> str:
+    if config.precision == "auto":
+        return "bf16" if env.device.type == "cuda" else "fp32"
+    return config.precision
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on biases and LayerNorm weights (1-D tensors)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = {"fused": True} if next(model.parameters()).is_cuda else {}
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.adam_betas), eps=config.adam_eps, **kwargs)
+
+
+def _schedule(optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warmup over warmup_ratio of the steps, then linear decay to 0 (the reference)."""
+    warmup = max(1, int(math.ceil(total_steps * warmup_ratio))) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _make_stream(config: TrainConfig, tokenizer, env: DistEnv):
+    from .data import MaskedLMStream
+
+    kwargs = dict(seq_len=config.seq_len, batch_size=config.batch_size, mlm_probability=config.mlm_probability,
+                  masking=config.masking, seed=config.seed, rank=env.rank, world_size=env.world_size,
+                  packing=config.packing, padding=config.padding)
+    if config.data_threads is not None:
+        kwargs["num_threads"] = config.data_threads
+    return MaskedLMStream(list(config.train_files), tokenizer, **kwargs)
+
+
+def _endless(stream):
+    """Batches across epoch boundaries; re-iterating the stream starts its next epoch."""
+    empty_passes = 0
+    while True:
+        got = False
+        for batch in stream:
+            got = True
+            yield batch
+        empty_passes = 0 if got else empty_passes + 1
+        # one empty pass is legal (a resume positioned exactly at an epoch's end); two is an empty corpus
+        if empty_passes >= 2:
+            raise ValueError("the training stream yields no batches: the corpus is empty or every document "
+                             "was filtered out (too short / too many [UNK]); check train_files and the tokenizer")
+
+
+def _gather(obj, env: DistEnv) -> list:
+    """Every rank's `obj` (picklable, in-process only) on every rank."""
+    if not env.distributed:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _copy_tokenizer_files(source: Path, output_dir: Path) -> None:
+    """Tokenizer files next to the student so that AutoTokenizer / pipeline() load the folder."""
+    names = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
+             "special_tokens_map.json")
+    files = [source / n for n in names if (source / n).is_file()] if source.is_dir() else [source]
+    for f in files:
+        if f.name == "tokenizer.json":
+            # packaged tokenizer.json files may force truncation/padding to a fixed length: drop them
+            data = json.loads(f.read_text(encoding="utf-8"))
+            data["truncation"], data["padding"] = None, None
+            (output_dir / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        else:
+            shutil.copyfile(f, output_dir / f.name)
+
+
+class _MetricsLog:
+    """metrics.jsonl (always) and TensorBoard scalars (when installed) on rank 0."""
+
+    def __init__(self, output_dir: Path, resume_step: int, use_tensorboard: bool):
+        self.path = output_dir / "metrics.jsonl"
+        if resume_step > 0 and self.path.is_file():  # drop lines from after the checkpoint we resume from
+            lines = [line for line in self.path.read_text().splitlines()
+                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in lines))
+        elif self.path.exists():
+            self.path.unlink()
+        self.writer = None
+        if use_tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=resume_step or None)
+            except ImportError:  # tensorboard not installed: JSONL only
+                self.writer = None
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(config: TrainConfig, *, teacher: nn.Module | None = None, stop_after: int | None = None) -> TrainResult:
+    """Distil `config.teacher` into a student as `config` describes; returns a TrainResult.
+
+    teacher: an already loaded teacher (skips loading `config.teacher`; the demo passes its fitted
+    one). stop_after: end this process after that many optimizer steps without the final save,
+    as if it had been killed (tests of `resume`).
+    Launch with `torchrun --nproc-per-node N -m distilx.cli train ...` for several processes.
+    """
+    from .data import Tokenizer
+    from .losses import distillation_loss
+
+    config = config.validated()
+    if not config.train_files:
+        raise ValueError("train_files is empty: give the corpus files (one document per line)")
+    if teacher is None and not config.teacher:
+        raise ValueError("no teacher: set `teacher` to a folder with a BERT/RoBERTa masked-LM checkpoint")
+    env = setup_distributed(config.device)
+    precision = _resolve_precision(config, env)
+    output_dir = Path(config.output_dir)
+    if env.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    _seed_everything(config.seed)
+
+    # --- models: the teacher is frozen, in eval mode, without gradients (bf16 on GPU) ---
+    if teacher is None:
+        teacher = load_teacher(config.teacher)
+    teacher.eval().requires_grad_(False)
+    teacher.to(env.device)
+    tokenizer_source = Path(config.tokenizer or config.teacher)
+    tokenizer = Tokenizer(str(tokenizer_source))
+    check_vocab(teacher, tokenizer)
+    student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices)
+    if env.device.type == "cuda" and precision != "fp32":
+        teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
+    if config.student_init == "random":
+        torch.manual_seed(config.seed)
+        student = type(student)(student.config)  # same shape, fresh weights (the ablation baseline)
+    student.to(env.device).train()
+    distiller: nn.Module = MaskedLMDistiller(student)
+    if env.distributed:
+        distiller = nn.parallel.DistributedDataParallel(
+            distiller, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+
+    # --- data, optimizer, schedule ---
+    stream = _make_stream(config, tokenizer, env)
+    if config.max_steps is not None:
+        total_steps = config.max_steps
+    else:
+        per_epoch = getattr(stream, "batches_per_epoch", None)
+        if per_epoch is None:
+            raise ValueError("the stream does not know its epoch length: set max_steps instead of epochs")
+        total_steps = max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
+    optimizer = _optimizer(student, config)
+    scheduler = _schedule(optimizer, total_steps, config.warmup_ratio)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=precision == "fp16")
+
+    # --- resume: weights, optimizer, schedule, scaler, stream position, RNGs, counters ---
+    step, skipped, tokens_seen = 0, 0, 0
+    ckpt_root = output_dir / "checkpoints"
+    if config.resume:
+        ckpt = latest_checkpoint(ckpt_root)
+        if ckpt is None:
+            warnings.warn(f"resume=True but {ckpt_root} holds no checkpoint: starting from scratch", stacklevel=2)
+        else:
+            model_state, state = load_checkpoint(ckpt, map_location="cpu")
+            student.load_state_dict(model_state)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            if len(state["stream"]) != env.world_size:
+                raise ValueError(f"{ckpt} was written by {len(state['stream'])} processes; resume it with the "
+                                 f"same number (this run has {env.world_size})")
+            stream.load_state_dict(state["stream"][env.rank])
+            restore_rng(state["rng"][env.rank])
+            step, skipped, tokens_seen = state["step"], state["skipped"], state["tokens_seen"]
+
+    def checkpoint() -> None:
+        streams = _gather(stream.state_dict(), env)  # each rank's own position and RNGs
+        rngs = _gather(capture_rng(), env)
+        if env.is_main:
+            trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             "scaler": scaler.state_dict(), "stream": streams, "rng": rngs, "step": step,
+                             "skipped": skipped, "tokens_seen": tokens_seen, "world_size": env.world_size}
+            save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last)
+        if env.distributed:
+            dist.barrier()  # nobody runs ahead (or exits) while rank 0 is still writing
+
+    log = _MetricsLog(output_dir, step, config.tensorboard) if env.is_main else None
+    if env.is_main:
+        config.save(output_dir / "train_config.json")
+    bar = None
+    if env.is_main and config.progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total_steps, initial=step, desc="distil", unit="step", dynamic_ncols=True)
+
+    # --- the loop: one optimizer step = grad_accum micro-batches ---
+    weights = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
+                   alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
+    batches = _endless(stream)
+    params = [p for p in student.parameters() if p.requires_grad]
+    history: list[dict] = []
+    consecutive_bad = 0
+    window = {"loss": 0.0, "kl": 0.0, "mlm": 0.0, "cos": 0.0}
+    window_terms = torch.zeros(4, dtype=torch.float64, device=env.device)  # summed on device: no sync per step
+    window_steps, window_tokens, window_wait, window_start = 0, 0, 0.0, time.perf_counter()
+    steps_this_run = 0
+    while step < total_steps:
+        step_terms = torch.zeros(4, dtype=torch.float64, device=env.device)
+        for micro in range(config.grad_accum):
+            wait_start = time.perf_counter()
+            batch = next(batches)
+            window_wait += time.perf_counter() - wait_start
+            attention_mask = batch["attention_mask"]
+            labels = batch["labels"]
+            n_tokens = int(attention_mask.sum())  # CPU tensors: no device sync
+            window_tokens += n_tokens
+            tokens_seen += n_tokens * env.world_size
+            rows = (labels != -100) if config.kl_on == "targets" else attention_mask.bool()
+            input_ids = batch["input_ids"].to(env.device, non_blocking=True)
+            attention_mask = attention_mask.to(env.device, non_blocking=True)
+            rows = rows.to(env.device, non_blocking=True)
+            row_labels = labels.to(env.device, non_blocking=True)[rows]
+            # DDP: all-reduce gradients only on the last micro-batch of the step
+            sync = micro == config.grad_accum - 1 or not env.distributed
+            with (contextlib.nullcontext() if sync else distiller.no_sync()), _autocast(env, precision):
+                t_logits, t_hidden = teacher_outputs(teacher, input_ids, attention_mask, rows)
+                s_logits, s_hidden = distiller(input_ids, attention_mask, rows)
+                out = distillation_loss(s_logits, t_logits, row_labels, None, s_hidden, t_hidden, **weights)
+                scaler.scale(out.loss / config.grad_accum).backward()
+            step_terms += torch.stack([out.loss.detach(), out.kl, out.mlm, out.cos]).double() / config.grad_accum
+
+        # --- non-finite guard: skip the step, count it, stop after max_nonfinite in a row ---
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm if config.max_grad_norm > 0 else float("inf"))
+        bad = (~torch.isfinite(step_terms[0])) | (~torch.isfinite(grad_norm) & (not scaler.is_enabled()))
+        bad = bad.float()
+        if env.distributed:  # every rank must take the same decision
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bool(bad.item()):  # the one host sync per step
+            optimizer.zero_grad(set_to_none=True)
+            scaler.update()
+            skipped += 1
+            consecutive_bad += 1
+            if consecutive_bad >= config.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{consecutive_bad} consecutive steps had a non-finite loss or gradient (step {step}, "
+                    f"{skipped} skipped in total); lower lr, check the teacher's outputs for NaN/inf, or use "
+                    "precision='fp32'. The last checkpoint holds the last finite weights.")
+            continue
+        consecutive_bad = 0
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        steps_this_run += 1
+        window_terms += step_terms
+        window_steps += 1
+
+        if step % config.log_every == 0 or step == total_steps:
+            terms = (window_terms / window_steps).tolist()
+            window_terms.zero_()
+            elapsed = time.perf_counter() - window_start
+            record = {"step": step, "loss": terms[0], "kl": terms[1], "mlm": terms[2], "cos": terms[3],
+                      "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                      "tokens_per_s": window_tokens * env.world_size / max(elapsed, 1e-9),
+                      "data_wait_share": window_wait / max(elapsed, 1e-9), "skipped": skipped}
+            history.append(record)
+            if log is not None:
+                log.write(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{terms[0]:.3f}", kl=f"{terms[1]:.3f}", mlm=f"{terms[2]:.3f}",
+                                cos=f"{terms[3]:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+            window_steps, window_tokens, window_wait, window_start = 0, 0, 0.0, time.perf_counter()
+        if bar is not None:
+            bar.update(1)
+        if step % config.save_every == 0 and step < total_steps:
+            checkpoint()
+        if stop_after is not None and steps_this_run >= stop_after:
+            if bar is not None:
+                bar.close()
+            if log is not None:
+                log.close()
+            return TrainResult(output_dir, step, skipped, history)
+
+    if bar is not None:
+        bar.close()
+    checkpoint()  # the final state, resumable (e.g. to train longer with a larger max_steps)
+
+    # --- outputs (rank 0): HF folder, tokenizer, config, metrics, plot; then evaluation ---
+    eval_metrics = None
+    if env.is_main:
+        student.save_pretrained(output_dir, safe_serialization=True)
+        _copy_tokenizer_files(tokenizer_source, output_dir)
+        if config.eval_files and config.eval_batches > 0:
+            from .evaluate import evaluate
+            eval_metrics = evaluate(teacher, student, config.eval_files, tokenizer, seq_len=config.seq_len,
+                                    batch_size=config.batch_size, max_batches=config.eval_batches,
+                                    seed=config.seed, device=env.device)
+        summary = {"steps": step, "skipped_steps": skipped, "tokens_seen": tokens_seen,
+                   "final": history[-1] if history else None, "eval": eval_metrics}
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.close()
+        try:
+            from .plots import plot_run
+            plot_run(output_dir)
+        except ImportError:  # matplotlib is optional
+            pass
+    if env.distributed:
+        dist.barrier()
+    return TrainResult(output_dir, step, skipped, history, eval_metrics)
