@@ -66,6 +66,26 @@ def _cosine_impl(backend: str):
     return loss_reference.cosine_rows
 
 
+def _scale_stored_grad(ctx, grad_output: torch.Tensor):
+    """d loss / d input = stored gradient x grad_output.
+
+    In place (no second N x V buffer: that is what keeps peak memory at ~1x the logits), so one
+    backward per forward. float64 inputs (verification only: gradcheck, retain_graph) scale out of place.
+    """
+    if getattr(ctx, "grad_consumed", False):  # checked before unpacking: autograd's own error is cryptic
+        raise RuntimeError(
+            "distilx's loss was back-propagated twice through one forward: its gradient is computed in the "
+            "forward and scaled in place, so call distillation_loss again for a second backward"
+        )
+    (grad,) = ctx.saved_tensors
+    if grad is None:
+        return None
+    if grad.dtype == torch.float64:
+        return grad * grad_output
+    ctx.grad_consumed = True
+    return grad.mul_(grad_output.to(grad.dtype))
+
+
 class _LogitsLoss(torch.autograd.Function):
     """alpha_kl * KL + alpha_mlm * MLM over [N, V] logits; the gradient is formed in the forward.
 
@@ -74,7 +94,7 @@ class _LogitsLoss(torch.autograd.Function):
     d weighted / d s[r] = alpha_kl*T/n_kl * (softmax(s/T) - softmax(t/T))[r] * [r in KL rows]
                         + alpha_mlm/n_mlm * (softmax(s) - onehot(label))[r] * [label[r] != -100]
     The stored gradient is scaled in place by grad_output in backward, so backward runs once per
-    forward (a second backward through the same graph raises autograd's in-place error).
+    forward (a second backward through the same graph raises RuntimeError; float64 excepted).
     """
 
     @staticmethod
@@ -99,10 +119,7 @@ class _LogitsLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_weighted, _grad_kl, _grad_mlm):
-        (grad,) = ctx.saved_tensors
-        if grad is None:
-            return (None,) * 8
-        return grad.mul_(grad_weighted.to(grad.dtype)), None, None, None, None, None, None, None
+        return _scale_stored_grad(ctx, grad_weighted), None, None, None, None, None, None, None
 
 
 class _CosineLoss(torch.autograd.Function):
@@ -125,10 +142,7 @@ class _CosineLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_weighted, _grad_cos):
-        (grad,) = ctx.saved_tensors
-        if grad is None:
-            return (None,) * 5
-        return grad.mul_(grad_weighted.to(grad.dtype)), None, None, None, None
+        return _scale_stored_grad(ctx, grad_weighted), None, None, None, None
 
 
 def _check_weight(name: str, value) -> float:

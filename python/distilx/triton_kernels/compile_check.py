@@ -1,0 +1,171 @@
+"""Ahead-of-time compilation of the loss kernels for sm_80 / sm_90 on a machine without a GPU.
+
+Triton lowers a kernel to PTX for any target; the `ptxas` shipped in the triton wheel then reports
+registers, stack and spill bytes per configuration (`ptxas -v`). This catches compile errors and
+register spills in CI long before a GPU is lent. Used by tests/test_kernel_compile.py; run as
+`python -m distilx.triton_kernels.compile_check` for a table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from itertools import product
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from . import cosine, distill_logits
+from ..loss_reference import IGNORE_INDEX
+
+TORCH_TO_TRITON = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+DTYPES = tuple(TORCH_TO_TRITON.values())
+ARCHS = (80, 90)
+
+
+@dataclass(frozen=True)
+class PtxasReport:
+    kernel: str
+    arch: int
+    config: str
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    stack_bytes: int
+    seconds: float
+
+    def line(self) -> str:
+        return (
+            f"{self.kernel:<22} sm_{self.arch}  {self.config:<58} regs={self.registers:<4} "
+            f"spill_st={self.spill_stores:<5} spill_ld={self.spill_loads:<5} stack={self.stack_bytes:<5} "
+            f"({self.seconds:.2f}s)"
+        )
+
+
+def _ptxas_binaries() -> list[str]:
+    """The ptxas executables inside the triton wheel (newer one first: it accepts newer PTX versions)."""
+    from triton import knobs
+
+    found = []
+    for name in ("ptxas_blackwell", "ptxas"):
+        tool = getattr(knobs.nvidia, name, None)
+        path = getattr(tool, "path", None) if tool is not None else None
+        if path and os.path.exists(path) and path not in found:
+            found.append(path)
+    if not found:
+        raise RuntimeError("no ptxas found inside the triton wheel (triton/backends/nvidia/bin)")
+    return found
+
+
+_RE_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_RE_REGS = re.compile(r"Used (\d+) registers")
+
+
+def run_ptxas(ptx: str, arch: int) -> tuple[int, int, int, int]:
+    """(registers, spill_stores, spill_loads, stack_bytes) from `ptxas -v` on the PTX text."""
+    gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+    errors = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "kernel.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        for binary in _ptxas_binaries():
+            proc = subprocess.run(
+                [binary, "-v", "--gpu-name", gpu, src, "-o", os.path.join(tmp, "kernel.cubin")],
+                capture_output=True,
+                text=True,
+            )
+            log = proc.stdout + proc.stderr
+            if proc.returncode == 0:
+                stack = _RE_STACK.search(log)
+                regs = _RE_REGS.search(log)
+                if not (stack and regs):
+                    raise RuntimeError(f"could not parse ptxas output:\n{log}")
+                return int(regs.group(1)), int(stack.group(2)), int(stack.group(3)), int(stack.group(1))
+            errors.append(f"{binary}: {log.strip()}")
+    raise RuntimeError("ptxas failed:\n" + "\n".join(errors))
+
+
+def compile_kernel(fn, signature: dict, constexprs: dict, num_warps: int, arch: int) -> str:
+    """Compile `fn` for CUDA sm_<arch> and return its PTX (no GPU needed)."""
+    full_signature = dict(signature)
+    full_signature.update({name: "constexpr" for name in constexprs})
+    source = ASTSource(fn=fn, signature=full_signature, constexprs=dict(constexprs))
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+    return compiled.asm["ptx"]
+
+
+def logits_kernel_cases(dtype_pairs=None, flags=None):
+    """Every (BLOCK_V, num_warps) the launcher can choose x term flags x (student, teacher) dtypes."""
+    dtype_pairs = dtype_pairs or [(s, t) for s in DTYPES for t in DTYPES]
+    flags = flags or list(product((True, False), repeat=3))
+    for (block, warps), (s_dt, t_dt), (has_kl, has_ce, write_grad) in product(
+        distill_logits.CONFIGS, dtype_pairs, flags
+    ):
+        if not (has_kl or has_ce):
+            continue  # the launcher is never called with both terms off
+        signature = {
+            "student_ptr": f"*{s_dt}",
+            "teacher_ptr": f"*{t_dt}",
+            "labels_ptr": "*i64",
+            "kl_mask_ptr": "*i1",
+            "grad_scales_ptr": "*fp64",
+            "kl_rows_ptr": "*fp32",
+            "ce_rows_ptr": "*fp32",
+            "grad_ptr": f"*{s_dt}",
+            "student_row_stride": "i64",
+            "teacher_row_stride": "i64",
+            "grad_row_stride": "i64",
+            "vocab": "i32",
+            "inv_temperature": "fp32",
+        }
+        constexprs = {
+            "HAS_KL": has_kl,
+            "HAS_CE": has_ce,
+            "WRITE_GRAD": write_grad,
+            "IGNORE": IGNORE_INDEX,
+            "BLOCK_V": block,
+        }
+        name = f"BLOCK_V={block} warps={warps} s={s_dt} t={t_dt} kl={int(has_kl)} ce={int(has_ce)} grad={int(write_grad)}"
+        yield name, distill_logits.distill_logits_kernel, signature, constexprs, warps
+
+
+def cosine_kernel_cases(dtypes=DTYPES):
+    for (block, warps), dt, write_grad in product(cosine.CONFIGS, dtypes, (True, False)):
+        signature = {
+            "student_ptr": f"*{dt}",
+            "teacher_ptr": f"*{dt}",
+            "row_mask_ptr": "*i1",
+            "grad_scale_ptr": "*fp64",
+            "rows_ptr": "*fp32",
+            "grad_ptr": f"*{dt}",
+            "hidden": "i32",
+            "eps": "fp32",
+        }
+        constexprs = {"WRITE_GRAD": write_grad, "BLOCK_H": block}
+        name = f"BLOCK_H={block} warps={warps} dtype={dt} grad={int(write_grad)}"
+        yield name, cosine.cosine_kernel, signature, constexprs, warps
+
+
+def report(case, arch: int) -> PtxasReport:
+    name, fn, signature, constexprs, warps = case
+    start = time.perf_counter()
+    ptx = compile_kernel(fn, signature, constexprs, warps, arch)
+    regs, spill_st, spill_ld, stack = run_ptxas(ptx, arch)
+    return PtxasReport(fn.__name__, arch, name, regs, spill_st, spill_ld, stack, time.perf_counter() - start)
+
+
+def main() -> None:
+    cases = list(logits_kernel_cases()) + list(cosine_kernel_cases())
+    for arch in ARCHS:
+        for case in cases:
+            print(report(case, arch).line(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
