@@ -1,0 +1,289 @@
+//! Framing tokenized documents into model rows.
+//!
+//! - Chunking (default): `[CLS] doc [SEP]`, a long document split into chunks of at most
+//!   `seq_len` (each with its own `[CLS]`/`[SEP]`).
+//! - Packing: rows filled to `seq_len` across documents: `[CLS] d1 [SEP] d2 [SEP] d3…`; a document
+//!   that does not fit continues in the next row.
+//!
+//! Filters (DistilBERT's): rows shorter than `min_seq_len` are dropped, and rows (documents when
+//! packing) with `[UNK]` making up >= `max_unk_ratio` of their tokens.
+//!
+//! Every row remembers where it starts — (document position, token offset in that document) — so a
+//! stream can restart at any row without re-reading what came before, and a `key` unique within
+//! the corpus that seeds its masks.
+
+use std::collections::VecDeque;
+
+use crate::corpus::DocPos;
+
+/// A tokenized document: ids without special tokens, plus each token's word index when whole-word
+/// masking needs it (empty otherwise).
+#[derive(Clone, Debug, Default)]
+pub struct TokDoc {
+    pub pos: DocPos,
+    pub ids: Vec<u32>,
+    pub word_ids: Vec<u32>,
+}
+
+/// Where a row starts: the document and the token offset inside it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowStart {
+    pub doc: DocPos,
+    pub offset: u64,
+}
+
+impl RowStart {
+    /// A corpus-unique number for this start (seeds the masks).
+    pub fn key(&self) -> u64 {
+        crate::masking::mix(self.doc.index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.offset)
+    }
+}
+
+/// One model row: ids with `[CLS]`/`[SEP]`, and (whole-word masking only) a word-start flag per id.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub ids: Vec<u32>,
+    pub word_start: Vec<bool>,
+    pub start: RowStart,
+}
+
+#[derive(Clone, Debug)]
+pub struct SeqConfig {
+    pub seq_len: usize,
+    pub packing: bool,
+    pub min_seq_len: usize,
+    pub max_unk_ratio: f64,
+    pub cls_id: u32,
+    pub sep_id: u32,
+    pub unk_id: u32,
+    pub word_starts: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SeqStats {
+    pub sequences: u64,
+    pub tokens: u64,
+    pub dropped_short: u64,
+    pub dropped_unk: u64,
+    pub empty_documents: u64,
+}
+
+/// Turns a stream of tokenized documents into rows, holding only the documents not yet consumed.
+pub struct SequenceBuilder {
+    cfg: SeqConfig,
+    pending: VecDeque<TokDoc>,
+    /// Token offset into the front pending document (packing: offset len = its trailing [SEP]).
+    front_offset: usize,
+    /// Packing: tokens available in `pending` (each document counts len + 1 for its [SEP]).
+    available: usize,
+    pub stats: SeqStats,
+}
+
+fn unk_ratio_too_high(ids: &[u32], unk: u32, max_ratio: f64, total_len: usize) -> bool {
+    if max_ratio >= 1.0 || total_len == 0 {
+        return false;
+    }
+    let unks = ids.iter().filter(|&&t| t == unk).count();
+    unks as f64 / total_len as f64 >= max_ratio
+}
+
+impl SequenceBuilder {
+    pub fn new(cfg: SeqConfig) -> Self {
+        SequenceBuilder { cfg, pending: VecDeque::new(), front_offset: 0, available: 0, stats: SeqStats::default() }
+    }
+
+    /// Add a document. `skip` tokens of it are treated as already consumed (resume mid-document).
+    pub fn push(&mut self, doc: TokDoc, skip: usize) {
+        if doc.ids.is_empty() {
+            self.stats.empty_documents += 1;
+            return;
+        }
+        if self.cfg.packing {
+            // Packing filters whole documents (a row mixes several).
+            if unk_ratio_too_high(&doc.ids, self.cfg.unk_id, self.cfg.max_unk_ratio, doc.ids.len() + 2) {
+                self.stats.dropped_unk += 1;
+                return;
+            }
+            self.available += doc.ids.len() + 1 - skip.min(doc.ids.len() + 1);
+        }
+        if self.pending.is_empty() {
+            self.front_offset = skip;
+        }
+        self.pending.push_back(doc);
+    }
+
+    pub fn pending_documents(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The next row; `None` when more documents are needed (or, with `at_end`, none are left).
+    pub fn next_row(&mut self, at_end: bool) -> Option<Row> {
+        if self.cfg.packing {
+            self.next_packed(at_end)
+        } else {
+            self.next_chunk()
+        }
+    }
+
+    fn word_start_flags(&self, doc: &TokDoc, from: usize, to: usize, out: &mut Vec<bool>) {
+        for i in from..to {
+            out.push(i == from || doc.word_ids.get(i) != doc.word_ids.get(i - 1));
+        }
+    }
+
+    fn next_chunk(&mut self) -> Option<Row> {
+        let body = self.cfg.seq_len - 2;
+        loop {
+            let doc = self.pending.front()?;
+            if self.front_offset >= doc.ids.len() {
+                self.pending.pop_front();
+                self.front_offset = 0;
+                continue;
+            }
+            let from = self.front_offset;
+            let to = (from + body).min(doc.ids.len());
+            let start = RowStart { doc: doc.pos, offset: from as u64 };
+            let len = to - from + 2;
+            self.front_offset = to;
+            if len < self.cfg.min_seq_len {
+                self.stats.dropped_short += 1;
+                continue;
+            }
+            if unk_ratio_too_high(&doc.ids[from..to], self.cfg.unk_id, self.cfg.max_unk_ratio, len) {
+                self.stats.dropped_unk += 1;
+                continue;
+            }
+            let mut ids = Vec::with_capacity(len);
+            ids.push(self.cfg.cls_id);
+            ids.extend_from_slice(&doc.ids[from..to]);
+            ids.push(self.cfg.sep_id);
+            let mut word_start = Vec::new();
+            if self.cfg.word_starts {
+                word_start.reserve(len);
+                word_start.push(true);
+                self.word_start_flags(doc, from, to, &mut word_start);
+                word_start.push(true);
+            }
+            self.stats.sequences += 1;
+            self.stats.tokens += len as u64;
+            return Some(Row { ids, word_start, start });
+        }
+    }
+
+    fn next_packed(&mut self, at_end: bool) -> Option<Row> {
+        let body = self.cfg.seq_len - 1;
+        loop {
+            if self.available == 0 || (self.available < body && !at_end) {
+                return None;
+            }
+            let front = self.pending.front().expect("available > 0 implies a pending document");
+            let start = RowStart { doc: front.pos, offset: self.front_offset as u64 };
+            let mut ids = Vec::with_capacity(self.cfg.seq_len);
+            let mut word_start = Vec::new();
+            ids.push(self.cfg.cls_id);
+            if self.cfg.word_starts {
+                word_start.push(true);
+            }
+            while ids.len() < self.cfg.seq_len {
+                let Some(doc) = self.pending.front() else { break };
+                let n = doc.ids.len();
+                if self.front_offset < n {
+                    let take = (self.cfg.seq_len - ids.len()).min(n - self.front_offset);
+                    let from = self.front_offset;
+                    ids.extend_from_slice(&doc.ids[from..from + take]);
+                    if self.cfg.word_starts {
+                        let mut flags = Vec::with_capacity(take);
+                        self.word_start_flags(doc, from, from + take, &mut flags);
+                        word_start.extend(flags);
+                    }
+                    self.front_offset += take;
+                    self.available -= take;
+                } else {
+                    ids.push(self.cfg.sep_id);
+                    if self.cfg.word_starts {
+                        word_start.push(true);
+                    }
+                    self.available -= 1;
+                    self.pending.pop_front();
+                    self.front_offset = 0;
+                }
+            }
+            if ids.len() < self.cfg.min_seq_len {
+                self.stats.dropped_short += 1;
+                continue;
+            }
+            self.stats.sequences += 1;
+            self.stats.tokens += ids.len() as u64;
+            return Some(Row { ids, word_start, start });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(packing: bool) -> SeqConfig {
+        SeqConfig { seq_len: 8, packing, min_seq_len: 3, max_unk_ratio: 0.5, cls_id: 1, sep_id: 2, unk_id: 3, word_starts: true }
+    }
+
+    fn doc(index: u64, ids: Vec<u32>) -> TokDoc {
+        let word_ids = (0..ids.len() as u32).map(|i| i / 2).collect();
+        TokDoc { pos: DocPos { file: 0, offset: index * 100, index }, ids, word_ids }
+    }
+
+    fn drain(b: &mut SequenceBuilder) -> Vec<Row> {
+        let mut out = Vec::new();
+        while let Some(r) = b.next_row(true) {
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn chunking_splits_and_filters() {
+        let mut b = SequenceBuilder::new(cfg(false));
+        b.push(doc(0, (10..23).collect()), 0); // 13 tokens -> 6 + 6 + 1 (last too short: 3 ids ok)
+        b.push(doc(1, vec![3, 3, 3, 10]), 0); // 3/6 unk -> dropped
+        b.push(doc(2, vec![]), 0);
+        let rows = drain(&mut b);
+        let ids: Vec<Vec<u32>> = rows.iter().map(|r| r.ids.clone()).collect();
+        assert_eq!(ids, vec![vec![1, 10, 11, 12, 13, 14, 15, 2], vec![1, 16, 17, 18, 19, 20, 21, 2], vec![1, 22, 2]]);
+        assert_eq!(rows[1].start, RowStart { doc: DocPos { file: 0, offset: 0, index: 0 }, offset: 6 });
+        assert_eq!(b.stats.dropped_unk, 1);
+        assert_eq!(b.stats.empty_documents, 1);
+        // Word starts: CLS, then pairs (word index i/2), SEP.
+        assert_eq!(rows[0].word_start, vec![true, true, false, true, false, true, false, true]);
+        assert_eq!(rows[1].word_start[1], true, "a chunk opens with a word start");
+    }
+
+    #[test]
+    fn packing_fills_rows_and_resumes_mid_document() {
+        let docs = vec![doc(0, (10..15).collect()), doc(1, (20..29).collect()), doc(2, (30..33).collect())];
+        let mut b = SequenceBuilder::new(cfg(true));
+        for d in &docs {
+            b.push(d.clone(), 0);
+        }
+        let rows = drain(&mut b);
+        let flat: Vec<u32> = rows.iter().flat_map(|r| r.ids[1..].to_vec()).collect();
+        let mut want = Vec::new();
+        for d in &docs {
+            want.extend(&d.ids);
+            want.push(2);
+        }
+        assert_eq!(flat, want);
+        assert!(rows.iter().all(|r| r.ids.len() <= 8 && r.ids[0] == 1));
+        // Restarting at any row's start reproduces the rest.
+        for (k, row) in rows.iter().enumerate() {
+            let mut b2 = SequenceBuilder::new(cfg(true));
+            let first = docs.iter().position(|d| d.pos == row.start.doc).unwrap();
+            b2.push(docs[first].clone(), row.start.offset as usize);
+            for d in &docs[first + 1..] {
+                b2.push(d.clone(), 0);
+            }
+            let rest: Vec<Vec<u32>> = drain(&mut b2).into_iter().map(|r| r.ids).collect();
+            let want: Vec<Vec<u32>> = rows[k..].iter().map(|r| r.ids.clone()).collect();
+            assert_eq!(rest, want, "resume at row {k}");
+        }
+    }
+}

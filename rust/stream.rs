@@ -1,0 +1,654 @@
+//! The masked-LM stream: documents -> rows -> windows -> masked batches, produced ahead of the
+//! consumer by a background thread (tokenization and masking on a rayon pool) into a bounded queue.
+//!
+//! Determinism and resume. Rows are cut into *windows* of `window_batches × batch_size` rows; a
+//! window is shuffled / length-grouped with an RNG keyed by (seed, epoch, its first row), and each
+//! batch's masks are keyed by (seed, epoch, its rows). A position is therefore tiny: (epoch, the
+//! first row of the current window — a document position plus a token offset —, batches of that
+//! window already handed out, batches in the epoch so far). Resuming seeks the reader straight to
+//! that document (a byte offset), rebuilds the one window and skips the batches already seen: the
+//! batches that follow are exactly an uninterrupted run's.
+//!
+//! Sharding. Document i belongs to rank i % world_size (disjoint, covering); each rank tokenizes
+//! only its own documents. With world_size > 1 every rank yields the same number of batches per
+//! epoch: a counting pass (run once, at construction, or read from a cache) gives each rank's row
+//! count, and every rank stops after min over ranks of its full batches.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use crate::batches::{plan, BatchShape};
+use crate::cache::Cache;
+use crate::corpus::{expand_inputs, CorpusFile, DocPos, DocReader, ReadOptions, ReadStats};
+use crate::error::{Error, Result};
+use crate::masking::{MaskedBatch, Masker, Rng};
+use crate::sequences::{RowStart, SeqConfig, SeqStats, SequenceBuilder, TokDoc};
+use crate::tokenize::{thread_pool, Tokenizer};
+
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    pub seq: SeqConfig,
+    pub shape: BatchShape,
+    pub seed: u64,
+    pub rank: u64,
+    pub world_size: u64,
+    pub read: ReadOptions,
+    pub num_threads: Option<usize>,
+    /// Batches queued ahead of the consumer.
+    pub prefetch: usize,
+    /// Window size in batches (the span of shuffling and length grouping).
+    pub window_batches: usize,
+}
+
+/// A position in the stream: see the module docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: u64,
+    pub window: RowStart,
+    pub batch_in_window: u64,
+    pub batches_done: u64,
+}
+
+impl Position {
+    pub fn epoch_start(epoch: u64) -> Self {
+        Position { epoch, ..Default::default() }
+    }
+}
+
+pub struct Batch {
+    pub data: MaskedBatch,
+    /// The position after this batch.
+    pub after: Position,
+}
+
+enum Msg {
+    Batch(Batch),
+    /// The epoch is over.
+    End,
+    Err(Error),
+}
+
+pub enum Poll {
+    Batch(MaskedBatch),
+    EndOfEpoch,
+    /// Nothing yet (the caller checks for Ctrl-C and polls again).
+    Pending,
+}
+
+/// Cumulative counters (over the stream's whole life, all epochs; the producer runs ahead of the
+/// consumer by the prefetch depth, so they count work done, not batches consumed).
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub read: ReadStats,
+    pub seq: SeqStats,
+    pub batches: u64,
+    pub padded_tokens: u64,
+    pub target_tokens: u64,
+}
+
+/// What the producer thread needs, shared read-only.
+struct Shared {
+    cfg: StreamConfig,
+    tokenizer: Arc<Tokenizer>,
+    files: Vec<CorpusFile>,
+    cache: Option<Arc<Cache>>,
+    masker: Masker,
+    /// Batches per epoch on this rank, when known.
+    limit: Option<u64>,
+    want_words: bool,
+}
+
+/// Where tokenized documents come from: raw files (read + tokenized now) or a cache.
+trait DocSource {
+    fn seek(&mut self, pos: DocPos) -> Result<()>;
+    /// Append the next documents; false at the end of the corpus.
+    fn next_docs(&mut self, out: &mut Vec<TokDoc>) -> Result<bool>;
+    fn read_stats(&self) -> ReadStats;
+}
+
+struct RawSource<'a> {
+    reader: DocReader,
+    shared: &'a Shared,
+    pool: &'a rayon::ThreadPool,
+    texts: Vec<(DocPos, String)>,
+}
+
+/// About this much text is tokenized per parallel round (bounded memory, good thread use).
+const ROUND_BYTES: usize = 1 << 20;
+const ROUND_DOCS: usize = 4096;
+
+pub(crate) fn tokenize_docs(tok: &Tokenizer, items: &[(DocPos, String)], words: bool, pool: &rayon::ThreadPool) -> Result<Vec<TokDoc>> {
+    pool.install(|| {
+        items
+            .par_iter()
+            .map(|(pos, text)| {
+                let mut d = TokDoc { pos: *pos, ids: Vec::new(), word_ids: Vec::new() };
+                tok.encode_into(text, &mut d.ids, if words { Some(&mut d.word_ids) } else { None })?;
+                Ok(d)
+            })
+            .collect()
+    })
+}
+
+impl DocSource for RawSource<'_> {
+    fn seek(&mut self, pos: DocPos) -> Result<()> {
+        self.reader.seek(pos)
+    }
+
+    fn next_docs(&mut self, out: &mut Vec<TokDoc>) -> Result<bool> {
+        let (rank, world) = (self.shared.cfg.rank, self.shared.cfg.world_size);
+        self.texts.clear();
+        let mut bytes = 0;
+        let mut text = String::new();
+        while bytes < ROUND_BYTES && self.texts.len() < ROUND_DOCS {
+            match self.reader.next_doc(&mut text)? {
+                None => break,
+                Some(pos) if pos.index % world == rank => {
+                    bytes += text.len();
+                    self.texts.push((pos, std::mem::take(&mut text)));
+                }
+                Some(_) => {}
+            }
+        }
+        if self.texts.is_empty() {
+            return Ok(false);
+        }
+        out.extend(tokenize_docs(&self.shared.tokenizer, &self.texts, self.shared.want_words, self.pool)?);
+        Ok(true)
+    }
+
+    fn read_stats(&self) -> ReadStats {
+        self.reader.stats.clone()
+    }
+}
+
+/// Documents from a pre-tokenized cache: this rank's documents in a per-epoch shuffled order. `DocPos.index` is the cache's document number, `offset`
+/// the position in this rank's order.
+struct CacheSource<'a> {
+    cache: &'a Cache,
+    order: Vec<u64>,
+    next: usize,
+    stats: ReadStats,
+    want_words: bool,
+}
+
+impl DocSource for CacheSource<'_> {
+    fn seek(&mut self, pos: DocPos) -> Result<()> {
+        self.next = pos.offset as usize;
+        Ok(())
+    }
+
+    fn next_docs(&mut self, out: &mut Vec<TokDoc>) -> Result<bool> {
+        if self.next >= self.order.len() {
+            return Ok(false);
+        }
+        let end = (self.next + ROUND_DOCS).min(self.order.len());
+        for k in self.next..end {
+            let d = self.order[k];
+            let mut doc = TokDoc { pos: DocPos { file: 0, offset: k as u64, index: d }, ids: Vec::new(), word_ids: Vec::new() };
+            self.cache.document(d, &mut doc.ids, if self.want_words { Some(&mut doc.word_ids) } else { None });
+            self.stats.documents += 1;
+            out.push(doc);
+        }
+        self.next = end;
+        Ok(true)
+    }
+
+    fn read_stats(&self) -> ReadStats {
+        self.stats.clone()
+    }
+}
+
+/// The documents rank `rank` reads from a cache in `epoch`, in order.
+fn cache_order(cache: &Cache, seed: u64, epoch: u64, shuffle: bool, rank: u64, world: u64) -> Vec<u64> {
+    // Ranks own fixed documents (i % world_size == rank, as when streaming raw files), shuffled
+    // per epoch: each rank's row count is then the same every epoch.
+    let mut mine: Vec<u64> = (rank..cache.num_documents()).step_by(world as usize).collect();
+    if shuffle {
+        Rng::new(seed, epoch, 0xCAC4E ^ rank).shuffle(&mut mine);
+    }
+    mine
+}
+
+impl Shared {
+    fn source<'a>(&'a self, pool: &'a rayon::ThreadPool, epoch: u64) -> Box<dyn DocSource + 'a> {
+        match &self.cache {
+            Some(c) => Box::new(CacheSource {
+                cache: c,
+                order: cache_order(c, self.cfg.seed, epoch, self.cfg.shape.shuffle, self.cfg.rank, self.cfg.world_size),
+                next: 0,
+                stats: ReadStats::default(),
+                want_words: self.want_words,
+            }),
+            None => Box::new(RawSource { reader: DocReader::new(self.files.clone(), self.cfg.read.clone()), shared: self, pool, texts: Vec::new() }),
+        }
+    }
+
+    fn window_rows(&self) -> usize {
+        self.cfg.window_batches.max(1) * self.cfg.shape.batch_size
+    }
+}
+
+/// The producer: runs one epoch from `start`, sending batches until the end, an error, or the
+/// receiver is dropped.
+fn produce(shared: Arc<Shared>, start: Position, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, stats: Arc<Mutex<Stats>>) {
+    let pool = match thread_pool(shared.cfg.num_threads) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send(Msg::Err(e));
+            return;
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_epoch(&shared, &pool, start, &tx, &stop, &stats)));
+    let msg = match result {
+        Ok(Ok(())) => Msg::End,
+        Ok(Err(e)) => Msg::Err(e),
+        Err(p) => {
+            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+            Msg::Err(Error::InvalidInput(format!("internal error in the data engine (please report): {what}")))
+        }
+    };
+    let _ = tx.send(msg);
+}
+
+fn produce_epoch(shared: &Shared, pool: &rayon::ThreadPool, start: Position, tx: &SyncSender<Msg>, stop: &AtomicBool, stats: &Mutex<Stats>) -> Result<()> {
+    let cfg = &shared.cfg;
+    let epoch = start.epoch;
+    let mut source = shared.source(pool, epoch);
+    let resume_doc = start.window.doc;
+    source.seek(resume_doc)?;
+    let mut builder = SequenceBuilder::new(cfg.seq.clone());
+    let mut first_skip = start.window.offset as usize;
+    let mut skip_batches = start.batch_in_window;
+    let mut batches_done = start.batches_done;
+    let mut exhausted = false;
+    let mut docs = Vec::new();
+    let window_rows = shared.window_rows();
+    let mut last_read = ReadStats::default();
+    let mut last_seq = SeqStats::default();
+    loop {
+        let mut rows = Vec::with_capacity(window_rows);
+        while rows.len() < window_rows {
+            if let Some(r) = builder.next_row(exhausted) {
+                rows.push(r);
+                continue;
+            }
+            if exhausted {
+                break;
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            docs.clear();
+            exhausted = !source.next_docs(&mut docs)?;
+            for d in docs.drain(..) {
+                builder.push(d, first_skip);
+                first_skip = 0;
+            }
+            // Publish the counters' growth since the last round.
+            let (read, seq) = (source.read_stats(), builder.stats.clone());
+            let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+            add_read(&mut s.read, &read, &last_read);
+            add_seq(&mut s.seq, &seq, &last_seq);
+            drop(s);
+            last_read = read;
+            last_seq = seq;
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let window = rows[0].start;
+        let mut rng = Rng::new(cfg.seed, epoch, window.key() ^ 0x57A7E);
+        let planned = plan(&rows, &cfg.shape, &mut rng);
+        let n_planned = planned.len() as u64;
+        let todo: Vec<(u64, &crate::batches::PlannedBatch)> =
+            planned.iter().enumerate().map(|(j, b)| (j as u64, b)).filter(|(j, _)| *j >= skip_batches).collect();
+        skip_batches = 0;
+        let masked: Vec<(u64, MaskedBatch)> = pool.install(|| {
+            todo.par_iter()
+                .map(|(j, b)| {
+                    let ids: Vec<&[u32]> = b.rows.iter().map(|&i| rows[i].ids.as_slice()).collect();
+                    let words: Vec<&[bool]> = b.rows.iter().map(|&i| rows[i].word_start.as_slice()).collect();
+                    let keys: Vec<u64> = b.rows.iter().map(|&i| rows[i].start.key()).collect();
+                    let batch_key = keys.iter().fold(0u64, |a, &k| crate::masking::mix(a ^ k));
+                    (*j, shared.masker.mask(&ids, &words, &keys, batch_key, b.cols, cfg.seed, epoch))
+                })
+                .collect()
+        });
+        for (j, data) in masked {
+            if let Some(limit) = shared.limit {
+                if batches_done >= limit {
+                    return Ok(());
+                }
+            }
+            batches_done += 1;
+            {
+                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                s.batches += 1;
+                s.padded_tokens += (data.rows * data.cols) as u64;
+                s.target_tokens += data.labels.iter().filter(|&&l| l != crate::masking::IGNORE).count() as u64;
+            }
+            let after = Position { epoch, window, batch_in_window: j + 1, batches_done };
+            if tx.send(Msg::Batch(Batch { data, after })).is_err() || stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
+        let _ = n_planned;
+    }
+}
+
+fn add_read(total: &mut ReadStats, now: &ReadStats, before: &ReadStats) {
+    total.documents += now.documents - before.documents;
+    total.lines += now.lines - before.lines;
+    total.bytes += now.bytes - before.bytes;
+    total.skipped_lines += now.skipped_lines - before.skipped_lines;
+    total.empty_lines += now.empty_lines - before.empty_lines;
+    total.oversized_lines += now.oversized_lines - before.oversized_lines;
+    total.bad_json_lines += now.bad_json_lines - before.bad_json_lines;
+    total.invalid_bytes += now.invalid_bytes - before.invalid_bytes;
+    total.files_opened += now.files_opened - before.files_opened;
+}
+
+fn add_seq(total: &mut SeqStats, now: &SeqStats, before: &SeqStats) {
+    total.sequences += now.sequences - before.sequences;
+    total.tokens += now.tokens - before.tokens;
+    total.dropped_short += now.dropped_short - before.dropped_short;
+    total.dropped_unk += now.dropped_unk - before.dropped_unk;
+    total.empty_documents += now.empty_documents - before.empty_documents;
+}
+
+/// Count the rows each rank gets in one epoch (tokenizes everything once; no masking).
+fn count_rows(shared: &Shared, epoch: u64) -> Result<Vec<u64>> {
+    let world = shared.cfg.world_size as usize;
+    let pool = thread_pool(shared.cfg.num_threads)?;
+    let mut builders: Vec<SequenceBuilder> = (0..world).map(|_| SequenceBuilder::new(shared.cfg.seq.clone())).collect();
+    let mut counts = vec![0u64; world];
+    let drain = |b: &mut SequenceBuilder, c: &mut u64, end: bool| {
+        while b.next_row(end).is_some() {
+            *c += 1;
+        }
+    };
+    match &shared.cache {
+        Some(cache) => {
+            for r in 0..world {
+                let order = cache_order(cache, shared.cfg.seed, epoch, shared.cfg.shape.shuffle, r as u64, world as u64);
+                let mut ids = Vec::new();
+                for d in order {
+                    ids.clear();
+                    cache.document(d, &mut ids, None);
+                    builders[r].push(TokDoc { pos: DocPos { file: 0, offset: 0, index: d }, ids: std::mem::take(&mut ids), word_ids: Vec::new() }, 0);
+                    drain(&mut builders[r], &mut counts[r], false);
+                }
+            }
+        }
+        None => {
+            let mut reader = DocReader::new(shared.files.clone(), shared.cfg.read.clone());
+            let mut text = String::new();
+            loop {
+                let mut items = Vec::new();
+                let mut bytes = 0;
+                while bytes < ROUND_BYTES * 4 {
+                    match reader.next_doc(&mut text)? {
+                        None => break,
+                        Some(pos) => {
+                            bytes += text.len();
+                            items.push((pos, std::mem::take(&mut text)));
+                        }
+                    }
+                }
+                if items.is_empty() {
+                    break;
+                }
+                for d in tokenize_docs(&shared.tokenizer, &items, false, &pool)? {
+                    let r = (d.pos.index % world as u64) as usize;
+                    builders[r].push(d, 0);
+                    drain(&mut builders[r], &mut counts[r], false);
+                }
+            }
+        }
+    }
+    for r in 0..world {
+        drain(&mut builders[r], &mut counts[r], true);
+    }
+    Ok(counts)
+}
+
+/// The stateful stream behind `distilx.MaskedLMStream`.
+pub struct Stream {
+    shared: Arc<Shared>,
+    /// Position after the last batch handed out.
+    pos: Position,
+    rx: Option<Receiver<Msg>>,
+    handle: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    /// The process that started the producer (a forked child must start its own).
+    owner_pid: u32,
+    stats: Arc<Mutex<Stats>>,
+    /// Batches per epoch once known (world_size > 1, a cache, or after a full epoch).
+    known_batches: Option<u64>,
+}
+
+impl Stream {
+    pub fn new(inputs: &[String], tokenizer: Arc<Tokenizer>, cfg: StreamConfig, masker: Masker, cache: Option<Arc<Cache>>) -> Result<Self> {
+        if cfg.seq.seq_len < 3 {
+            return Err(Error::InvalidConfig(format!("seq_len must be >= 3 (room for [CLS], a token and [SEP]), got {}", cfg.seq.seq_len)));
+        }
+        if cfg.shape.batch_size == 0 {
+            return Err(Error::InvalidConfig("batch_size must be >= 1".into()));
+        }
+        if cfg.world_size == 0 || cfg.rank >= cfg.world_size {
+            return Err(Error::InvalidConfig(format!("rank must satisfy 0 <= rank < world_size, got rank={} world_size={}", cfg.rank, cfg.world_size)));
+        }
+        if cfg.prefetch == 0 {
+            return Err(Error::InvalidConfig("prefetch must be >= 1".into()));
+        }
+        let files = if cache.is_some() { Vec::new() } else { expand_inputs(inputs)? };
+        let want_words = masker.mode == crate::masking::Mode::WholeWord;
+        let mut cfg = cfg;
+        cfg.seq.word_starts = want_words;
+        if cfg.world_size > 1 {
+            // Equal batch counts need full batches only.
+            cfg.shape.drop_last = true;
+        }
+        let mut shared = Shared { cfg, tokenizer, files, cache, masker, limit: None, want_words };
+        let mut known_batches = None;
+        if shared.cfg.world_size > 1 {
+            let counts = count_rows(&shared, 0)?;
+            let limit = counts.iter().min().copied().unwrap_or(0) / shared.cfg.shape.batch_size as u64;
+            if limit == 0 {
+                return Err(Error::InvalidInput(format!(
+                    "the corpus yields too few sequences for {} ranks × batch_size {} (rows per rank: {:?}); use more data, a smaller batch_size or fewer ranks",
+                    shared.cfg.world_size, shared.cfg.shape.batch_size, counts)));
+            }
+            shared.limit = Some(limit);
+            known_batches = Some(limit);
+        }
+        Ok(Stream {
+            shared: Arc::new(shared),
+            pos: Position::default(),
+            rx: None,
+            handle: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            owner_pid: std::process::id(),
+            stats: Arc::new(Mutex::new(Stats::default())),
+            known_batches,
+        })
+    }
+
+    pub fn config(&self) -> &StreamConfig {
+        &self.shared.cfg
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.shared.tokenizer
+    }
+
+    pub fn files(&self) -> &[CorpusFile] {
+        &self.shared.files
+    }
+
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn batches_per_epoch(&self) -> Option<u64> {
+        self.known_batches
+    }
+
+    /// Run the counting pass now (tokenizes the corpus once) and remember the result.
+    pub fn count_batches(&mut self) -> Result<u64> {
+        if let Some(n) = self.known_batches {
+            return Ok(n);
+        }
+        let rows = count_rows(&self.shared, self.pos.epoch)?[0];
+        let b = self.shared.cfg.shape.batch_size as u64;
+        let n = if self.shared.cfg.shape.drop_last { rows / b } else { rows.div_ceil(b) };
+        // Exact only for the fixed windows of a single rank: every window but the last is full.
+        self.known_batches = Some(n);
+        Ok(n)
+    }
+
+    /// Stop the producer (if any) without blocking on a full queue.
+    fn stop_producer(&mut self) {
+        if self.owner_pid != std::process::id() {
+            // Forked child: the parent's threads do not exist here and their locks may be held.
+            // Leak the handles instead of touching them.
+            std::mem::forget(self.rx.take());
+            std::mem::forget(self.handle.take());
+            self.stop = Arc::new(AtomicBool::new(false));
+            self.owner_pid = std::process::id();
+            return;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.rx.take()); // unblocks a producer waiting on a full queue
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.stop = Arc::new(AtomicBool::new(false));
+    }
+
+    fn ensure_producer(&mut self) {
+        if self.owner_pid != std::process::id() {
+            self.stop_producer();
+        }
+        if self.rx.is_some() {
+            return;
+        }
+        let (tx, rx) = sync_channel(self.shared.cfg.prefetch);
+        let (shared, start, stop, stats) = (self.shared.clone(), self.pos, self.stop.clone(), self.stats.clone());
+        let handle = std::thread::Builder::new()
+            .name("distilx-producer".into())
+            .spawn(move || produce(shared, start, tx, stop, stats))
+            .expect("spawn the producer thread");
+        self.rx = Some(rx);
+        self.handle = Some(handle);
+    }
+
+    /// Wait up to `timeout` for the next batch of the current epoch.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Poll> {
+        self.ensure_producer();
+        let rx = self.rx.as_ref().expect("producer started");
+        match rx.recv_timeout(timeout) {
+            Ok(Msg::Batch(b)) => {
+                self.pos = b.after;
+                Ok(Poll::Batch(b.data))
+            }
+            Ok(Msg::End) => {
+                // batches_done counts from the epoch start even after a resume.
+                if self.pos.batches_done > 0 {
+                    self.known_batches.get_or_insert(self.pos.batches_done);
+                }
+                let done = self.pos.batches_done;
+                self.stop_producer();
+                self.pos = Position::epoch_start(self.pos.epoch + 1);
+                if done == 0 {
+                    return Err(Error::InvalidInput(format!(
+                        "the corpus yielded no batch in epoch {}: it is empty, or has fewer than batch_size={} sequences of at least min_seq_len={} tokens (see stats())",
+                        self.pos.epoch - 1,
+                        self.shared.cfg.shape.batch_size,
+                        self.shared.cfg.seq.min_seq_len)));
+                }
+                Ok(Poll::EndOfEpoch)
+            }
+            Ok(Msg::Err(e)) => {
+                self.stop_producer();
+                Err(e)
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(Poll::Pending),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stop_producer();
+                Err(Error::InvalidInput("the data engine's producer thread stopped unexpectedly".into()))
+            }
+        }
+    }
+
+    /// Blocking convenience for Rust callers: the next batch, or `None` at the end of the epoch.
+    pub fn next_batch(&mut self) -> Result<Option<MaskedBatch>> {
+        loop {
+            match self.poll(Duration::from_millis(100))? {
+                Poll::Batch(b) => return Ok(Some(b)),
+                Poll::EndOfEpoch => return Ok(None),
+                Poll::Pending => continue,
+            }
+        }
+    }
+
+    /// Continue from `pos` (from `position()` of this or an identically configured stream).
+    pub fn seek(&mut self, pos: Position) {
+        self.stop_producer();
+        self.pos = pos;
+    }
+
+    /// Start epoch `epoch` from its beginning.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.seek(Position::epoch_start(epoch));
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.stop_producer();
+    }
+}
+
+/// Count every id over the corpus (one tokenization pass; bounded memory), for frequency masking.
+pub fn count_tokens(inputs: &[String], tokenizer: &Tokenizer, read: ReadOptions, num_threads: Option<usize>) -> Result<Vec<u64>> {
+    let files = expand_inputs(inputs)?;
+    let pool = thread_pool(num_threads)?;
+    let mut reader = DocReader::new(files, read);
+    let mut counts = vec![0u64; tokenizer.vocab_size as usize];
+    let mut text = String::new();
+    loop {
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while bytes < ROUND_BYTES * 4 {
+            match reader.next_doc(&mut text)? {
+                None => break,
+                Some(pos) => {
+                    bytes += text.len();
+                    items.push((pos, std::mem::take(&mut text)));
+                }
+            }
+        }
+        if items.is_empty() {
+            break;
+        }
+        for d in tokenize_docs(tokenizer, &items, false, &pool)? {
+            for id in d.ids {
+                if let Some(c) = counts.get_mut(id as usize) {
+                    *c += 1;
+                }
+            }
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,311 @@
+//! Tokenizer loading (a `tokenizer.json`, a BERT `vocab.txt`, or a directory holding one) and
+//! encoding without special tokens. Two backends with identical ids:
+//! - "wordpiece": the fast BERT WordPiece of `crate::wordpiece` (used by "auto" when it accepts
+//!   the tokenizer);
+//! - "hf": the Hugging Face `tokenizers` crate — any tokenizer.json.
+//!
+//! The engine frames sequences itself, so a tokenizer.json's own truncation and padding (the
+//! bert-base-uncased one pads and truncates every text to 128) are switched off here.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::wordpiece::FastWordPiece;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Auto,
+    WordPiece,
+    Hf,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "wordpiece" => Ok(Backend::WordPiece),
+            "hf" => Ok(Backend::Hf),
+            other => Err(Error::InvalidConfig(format!("backend must be \"auto\", \"wordpiece\" or \"hf\", not {other:?}"))),
+        }
+    }
+}
+
+enum Inner {
+    Fast(FastWordPiece),
+    Hf(Box<tokenizers::Tokenizer>),
+}
+
+/// A loaded tokenizer plus the special ids the engine needs. `Send + Sync`.
+pub struct Tokenizer {
+    inner: Inner,
+    /// Source file (tokenizer.json or vocab.txt).
+    pub source: PathBuf,
+    pub vocab_size: u32,
+    pub cls_id: u32,
+    pub sep_id: u32,
+    pub pad_id: u32,
+    pub mask_id: u32,
+    pub unk_id: u32,
+    /// Every id that is never a masking target nor a random replacement (sorted).
+    pub special_ids: Vec<u32>,
+    /// token -> id lookup for `token_to_id` (the vocabulary including added tokens).
+    vocab: std::collections::HashMap<String, u32>,
+}
+
+/// Names tried for each special token: BERT's first, then RoBERTa/XLM-style.
+const CLS: [&str; 2] = ["[CLS]", "<s>"];
+const SEP: [&str; 2] = ["[SEP]", "</s>"];
+const PAD: [&str; 2] = ["[PAD]", "<pad>"];
+const MASK: [&str; 2] = ["[MASK]", "<mask>"];
+const UNK: [&str; 2] = ["[UNK]", "<unk>"];
+
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|_| Error::InvalidTokenizer(format!("{} is not UTF-8 text", path.display())))
+}
+
+/// Resolve a path to (file, is_json). A directory must hold tokenizer.json or vocab.txt.
+fn resolve(path: &Path) -> Result<(PathBuf, bool)> {
+    if !path.exists() {
+        return Err(Error::NotFound(path.to_path_buf()));
+    }
+    if path.is_dir() {
+        for (name, json) in [("tokenizer.json", true), ("vocab.txt", false)] {
+            let p = path.join(name);
+            if p.is_file() {
+                return Ok((p, json));
+            }
+        }
+        return Err(Error::InvalidTokenizer(format!(
+            "directory {} holds neither tokenizer.json nor vocab.txt; pass the tokenizer file itself", path.display())));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    Ok((path.to_path_buf(), name.ends_with(".json")))
+}
+
+/// `do_lower_case` from a tokenizer_config.json beside a vocab.txt, if any.
+fn lowercase_hint(vocab_txt: &Path) -> Option<bool> {
+    let cfg = vocab_txt.parent()?.join("tokenizer_config.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cfg).ok()?).ok()?;
+    v.get("do_lower_case")?.as_bool()
+}
+
+fn hf_from_vocab(vocab: &std::collections::HashMap<String, u32>, lowercase: bool) -> Result<tokenizers::Tokenizer> {
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    let unk = UNK.iter().find(|t| vocab.contains_key(**t)).unwrap_or(&"[UNK]").to_string();
+    let model = WordPiece::builder()
+        .vocab(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<ahash::AHashMap<String, u32>>())
+        .unk_token(unk)
+        .continuing_subword_prefix("##".into())
+        .max_input_chars_per_word(100)
+        .build()
+        .map_err(|e| Error::InvalidTokenizer(format!("cannot build WordPiece from vocab.txt: {e}")))?;
+    let mut tok = tokenizers::Tokenizer::new(model);
+    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+        .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    // Like transformers' BertTokenizerFast: the special tokens present are matched as units.
+    let specials: Vec<tokenizers::AddedToken> = [CLS[0], SEP[0], PAD[0], MASK[0], UNK[0]]
+        .iter()
+        .filter(|t| vocab.contains_key(**t))
+        .map(|t| tokenizers::AddedToken::from(t.to_string(), true))
+        .collect();
+    tok.add_special_tokens(specials).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+    Ok(tok)
+}
+
+fn parse_vocab_txt(text: &str) -> Result<std::collections::HashMap<String, u32>> {
+    let mut vocab = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let tok = line.trim_end_matches('\r');
+        vocab.entry(tok.to_string()).or_insert(i as u32);
+    }
+    if vocab.is_empty() {
+        return Err(Error::InvalidTokenizer("vocab.txt is empty".into()));
+    }
+    Ok(vocab)
+}
+
+impl Tokenizer {
+    /// Load from a tokenizer.json, a vocab.txt or a directory holding one. `lowercase` applies to
+    /// vocab.txt only (None: `do_lower_case` of a tokenizer_config.json beside it, else true); a
+    /// tokenizer.json's own normalizer decides for it.
+    pub fn from_path(path: &Path, lowercase: Option<bool>, backend: Backend) -> Result<Self> {
+        let (file, is_json) = resolve(path)?;
+        let text = read_text(&file)?;
+        let (inner, vocab) = if is_json {
+            let mut hf: tokenizers::Tokenizer = text.parse().map_err(|e| {
+                Error::InvalidTokenizer(format!("{} does not parse as a Hugging Face tokenizer.json ({e}); pass a valid tokenizer.json or a vocab.txt", file.display()))
+            })?;
+            hf.with_truncation(None).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+            hf.with_padding(None);
+            let vocab = hf.get_vocab(true);
+            let fast = match backend {
+                Backend::Hf => None,
+                _ => FastWordPiece::from_tokenizer_json(&text)?,
+            };
+            let inner = match (fast, backend) {
+                (Some(f), _) => Inner::Fast(f),
+                (None, Backend::WordPiece) => {
+                    return Err(Error::InvalidConfig(format!(
+                        "backend=\"wordpiece\" cannot reproduce {} (not a BERT WordPiece tokenizer the fast path supports); use backend=\"auto\" or \"hf\"", file.display())))
+                }
+                (None, _) => Inner::Hf(Box::new(hf)),
+            };
+            (inner, vocab)
+        } else {
+            let vocab = parse_vocab_txt(&text)?;
+            let lower = lowercase.or_else(|| lowercase_hint(&file)).unwrap_or(true);
+            let inner = match backend {
+                Backend::Hf => Inner::Hf(Box::new(hf_from_vocab(&vocab, lower)?)),
+                Backend::WordPiece => Inner::Fast(FastWordPiece::from_vocab_txt(&text, lower)?),
+                Backend::Auto => match FastWordPiece::from_vocab_txt(&text, lower) {
+                    Ok(f) => Inner::Fast(f),
+                    Err(_) => Inner::Hf(Box::new(hf_from_vocab(&vocab, lower)?)),
+                },
+            };
+            (inner, vocab)
+        };
+        Self::with_specials(inner, vocab, file)
+    }
+
+    fn with_specials(inner: Inner, vocab: std::collections::HashMap<String, u32>, source: PathBuf) -> Result<Self> {
+        let find = |names: &[&str]| names.iter().find_map(|n| vocab.get(*n).copied());
+        let mut missing = Vec::new();
+        let mut get = |names: &[&'static str; 2]| {
+            find(names).unwrap_or_else(|| {
+                missing.push(names[0]);
+                0
+            })
+        };
+        let (cls_id, sep_id, pad_id, mask_id, unk_id) = (get(&CLS), get(&SEP), get(&PAD), get(&MASK), get(&UNK));
+        if !missing.is_empty() {
+            return Err(Error::InvalidTokenizer(format!(
+                "the vocabulary of {} lacks {} (masked-LM batches need [CLS], [SEP], [PAD], [MASK] and [UNK]); use a BERT-style vocabulary or add these tokens",
+                source.display(),
+                missing.join(", "))));
+        }
+        let mut special_ids = vec![cls_id, sep_id, pad_id, mask_id, unk_id];
+        if let Inner::Hf(hf) = &inner {
+            special_ids.extend(hf.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id));
+        }
+        special_ids.sort_unstable();
+        special_ids.dedup();
+        let max_id = vocab.values().copied().max().unwrap_or(0);
+        let vocab_size = match &inner {
+            Inner::Hf(hf) => (hf.get_vocab_size(true) as u32).max(max_id + 1),
+            Inner::Fast(_) => max_id + 1,
+        };
+        Ok(Tokenizer { inner, source, vocab_size, cls_id, sep_id, pad_id, mask_id, unk_id, special_ids, vocab })
+    }
+
+    /// "wordpiece" or "hf": the backend actually in use.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner {
+            Inner::Fast(_) => "wordpiece",
+            Inner::Hf(_) => "hf",
+        }
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.vocab.get(token).copied()
+    }
+
+    /// Append the ids of `text` (no special tokens) and, when asked, each token's word index.
+    pub fn encode_into(&self, text: &str, ids: &mut Vec<u32>, word_ids: Option<&mut Vec<u32>>) -> Result<()> {
+        match &self.inner {
+            Inner::Fast(f) => {
+                f.encode_into(text, ids, word_ids);
+                Ok(())
+            }
+            Inner::Hf(hf) => {
+                let enc = hf
+                    .encode_fast(text, false)
+                    .map_err(|e| Error::InvalidInput(format!("the tokenizer failed on a text: {e}")))?;
+                ids.extend_from_slice(enc.get_ids());
+                if let Some(w) = word_ids {
+                    // Tokens without a word (none for plain text) continue the previous word.
+                    let mut last = 0u32;
+                    w.extend(enc.get_word_ids().iter().map(|x| {
+                        if let Some(x) = x {
+                            last = *x;
+                        }
+                        last
+                    }));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Encode many texts on `pool` (order kept). No special tokens.
+    pub fn encode_batch(&self, texts: &[String], pool: &rayon::ThreadPool) -> Result<Vec<Vec<u32>>> {
+        pool.install(|| {
+            texts
+                .par_iter()
+                .map(|t| {
+                    let mut ids = Vec::new();
+                    self.encode_into(t, &mut ids, None)?;
+                    Ok(ids)
+                })
+                .collect()
+        })
+    }
+}
+
+/// A thread pool for the engine's work; `None` = one thread per available core.
+pub fn thread_pool(num_threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let n = num_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if n == 0 {
+        return Err(Error::InvalidConfig("num_threads must be >= 1 (or None for one per core)".into()));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("distilx-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidConfig(format!("cannot start {n} threads: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok_json() -> Option<PathBuf> {
+        std::env::var_os("DISTILX_TEST_TOKENIZER_JSON").map(PathBuf::from)
+    }
+
+    #[test]
+    fn json_and_vocab_txt_agree_and_truncation_is_off() {
+        let Some(json) = tok_json() else {
+            eprintln!("DISTILX_TEST_TOKENIZER_JSON not set: scripts/test.sh sets it");
+            return;
+        };
+        let a = Tokenizer::from_path(&json, None, Backend::Hf).unwrap();
+        let b = Tokenizer::from_path(&json.with_file_name("vocab.txt"), Some(true), Backend::Hf).unwrap();
+        let text = "Héllo, wörld! 東京 naïve café 🙂 ".repeat(40);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        a.encode_into(&text, &mut x, None).unwrap();
+        b.encode_into(&text, &mut y, None).unwrap();
+        assert!(x.len() > 128, "truncation must be off: {} ids", x.len());
+        assert_eq!(x, y);
+        assert_eq!((a.cls_id, a.sep_id, a.pad_id, a.mask_id, a.unk_id), (101, 102, 0, 103, 100));
+    }
+
+    #[test]
+    fn vocabulary_without_specials_is_rejected() {
+        let d = std::env::temp_dir().join(format!("distilx-tok-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("vocab.txt");
+        std::fs::write(&p, "[PAD]\n[UNK]\nhello\nworld\n").unwrap();
+        let err = Tokenizer::from_path(&p, Some(true), Backend::Hf).err().unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("[CLS]") && msg.contains("[MASK]"), "{msg}");
+        let bad = d.join("tokenizer.json");
+        std::fs::write(&bad, "{not json").unwrap();
+        assert!(matches!(Tokenizer::from_path(&bad, None, Backend::Auto), Err(Error::InvalidTokenizer(_))));
+    }
+}
