@@ -300,3 +300,23 @@ def test_second_backward_through_one_forward_raises():
     out.loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="back-propagated twice"):
         out.loss.backward()
+
+
+@pytest.mark.parametrize("kl_on", ["tokens", "targets"])
+def test_gathered_and_masked_row_modes_agree(kl_on):
+    """gather_rows=True (CPU default, CE only on labelled rows) vs the sync-free masked mode (CUDA default)."""
+    from distilx.loss_reference import chunked_logits_loss
+
+    b = rxnfp_batch()
+    v = b["student_logits"].shape[-1]
+    s = b["student_logits"].detach().reshape(-1, v)
+    t = b["teacher_logits"].reshape(-1, v)
+    labels = b["labels"].reshape(-1)
+    real = b["attention_mask"].reshape(-1) != 0
+    kl_mask = real if kl_on == "tokens" else labels != -100
+    scales = torch.tensor([5.0 * 2.0 / kl_mask.sum().item(), 2.0 / (labels != -100).sum().item()], dtype=torch.float64)
+    gathered = chunked_logits_loss(s, t, labels, kl_mask, scales, 2.0, True, True, True, gather_rows=True)
+    masked = chunked_logits_loss(s, t, labels, kl_mask, scales, 2.0, True, True, True, gather_rows=False)
+    for a, r in zip(gathered, masked):
+        torch.testing.assert_close(a, r, rtol=1e-6, atol=1e-9)
+    assert torch.count_nonzero(gathered[2][~(kl_mask | (labels != -100))]) == 0

@@ -96,24 +96,31 @@ def chunked_logits_loss(
     teacher: torch.Tensor,  # [N, V] teacher logits, any float dtype
     labels: torch.Tensor,  # [N] int64, IGNORE_INDEX = not a target
     kl_mask: torch.Tensor,  # [N] bool, rows counted in the KL term
-    grad_scales: torch.Tensor,  # [2] fp32: (alpha_kl*T/n_kl, alpha_mlm/n_mlm), multiplies the gradient rows
+    grad_scales: torch.Tensor,  # [2] fp64: (alpha_kl*T/n_kl, alpha_mlm/n_mlm), multiplies the gradient rows
     temperature: float,
     has_kl: bool,
     has_ce: bool,
     write_grad: bool,
+    gather_rows: bool | None = None,
 ):
     """Per-row KL(softmax(t/T) ‖ softmax(s/T)) and CE(s, label), plus d(total)/d(student) if asked.
 
-    Returns (kl_rows [N], ce_rows [N] (fp32, or fp64 for fp64 input), grad [N, V] in the student's dtype or None).
-    Rows outside a term's selection contribute exactly 0 to it (their values, even NaN, are ignored),
-    and their gradient row is 0. Labels outside [0, V) give a NaN CE (validation raises earlier).
+    Returns (kl_rows [N], ce_rows [N] (fp32, or fp64 for fp64 input), grad [N, V] in the student's
+    dtype or None). Rows outside a term's selection contribute exactly 0 to it (their values, even NaN,
+    are ignored) and get a 0 gradient row. Labels outside [0, V) give a NaN CE (validation raises earlier).
+    Each gradient row is formed in fp32 (KL and CE parts summed) and rounded once.
+
+    gather_rows: compute the CE only on the rows that carry a label (~15%), found with nonzero();
+    that is a host sync, so it is the default on CPU only (None = "on CPU"). Both modes are tested.
     """
     n_rows, vocab = student.shape
     compute_dtype = torch.promote_types(student.dtype, torch.float32)
+    if gather_rows is None:
+        gather_rows = student.device.type == "cpu"
     # per-row values in fp32 (fp64 for fp64 inputs, so gradcheck sees full precision)
     kl_rows = torch.zeros(n_rows, dtype=compute_dtype, device=student.device)
     ce_rows = torch.zeros(n_rows, dtype=compute_dtype, device=student.device)
-    grad = torch.empty_like(student) if write_grad else None
+    grad = torch.empty_like(student, memory_format=torch.contiguous_format) if write_grad else None
     if n_rows == 0:
         return kl_rows, ce_rows, grad
     c_kl = grad_scales[0].to(compute_dtype)
@@ -124,39 +131,52 @@ def chunked_logits_loss(
     for r0 in range(0, n_rows, step):
         r1 = min(r0 + step, n_rows)
         s = student[r0:r1].to(compute_dtype)  # no copy when already fp32: never modified in place
-        g = None
+        g = None  # fp32 gradient of this chunk; None = all zero
         if has_kl:
             sel = kl_mask[r0:r1]
-            ss = s * inv_t
-            tt = teacher[r0:r1].to(compute_dtype) * inv_t
-            lse_s = torch.logsumexp(ss, dim=-1, keepdim=True)
-            lse_t = torch.logsumexp(tt, dim=-1, keepdim=True)
-            diff = tt - ss
-            pt = tt.sub_(lse_t).exp_()
-            # KL = sum p_t (t - s)/T - lse_t + lse_s   (sum p_t = 1)
-            kl = torch.linalg.vecdot(pt, diff) - lse_t.squeeze(-1) + lse_s.squeeze(-1)
-            del diff
+            log_ps = torch.log_softmax(s * inv_t, dim=-1)
+            log_pt = torch.log_softmax(teacher[r0:r1].to(compute_dtype) * inv_t, dim=-1)
+            pt = log_pt.exp()
+            kl = torch.linalg.vecdot(pt, log_pt.sub_(log_ps))  # sum p_t (log p_t - log p_s)
+            del log_pt
             kl_rows[r0:r1] = torch.where(sel, kl, 0.0)
             if write_grad:
-                g = ss.sub_(lse_s).exp_().sub_(pt).mul_(c_kl)  # alpha_kl*T/n * (p_s - p_t)
-                g.masked_fill_(~sel.unsqueeze(-1), 0.0)
-            del pt, ss, tt
+                g = log_ps.exp_().sub_(pt).mul_(c_kl)  # alpha_kl*T/n_kl * (p_s - p_t)
+                if not (gather_rows and bool(sel.all())):
+                    g.masked_fill_(~sel.unsqueeze(-1), 0.0)
+            del log_ps, pt
         if has_ce:
             lab = labels[r0:r1]
             target = lab != IGNORE_INDEX
-            valid = (lab >= 0) & (lab < vocab)
-            idx = torch.where(valid, lab, 0).unsqueeze(-1)
-            lse_1 = torch.logsumexp(s, dim=-1, keepdim=True)
-            ce = (lse_1 - s.gather(1, idx)).squeeze(-1)
-            ce = torch.where(valid, ce, float("nan"))
-            ce_rows[r0:r1] = torch.where(target, ce, 0.0)
+            if gather_rows:
+                rows = target.nonzero().squeeze(1)
+                s_ce, lab_ce = s.index_select(0, rows), lab.index_select(0, rows)
+            else:
+                rows, s_ce, lab_ce = None, s, lab
+            valid = (lab_ce >= 0) & (lab_ce < vocab)
+            idx = torch.where(valid, lab_ce, 0).unsqueeze(-1)
+            log_p1 = torch.log_softmax(s_ce, dim=-1)
+            ce = torch.where(valid, -log_p1.gather(1, idx).squeeze(-1), float("nan"))
+            if gather_rows:
+                ce_rows[r0:r1].index_copy_(0, rows, ce)
+            else:
+                ce_rows[r0:r1] = torch.where(target, ce, 0.0)
             if write_grad:
-                p1 = (s - lse_1).exp_()
-                p1.scatter_add_(1, idx, -valid.to(p1.dtype).unsqueeze(-1))
+                p1 = log_p1.exp_()
+                # softmax(s) - onehot(label); index_put_ (scatter_add_ is strangely slow on CPU)
+                hit = torch.arange(p1.shape[0], device=p1.device)
+                p1.index_put_((hit, idx.squeeze(-1)), -valid.to(p1.dtype), accumulate=True)
                 p1.mul_(c_ce)
-                p1.masked_fill_(~target.unsqueeze(-1), 0.0)
-                g = p1 if g is None else g.add_(p1)
-                del p1
+                if gather_rows:
+                    # rows are unique: select-add-copy (index_add_ is a slow scatter on CPU)
+                    if g is None:
+                        g = torch.zeros_like(s).index_copy_(0, rows, p1)
+                    else:
+                        g.index_copy_(0, rows, g.index_select(0, rows).add_(p1))
+                else:
+                    p1.masked_fill_(~target.unsqueeze(-1), 0.0)
+                    g = p1 if g is None else g.add_(p1)
+            del log_p1
         if write_grad:
             if g is None:
                 grad[r0:r1].zero_()
