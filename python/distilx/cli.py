@@ -1,0 +1,127 @@
+"""The `distilx` command: train | eval | plot | demo.
+
+    distilx train --config run.toml --lr 3e-4 --max-steps 1000      # flags override the file
+    torchrun --nproc-per-node 8 -m distilx.cli train --config run.toml
+    distilx eval --teacher TEACHER_DIR --student RUN_DIR --files heldout.txt
+    distilx plot RUN_DIR
+    distilx demo                                                   # the embedded default
+
+Every TrainConfig field is a `train` flag (`student_layers` -> `--student-layers`); lists are
+comma-separated (`--train-files a.txt,b.txt`). Errors print one line and exit with status 2
+(bad usage or input) or 1 (the run failed), never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+__all__ = ["main"]
+
+
+def _train_parser(sub) -> None:
+    from .config import TrainConfig
+
+    p = sub.add_parser("train", help="distil a teacher into a student (see TrainConfig for every field)",
+                       description="Distil a BERT-family teacher into a shallower student.")
+    p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "resume":
+            p.add_argument(flag, dest=f.name, action="store_const", const="true", default=None,
+                           help="continue from the newest checkpoint in output_dir/checkpoints")
+            continue
+        p.add_argument(flag, dest=f.name, default=None, metavar="VALUE", help=f"TrainConfig.{f.name}")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distilx", description="Distil BERT-family masked-LM teachers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+
+    e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same masks")
+    e.add_argument("--teacher", required=True, help="teacher folder")
+    e.add_argument("--student", required=True, help="student folder (a train run's output_dir)")
+    e.add_argument("--files", required=True, nargs="+", help="held-out text files, one document per line")
+    e.add_argument("--tokenizer", help="tokenizer.json / vocab.txt / folder (default: the student folder)")
+    e.add_argument("--seq-len", type=int, default=128)
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--max-batches", type=int, default=20)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", help="also write the metrics to this file")
+
+    pl = sub.add_parser("plot", help="draw RUN_DIR/loss_curves.png from RUN_DIR/metrics.jsonl")
+    pl.add_argument("run_dir")
+
+    d = sub.add_parser("demo", help="the embedded default: MiniLM-L6 teacher -> 3-layer student on English text")
+    d.add_argument("--output-dir", default=None, help="where the student goes (default: a folder in the cache)")
+    d.add_argument("--steps", type=int, default=None, help="distillation steps (default: the demo's budget)")
+    d.add_argument("--head-steps", type=int, default=None, help="MLM-head fitting steps if not cached")
+    d.add_argument("--refit-teacher", action="store_true", help="ignore the cached fitted teacher")
+    return parser
+
+
+def _cmd_train(args) -> int:
+    from .config import TrainConfig
+    from .train import train
+
+    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None}
+    config = config.override(overrides)
+    result = train(config)
+    if result.eval_metrics is not None:
+        print(json.dumps(result.eval_metrics, indent=2))
+    print(f"student saved to {result.output_dir} after {result.steps} steps ({result.skipped_steps} skipped)")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate import evaluate
+
+    metrics = evaluate(args.teacher, args.student, args.files, args.tokenizer or args.student,
+                       seq_len=args.seq_len, batch_size=args.batch_size, max_batches=args.max_batches,
+                       seed=args.seed, device=args.device)
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plots import plot_run
+
+    print(plot_run(args.run_dir))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(output_dir=args.output_dir, steps=args.steps, head_steps=args.head_steps,
+             refit_teacher=args.refit_teacher)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handler = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "demo": _cmd_demo}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
+        print(f"distilx {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"distilx {args.command}: the run stopped: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        from .distributed import teardown_distributed
+        teardown_distributed()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
