@@ -79,10 +79,10 @@ def _rxnfp_outputs(seed: int):
     }
 
 
-def rxnfp_batch(seed: int = 0, dtype=torch.float32):
-    """Real student/teacher outputs (fresh leaf tensors: student ones require grad)."""
+def rxnfp_batch(seed: int = 0, dtype=torch.float32, n_seq: int | None = None):
+    """Real student/teacher outputs of the first n_seq reactions (fresh leaves: student ones require grad)."""
     out = _rxnfp_outputs(seed)
-    batch = {k: v.clone() for k, v in out.items()}
+    batch = {k: v[:n_seq].clone() for k, v in out.items()}
     for k in ("student_logits", "teacher_logits", "student_hidden", "teacher_hidden"):
         batch[k] = batch[k].to(dtype)
     batch["student_logits"].requires_grad_(True)

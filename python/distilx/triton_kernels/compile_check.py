@@ -92,7 +92,7 @@ def run_ptxas(ptx: str, arch: int) -> tuple[int, int, int, int]:
 
 
 def compile_kernel(fn, signature: dict, constexprs: dict, num_warps: int, arch: int) -> str:
-    """Compile `fn` for CUDA sm_<arch> and return its PTX (no GPU needed)."""
+    """Compile `fn` for CUDA sm_<arch> and return its PTX (no GPU needed; not under TRITON_INTERPRET=1)."""
     full_signature = dict(signature)
     full_signature.update({name: "constexpr" for name in constexprs})
     source = ASTSource(fn=fn, signature=full_signature, constexprs=dict(constexprs))
@@ -160,11 +160,46 @@ def report(case, arch: int) -> PtxasReport:
     return PtxasReport(fn.__name__, arch, name, regs, spill_st, spill_ld, stack, time.perf_counter() - start)
 
 
-def main() -> None:
-    cases = list(logits_kernel_cases()) + list(cosine_kernel_cases())
+def ci_cases():
+    """The selection tests/test_kernel_compile.py checks: (arch, case) pairs.
+
+    Every (block, warps) configuration x every term-flag combination for bf16 logits on sm_80 and sm_90;
+    every other (student, teacher) dtype pair for the training flags at V = 30522's block on sm_90;
+    every cosine block size for bf16 on both, plus fp32/fp16 at H <= 1024 on sm_90.
+    """
+    block_30522 = distill_logits.config_for(30522)[0]
+    other_pairs = [(s, t) for s in DTYPES for t in DTYPES if (s, t) != ("bf16", "bf16")]
+    selected = []
     for arch in ARCHS:
-        for case in cases:
-            print(report(case, arch).line(), flush=True)
+        selected += [(arch, c) for c in logits_kernel_cases(dtype_pairs=[("bf16", "bf16")])]
+        selected += [(arch, c) for c in cosine_kernel_cases(dtypes=("bf16",)) if "grad=1" in c[0]]
+    selected += [
+        (90, c)
+        for c in logits_kernel_cases(dtype_pairs=other_pairs, flags=[(True, True, True)])
+        if c[0].startswith(f"BLOCK_V={block_30522} ")
+    ]
+    selected += [(90, c) for c in cosine_kernel_cases(dtypes=("fp32", "fp16")) if c[0].startswith("BLOCK_H=1024 ")]
+    return selected
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="the full cross product (slow: ~250 compiles)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise SystemExit("run without TRITON_INTERPRET=1: the interpreter replaces the compiler")
+    if args.all:
+        every = list(logits_kernel_cases()) + list(cosine_kernel_cases())
+        selected = [(arch, c) for arch in ARCHS for c in every]
+    else:
+        selected = ci_cases()
+    for arch, case in selected:
+        r = report(case, arch)
+        print(json.dumps(r.__dict__) if args.json else r.line(), flush=True)
 
 
 if __name__ == "__main__":
