@@ -45,6 +45,7 @@ class TrainResult:
     skipped_steps: int  # steps skipped because the loss or the gradient was not finite
     history: list[dict] = field(default_factory=list)  # the metric lines written by this process
     eval_metrics: dict | None = None  # distilx.evaluate's result on config.eval_files (rank 0)
+    student: nn.Module | None = None  # the trained student (this process's copy, on its device)
 
 
 class MaskedLMDistiller(nn.Module):
@@ -243,9 +244,12 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, stop_after: 
     if config.max_steps is not None:
         total_steps = config.max_steps
     else:
-        per_epoch = getattr(stream, "batches_per_epoch", None)
-        if per_epoch is None:
-            raise ValueError("the stream does not know its epoch length: set max_steps instead of epochs")
+        per_epoch = stream.batches_per_epoch
+        if per_epoch is None:  # raw text on one rank: one tokenization pass to learn the epoch length
+            per_epoch = stream.count_batches()
+        if per_epoch == 0:
+            raise ValueError(f"the corpus {config.train_files} gives no full batch of {config.batch_size} sequences: "
+                             "add text or lower batch_size")
         total_steps = max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
     optimizer = _optimizer(student, config)
     scheduler = _schedule(optimizer, total_steps, config.warmup_ratio)
@@ -378,7 +382,7 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, stop_after: 
                 bar.close()
             if log is not None:
                 log.close()
-            return TrainResult(output_dir, step, skipped, history)
+            return TrainResult(output_dir, step, skipped, history, None, student)
 
     if bar is not None:
         bar.close()
@@ -405,4 +409,4 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, stop_after: 
             pass
     if env.distributed:
         dist.barrier()
-    return TrainResult(output_dir, step, skipped, history, eval_metrics)
+    return TrainResult(output_dir, step, skipped, history, eval_metrics, student)
