@@ -188,46 +188,133 @@ fn is_non_starter(c: char) -> bool {
     nfd(&format!("{c}\u{334}")) != format!("{own}\u{334}") || nfd(&format!("\u{301}{c}")) != format!("\u{301}{own}")
 }
 
+/// Separator for batched reference calls: an ASCII starter that every BertNormalizer flag
+/// combination leaves as it is, so per-char results can be cut apart again. A batch whose output
+/// does not have exactly the expected separators (a char that normalizes to or contains '|') is
+/// redone char by char.
+const SEP: char = '|';
+
+/// `f` applied to the string `items[0] SEP items[1] SEP ... SEP`, cut back into one output per
+/// item; None when the separators did not survive one-to-one.
+fn batched(items: &[String], f: impl Fn(&str) -> String) -> Option<Vec<String>> {
+    let mut joined = String::new();
+    for item in items {
+        joined.push_str(item);
+        joined.push(SEP);
+    }
+    let out = f(&joined);
+    let parts: Vec<String> = out.split(SEP).map(str::to_owned).collect();
+    (parts.len() == items.len() + 1 && parts.last().is_some_and(|p| p.is_empty()))
+        .then(|| parts[..items.len()].to_vec())
+}
+
 fn build_block(flags: NormFlags, index: usize) -> Block {
     let normalizer = flags.normalizer();
+    let chars: Vec<char> = (0..256u32).filter_map(|o| char::from_u32(index as u32 * 256 + o)).collect();
+    // 1. Normalize the block's chars in one reference call.
+    let items: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+    let outputs = batched(&items, |text| {
+        let mut normalized = NormalizedString::from(text);
+        let _ = normalizer.normalize(&mut normalized);
+        normalized.get().to_owned()
+    })
+    .unwrap_or_else(|| chars.iter().map(|&c| reference_normalize(&normalizer, c)).collect());
+
+    // 2. Classify (and, with NFD, check for non-starters) the distinct non-ASCII output chars.
+    let mut distinct: Vec<char> = outputs.iter().flat_map(|o| o.chars()).filter(|d| !d.is_ascii()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let classes = reference_classes(&distinct);
+    let non_starters: Vec<bool> = if flags.strip_accents { non_starter_flags(&distinct) } else { vec![false; distinct.len()] };
+    let info = |d: char| -> (Class, bool) {
+        if d.is_ascii() {
+            (ascii_class(d), false)
+        } else {
+            let i = distinct.binary_search(&d).expect("collected above");
+            (classes[i], non_starters[i])
+        }
+    };
+
     let mut entries = [TAG_EMPTY; 256];
     let mut pool: Vec<(char, Class)> = Vec::new();
-    for offset in 0..256 {
-        let Some(c) = char::from_u32((index * 256 + offset) as u32) else {
-            continue; // surrogates never occur in a &str
-        };
-        let output = reference_normalize(&normalizer, c);
-        let kind = if flags.strip_accents && !c.is_ascii() && output.chars().any(is_non_starter) {
+    for (&c, output) in chars.iter().zip(&outputs) {
+        let kind = if output.chars().any(|d| info(d).1) {
             Kind::Rare
         } else {
-            let mut chars = output.chars();
-            match (chars.next(), chars.next()) {
+            let mut it = output.chars();
+            match (it.next(), it.next()) {
                 (None, _) => Kind::Empty,
-                (Some(d), None) => Kind::One(d, class_of(d)),
+                (Some(d), None) => Kind::One(d, info(d).0),
                 _ => {
                     let start = pool.len() as u16;
-                    pool.extend(output.chars().map(|d| (d, class_of(d))));
+                    pool.extend(output.chars().map(|d| (d, info(d).0)));
                     Kind::Many { start, len: output.chars().count() as u8 }
                 }
             }
         };
-        entries[offset] = pack(kind);
+        entries[c as usize & 255] = pack(kind);
     }
     Block { entries, pool }
 }
 
-/// Class of a normalized char: ASCII by rule (checked against the reference in the tests),
-/// everything else by asking the reference.
-fn class_of(c: char) -> Class {
-    if c.is_ascii() {
-        if c.is_whitespace() {
-            Class::Space
-        } else if c.is_ascii_punctuation() {
-            Class::Punct
-        } else {
-            Class::Word
-        }
+/// The pre-tokenizer classes of `chars` in one reference call on "a c1 a c2 a ... a" (no spaces):
+/// a char no split covers is whitespace, a char that is a split of its own is punctuation, and
+/// a word char merges with its 'a' neighbours.
+fn reference_classes(chars: &[char]) -> Vec<Class> {
+    let mut text = String::from("a");
+    let mut offsets = Vec::with_capacity(chars.len());
+    for &c in chars {
+        offsets.push(text.len());
+        text.push(c);
+        text.push('a');
+    }
+    let mut pre = PreTokenizedString::from(text.as_str());
+    if BertPreTokenizer.pre_tokenize(&mut pre).is_err() {
+        return chars.iter().map(|&c| reference_class(c)).collect();
+    }
+    let splits: Vec<(usize, usize)> =
+        pre.get_splits(OffsetReferential::Original, OffsetType::Byte).into_iter().map(|(_, o, _)| o).collect();
+    chars
+        .iter()
+        .zip(offsets)
+        .map(|(&c, start)| {
+            let end = start + c.len_utf8();
+            // Splits are sorted and disjoint: find the one that could contain `start`.
+            let i = splits.partition_point(|&(_, e)| e <= start);
+            match splits.get(i) {
+                Some(&(s, e)) if s <= start && end <= e => {
+                    if (s, e) == (start, end) {
+                        Class::Punct
+                    } else {
+                        Class::Word
+                    }
+                }
+                _ => Class::Space,
+            }
+        })
+        .collect()
+}
+
+/// [`is_non_starter`] for many chars with three batched NFD calls.
+fn non_starter_flags(chars: &[char]) -> Vec<bool> {
+    let nfd_all = |items: Vec<String>| batched(&items, nfd);
+    let own = nfd_all(chars.iter().map(|c| c.to_string()).collect());
+    let before = nfd_all(chars.iter().map(|c| format!("{c}\u{334}")).collect());
+    let after = nfd_all(chars.iter().map(|c| format!("\u{301}{c}")).collect());
+    match (own, before, after) {
+        (Some(own), Some(before), Some(after)) => (0..chars.len())
+            .map(|i| before[i] != format!("{}\u{334}", own[i]) || after[i] != format!("\u{301}{}", own[i]))
+            .collect(),
+        _ => chars.iter().map(|&c| is_non_starter(c)).collect(),
+    }
+}
+
+fn ascii_class(c: char) -> Class {
+    if c.is_whitespace() {
+        Class::Space
+    } else if c.is_ascii_punctuation() {
+        Class::Punct
     } else {
-        reference_class(c)
+        Class::Word
     }
 }
