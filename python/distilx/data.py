@@ -34,11 +34,29 @@ Tokenizer = _native.Tokenizer
 _STATE_VERSION = 1
 
 
+# Loaded tokenizers by (path, size, mtime, options): a Tokenizer is immutable, and building the fast
+# WordPiece tables takes seconds, so streams and encode() calls over one file share one instance.
+_TOKENIZERS: dict[tuple, Tokenizer] = {}
+
+
 def _as_tokenizer(tokenizer: Union[PathLike, Tokenizer], backend: str = "auto", lowercase: bool | None = None) -> Tokenizer:
     if isinstance(tokenizer, _native.Tokenizer):
         return tokenizer
     if isinstance(tokenizer, (str, os.PathLike)):
-        return _native.Tokenizer(os.fspath(tokenizer), lowercase=lowercase, backend=backend)
+        path = os.path.abspath(os.fspath(tokenizer))
+        try:
+            st = os.stat(path)
+            key = (path, st.st_size, st.st_mtime_ns, backend, lowercase)
+        except OSError:
+            key = None  # let the native loader raise the right error
+        if key is not None and key in _TOKENIZERS:
+            return _TOKENIZERS[key]
+        tok = _native.Tokenizer(path, lowercase=lowercase, backend=backend)
+        if key is not None:
+            if len(_TOKENIZERS) >= 8:
+                _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
+            _TOKENIZERS[key] = tok
+        return tok
     raise TypeError(f"tokenizer must be a path (tokenizer.json, vocab.txt or a directory) or a distilx.Tokenizer, "
                     f"not {type(tokenizer).__name__}")
 
