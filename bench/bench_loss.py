@@ -165,9 +165,10 @@ def run_cuda(args):
 
 
 # ---------------------------------------------------------------- CPU
-def measure_one_cpu(provider, n, vocab, dtype_name, reps):
+def measure_one_cpu(provider, n, vocab, dtype_name, reps, threads=None):
     """Runs in a fresh process: time (min of reps after one warm-up) and peak RSS above the inputs."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if threads:
+        torch.set_num_threads(threads)
     fn = provider_fns("cpu")[provider]
     dtype = DTYPES[dtype_name]
     warm_s, warm_t, warm_l = make_inputs(4, vocab, dtype, "cpu")
@@ -186,7 +187,8 @@ def measure_one_cpu(provider, n, vocab, dtype_name, reps):
 
 
 def run_cpu(args):
-    print(f"# device: CPU ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    print(f"# device: CPU ({os.cpu_count()} cores), torch {torch.__version__}, "
+          f"{args.threads or torch.get_num_threads()} threads; "
           "timings on a shared machine are noisy", flush=True)
     header = f"{'provider':<14} {'N':>6} {'V':>7} {'dtype':>5} {'ms':>9} {'extra MiB':>10} {'extra/logits':>12}"
     print(header, flush=True)
@@ -199,7 +201,7 @@ def run_cpu(args):
             row = {}
             for prov in provider_fns("cpu"):
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--one", json.dumps([prov, n, vocab, args.dtype, args.reps])],
+                    [sys.executable, __file__, "--one", json.dumps([prov, n, vocab, args.dtype, args.reps, args.threads])],
                     capture_output=True, text=True,
                 )
                 if proc.returncode != 0:
@@ -234,6 +236,8 @@ def main():
     parser.add_argument("--vocab", type=int, nargs="+", default=[30522, 128256])
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=None)
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU: torch threads per measurement (1 is steadier on a shared machine)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -23,11 +23,11 @@ IGNORE_INDEX = -100
 # form (not F.cosine_similarity's clamp) makes the term smooth and identical to DistilBERT's.
 COS_EPS = 1e-12
 
-# Chunk sizing of the PyTorch path. About 6 fp32 temporaries of one chunk are alive at once; they must
+# Chunk sizing of the PyTorch path. At most 5 fp32 temporaries of one chunk are alive at once; they must
 # stay below ~15% of the logits' own size (the gradient buffer is the other 100%; the rest of the 1.3x
 # budget is margin for the allocator and per-row vectors), and a chunk should
 # fit comfortably in cache-sized pieces (<= 4M elements per temporary) so the passes stay fast.
-_LIVE_TEMPORARIES = 6
+_LIVE_TEMPORARIES = 5
 _EXTRA_FRACTION = 0.15
 _MAX_CHUNK_ELEMENTS = 1 << 22
 
@@ -135,8 +135,10 @@ def chunked_logits_loss(
         g = None  # fp32 gradient of this chunk; None = all zero
         if has_kl:
             sel = kl_mask[r0:r1]
-            log_ps = torch.log_softmax(s * inv_t, dim=-1)
-            log_pt = torch.log_softmax(teacher[r0:r1].to(compute_dtype) * inv_t, dim=-1)
+            t = teacher[r0:r1].to(compute_dtype)
+            log_ps = torch.log_softmax(s * inv_t if inv_t != 1.0 else s, dim=-1)
+            log_pt = torch.log_softmax(t * inv_t if inv_t != 1.0 else t, dim=-1)
+            del t
             pt = log_pt.exp()
             kl = torch.linalg.vecdot(pt, log_pt.sub_(log_ps))  # sum p_t (log p_t - log p_s)
             del log_pt

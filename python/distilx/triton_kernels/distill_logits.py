@@ -62,14 +62,16 @@ def distill_logits_kernel(
     kl_on = (tl.load(kl_mask_ptr + row) != 0) & HAS_KL
     ce_on = (label != IGNORE) & HAS_CE
 
-    # running statistics (fp32): student at T, teacher at T (+ sum e^(t/T - m_t) (t - s)/T), student at 1
-    m_s = neg_inf
-    z_s = 0.0
-    m_t = neg_inf
-    z_t = 0.0
-    a_t = 0.0
-    m_1 = neg_inf
-    z_1 = 0.0
+    # running statistics (fp32): student at T, teacher at T (+ sum e^(t/T - m_t) (t - s)/T), student at 1.
+    # Started as fp32 tensors (not Python floats) so the runtime `if` below yields one type on every triton.
+    zero = tl.sum(tl.zeros([BLOCK_V], dtype=tl.float32), axis=0)
+    m_s = zero + neg_inf
+    z_s = zero
+    m_t = zero + neg_inf
+    z_t = zero
+    a_t = zero
+    m_1 = zero + neg_inf
+    z_1 = zero
     if kl_on | ce_on:
         for start in range(0, vocab, BLOCK_V):
             offs = start + cols
