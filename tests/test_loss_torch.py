@@ -175,12 +175,12 @@ def test_chunking_does_not_change_the_result(monkeypatch):
 
 
 def test_chunk_rows_bound_the_temporaries():
-    # 5 fp32 temporaries of one chunk stay within 15% of the logits' own bytes (bf16 and fp32)
+    # 6 fp32 temporaries of one chunk stay within 15% of the logits' own bytes (bf16 and fp32)
     for n, v, size in [(16384, 30522, 2), (4096, 128256, 4), (100, 591, 2)]:
         rows = chunk_rows_for(n, v, size)
         assert 1 <= rows <= n
         if rows > 1:
-            assert rows * v * 4 * 5 <= 0.15 * n * v * size + v * 4 * 5
+            assert rows * v * 4 * 6 <= 0.15 * n * v * size + v * 4 * 6
 
 
 def test_peak_extra_memory_of_the_torch_path_is_at_most_1_3x_the_logits():
