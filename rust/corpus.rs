@@ -179,6 +179,11 @@ fn open_decoded(file: &CorpusFile) -> Result<Box<dyn BufRead + Send>> {
 /// Convert bytes to text, replacing each invalid UTF-8 sequence with U+FFFD; returns the number of
 /// invalid bytes met.
 fn decode_utf8(bytes: &[u8], out: &mut String) -> u64 {
+    // Fast path: valid UTF-8 (the common case) is copied as is.
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        out.push_str(s);
+        return 0;
+    }
     let mut invalid = 0u64;
     for chunk in bytes.utf8_chunks() {
         out.push_str(chunk.valid());
@@ -430,7 +435,7 @@ impl DocReader {
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 #[cfg(test)]

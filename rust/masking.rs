@@ -4,7 +4,8 @@
 //!
 //! Targets are chosen by one of three modes, then each target becomes `[MASK]` with
 //! `mask_replace_prob`, a random non-special id with `random_replace_prob`, else stays:
-//! - uniform: every non-special token independently with `mlm_probability` (BERT/RoBERTa);
+//! - uniform: every non-special token independently with `mlm_probability` (BERT/RoBERTa),
+//!   drawn as geometric gaps between targets;
 //! - frequency: exactly round(p · eligible tokens) per batch, drawn without replacement with
 //!   weight count^-0.7 (DistilBERT's smoothing) — weighted reservoir keys u^(1/w);
 //! - whole_word: every word (a run of tokens of one pre-tokenized word) with `mlm_probability`,
@@ -169,27 +170,48 @@ impl Masker {
     /// the batch (frequency mode draws over the whole batch).
     pub fn mask(&self, rows: &[&[u32]], word_starts: &[&[bool]], keys: &[u64], batch_key: u64, cols: usize, seed: u64, epoch: u64) -> MaskedBatch {
         let n = rows.len();
-        let mut input_ids = vec![self.pad_id as i64; n * cols];
-        let mut attention_mask = vec![0i64; n * cols];
-        let mut labels = vec![IGNORE; n * cols];
-        for (r, ids) in rows.iter().enumerate() {
-            let base = r * cols;
-            for (c, &id) in ids.iter().enumerate() {
-                input_ids[base + c] = id as i64;
-                attention_mask[base + c] = 1;
-            }
+        // Each array written once, row by row (no fill-then-overwrite pass).
+        let mut input_ids = Vec::with_capacity(n * cols);
+        let mut attention_mask = Vec::with_capacity(n * cols);
+        for ids in rows {
+            let len = ids.len().min(cols);
+            input_ids.extend(ids[..len].iter().map(|&x| x as i64));
+            input_ids.extend(std::iter::repeat_n(self.pad_id as i64, cols - len));
+            attention_mask.extend(std::iter::repeat_n(1i64, len));
+            attention_mask.extend(std::iter::repeat_n(0i64, cols - len));
         }
+        let mut labels = vec![IGNORE; n * cols];
         match self.mode {
             Mode::Uniform => {
+                // Bernoulli(p) per eligible token, drawn as geometric gaps between targets: one
+                // random number per target instead of one per token.
+                let p = self.mlm_probability;
+                let log_q = (1.0 - p).ln();
+                let gap = |rng: &mut Rng| -> usize {
+                    if p <= 0.0 {
+                        usize::MAX
+                    } else if p >= 1.0 {
+                        0
+                    } else {
+                        let g = rng.unit().max(f64::MIN_POSITIVE).ln() / log_q;
+                        if g >= usize::MAX as f64 { usize::MAX } else { g as usize }
+                    }
+                };
                 for (r, ids) in rows.iter().enumerate() {
                     let mut rng = Rng::new(seed, epoch, keys[r]);
                     let base = r * cols;
+                    let mut skip = gap(&mut rng);
                     for (c, &id) in ids.iter().enumerate() {
-                        if self.is_special(id) || rng.unit() >= self.mlm_probability {
+                        if self.is_special(id) {
+                            continue;
+                        }
+                        if skip > 0 {
+                            skip -= 1;
                             continue;
                         }
                         labels[base + c] = id as i64;
                         input_ids[base + c] = self.corrupt(&mut rng, id) as i64;
+                        skip = gap(&mut rng);
                     }
                 }
             }

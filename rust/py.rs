@@ -384,6 +384,35 @@ fn cache_info<'py>(py: Python<'py>, path: PathBuf, tokenizer: Option<&PyTokenize
     Ok(d)
 }
 
+/// Time each stage alone over a corpus (benchmarks only: the corpus is held in memory).
+#[pyfunction]
+#[pyo3(signature = (files, tokenizer, *, seq_len=128, batch_size=32, packing=false, num_threads=None))]
+fn stage_costs<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenizer, seq_len: usize, batch_size: usize, packing: bool, num_threads: Option<usize>) -> PyResult<Bound<'py, PyDict>> {
+    let tok = tokenizer.inner.clone();
+    let c = detached(py, move || {
+        let seq = SeqConfig { seq_len, packing, min_seq_len: 12, max_unk_ratio: 0.5, cls_id: tok.cls_id, sep_id: tok.sep_id, unk_id: tok.unk_id, word_starts: false };
+        let masker = Masker::new(Mode::Uniform, 0.15, 0.8, 0.1, tok.vocab_size, &tok.special_ids, tok.mask_id, tok.pad_id, None, 0.7)?;
+        crate::stream::stage_costs(&files, &tok, seq, batch_size, &masker, num_threads)
+    })?;
+    let d = PyDict::new(py);
+    for (k, v) in [("documents", c.documents), ("bytes", c.bytes), ("tokens", c.tokens), ("rows", c.rows), ("padded_tokens", c.padded_tokens)] {
+        d.set_item(k, v)?;
+    }
+    for (k, v) in [
+        ("read_s", c.read_s),
+        ("tokenize_s", c.tokenize_s),
+        ("frame_s", c.frame_s),
+        ("mask_s", c.mask_s),
+        ("read_cpu", c.read_cpu),
+        ("tokenize_cpu", c.tokenize_cpu),
+        ("frame_cpu", c.frame_cpu),
+        ("mask_cpu", c.mask_cpu),
+    ] {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
@@ -392,6 +421,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cache_token_counts, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(cache_info, m)?)?;
+    m.add_function(wrap_pyfunction!(stage_costs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

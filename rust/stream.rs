@@ -111,11 +111,24 @@ trait DocSource {
     fn read_stats(&self) -> ReadStats;
 }
 
-struct RawSource<'a> {
-    reader: DocReader,
-    shared: &'a Shared,
-    pool: &'a rayon::ThreadPool,
-    texts: Vec<(DocPos, String)>,
+/// Raw files, read and tokenized ahead in two threads of their own: a reader thread (decompress,
+/// split, decode; keeps this rank's documents) feeds a tokenizer thread (encodes each round on the
+/// pool), which feeds the producer. Reading, tokenizing and framing/masking thus overlap.
+struct RawSource {
+    shared: Arc<Shared>,
+    pool: Arc<rayon::ThreadPool>,
+    rx: Option<Receiver<Feed>>,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    stats: ReadStats,
+    ended: bool,
+}
+
+enum Feed {
+    Texts(Vec<(DocPos, String)>, ReadStats),
+    Docs(Vec<TokDoc>, ReadStats),
+    End(ReadStats),
+    Err(Error),
 }
 
 /// About this much text is tokenized per parallel round (bounded memory, good thread use).
@@ -135,35 +148,128 @@ pub(crate) fn tokenize_docs(tok: &Tokenizer, items: &[(DocPos, String)], words: 
     })
 }
 
-impl DocSource for RawSource<'_> {
+fn read_rounds(shared: Arc<Shared>, start: DocPos, tx: SyncSender<Feed>, stop: Arc<AtomicBool>) {
+    let (rank, world) = (shared.cfg.rank, shared.cfg.world_size);
+    let mut reader = DocReader::new(shared.files.clone(), shared.cfg.read.clone());
+    if let Err(e) = reader.seek(start) {
+        let _ = tx.send(Feed::Err(e));
+        return;
+    }
+    let mut text = String::new();
+    loop {
+        let mut texts = Vec::new();
+        let mut bytes = 0;
+        while bytes < ROUND_BYTES && texts.len() < ROUND_DOCS {
+            match reader.next_doc(&mut text) {
+                Err(e) => {
+                    let _ = tx.send(Feed::Err(e));
+                    return;
+                }
+                Ok(None) => break,
+                Ok(Some(pos)) if pos.index % world == rank => {
+                    bytes += text.len();
+                    texts.push((pos, std::mem::take(&mut text)));
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let msg = if texts.is_empty() { Feed::End(reader.stats.clone()) } else { Feed::Texts(texts, reader.stats.clone()) };
+        let end = matches!(msg, Feed::End(_));
+        if tx.send(msg).is_err() || end {
+            return;
+        }
+    }
+}
+
+fn tokenize_rounds(shared: Arc<Shared>, pool: Arc<rayon::ThreadPool>, rx: Receiver<Feed>, tx: SyncSender<Feed>, stop: Arc<AtomicBool>) {
+    while let Ok(msg) = rx.recv() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let out = match msg {
+            Feed::Texts(texts, st) => match tokenize_docs(&shared.tokenizer, &texts, shared.want_words, &pool) {
+                Ok(docs) => Feed::Docs(docs, st),
+                Err(e) => Feed::Err(e),
+            },
+            other => other,
+        };
+        let last = matches!(out, Feed::End(_) | Feed::Err(_));
+        if tx.send(out).is_err() || last {
+            return;
+        }
+    }
+}
+
+impl RawSource {
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.rx.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.stop = Arc::new(AtomicBool::new(false));
+    }
+
+    fn start(&mut self, pos: DocPos) -> Result<()> {
+        self.shutdown();
+        // A few rounds (~1 MB of text each) in flight per stage keep every thread busy.
+        let (text_tx, text_rx) = sync_channel(4);
+        let (doc_tx, doc_rx) = sync_channel(4);
+        let spawn_err = |e: std::io::Error| Error::InvalidConfig(format!("cannot start a data-engine thread: {e}"));
+        let (sh, st) = (self.shared.clone(), self.stop.clone());
+        self.threads.push(std::thread::Builder::new().name("distilx-reader".into()).spawn(move || read_rounds(sh, pos, text_tx, st)).map_err(spawn_err)?);
+        let (sh, pool, st) = (self.shared.clone(), self.pool.clone(), self.stop.clone());
+        self.threads.push(
+            std::thread::Builder::new().name("distilx-tokenizer".into()).spawn(move || tokenize_rounds(sh, pool, text_rx, doc_tx, st)).map_err(spawn_err)?,
+        );
+        self.rx = Some(doc_rx);
+        Ok(())
+    }
+}
+
+impl Drop for RawSource {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl DocSource for RawSource {
     fn seek(&mut self, pos: DocPos) -> Result<()> {
-        self.reader.seek(pos)
+        self.ended = false;
+        self.start(pos)
     }
 
     fn next_docs(&mut self, out: &mut Vec<TokDoc>) -> Result<bool> {
-        let (rank, world) = (self.shared.cfg.rank, self.shared.cfg.world_size);
-        self.texts.clear();
-        let mut bytes = 0;
-        let mut text = String::new();
-        while bytes < ROUND_BYTES && self.texts.len() < ROUND_DOCS {
-            match self.reader.next_doc(&mut text)? {
-                None => break,
-                Some(pos) if pos.index % world == rank => {
-                    bytes += text.len();
-                    self.texts.push((pos, std::mem::take(&mut text)));
-                }
-                Some(_) => {}
-            }
-        }
-        if self.texts.is_empty() {
+        if self.ended {
             return Ok(false);
         }
-        out.extend(tokenize_docs(&self.shared.tokenizer, &self.texts, self.shared.want_words, self.pool)?);
-        Ok(true)
+        if self.rx.is_none() {
+            self.start(DocPos::default())?;
+        }
+        match self.rx.as_ref().expect("started").recv() {
+            Ok(Feed::Docs(docs, st)) => {
+                self.stats = st;
+                out.extend(docs);
+                Ok(true)
+            }
+            Ok(Feed::End(st)) => {
+                self.stats = st;
+                self.shutdown();
+                // Stay at the end: a later call must not restart from the beginning.
+                self.ended = true;
+                Ok(false)
+            }
+            Ok(Feed::Err(e)) => Err(e),
+            Ok(Feed::Texts(..)) => unreachable!("texts are tokenized before they reach the producer"),
+            Err(_) => Err(Error::InvalidInput("the data engine's reader thread stopped unexpectedly".into())),
+        }
     }
 
     fn read_stats(&self) -> ReadStats {
-        self.reader.stats.clone()
+        self.stats.clone()
     }
 }
 
@@ -216,7 +322,7 @@ fn cache_order(cache: &Cache, seed: u64, epoch: u64, shuffle: bool, rank: u64, w
 }
 
 impl Shared {
-    fn source<'a>(&'a self, pool: &'a rayon::ThreadPool, epoch: u64) -> Box<dyn DocSource + 'a> {
+    fn source<'a>(self: &'a Arc<Self>, pool: &Arc<rayon::ThreadPool>, epoch: u64) -> Box<dyn DocSource + 'a> {
         match &self.cache {
             Some(c) => Box::new(CacheSource {
                 cache: c,
@@ -225,7 +331,15 @@ impl Shared {
                 stats: ReadStats::default(),
                 want_words: self.want_words,
             }),
-            None => Box::new(RawSource { reader: DocReader::new(self.files.clone(), self.cfg.read.clone()), shared: self, pool, texts: Vec::new() }),
+            None => Box::new(RawSource {
+                shared: self.clone(),
+                pool: pool.clone(),
+                rx: None,
+                threads: Vec::new(),
+                stop: Arc::new(AtomicBool::new(false)),
+                stats: ReadStats::default(),
+                ended: false,
+            }),
         }
     }
 
@@ -238,7 +352,7 @@ impl Shared {
 /// receiver is dropped.
 fn produce(shared: Arc<Shared>, start: Position, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, stats: Arc<Mutex<Stats>>) {
     let pool = match thread_pool(shared.cfg.num_threads) {
-        Ok(p) => p,
+        Ok(p) => Arc::new(p),
         Err(e) => {
             let _ = tx.send(Msg::Err(e));
             return;
@@ -256,7 +370,7 @@ fn produce(shared: Arc<Shared>, start: Position, tx: SyncSender<Msg>, stop: Arc<
     let _ = tx.send(msg);
 }
 
-fn produce_epoch(shared: &Shared, pool: &rayon::ThreadPool, start: Position, tx: &SyncSender<Msg>, stop: &AtomicBool, stats: &Mutex<Stats>) -> Result<()> {
+fn produce_epoch(shared: &Arc<Shared>, pool: &Arc<rayon::ThreadPool>, start: Position, tx: &SyncSender<Msg>, stop: &AtomicBool, stats: &Mutex<Stats>) -> Result<()> {
     let cfg = &shared.cfg;
     let epoch = start.epoch;
     let mut source = shared.source(pool, epoch);
@@ -651,4 +765,86 @@ pub fn count_tokens(inputs: &[String], tokenizer: &Tokenizer, read: ReadOptions,
         }
     }
     Ok(counts)
+}
+
+/// Seconds and counts of each stage run alone over a whole corpus (for `bench/bench_data.py`).
+#[derive(Clone, Debug, Default)]
+pub struct StageCosts {
+    pub documents: u64,
+    pub bytes: u64,
+    pub tokens: u64,
+    pub rows: u64,
+    pub padded_tokens: u64,
+    pub read_s: f64,
+    pub tokenize_s: f64,
+    pub frame_s: f64,
+    pub mask_s: f64,
+    /// Process CPU seconds (all threads) of each stage: meaningful even on a busy machine.
+    pub read_cpu: f64,
+    pub tokenize_cpu: f64,
+    pub frame_cpu: f64,
+    pub mask_cpu: f64,
+}
+
+/// CPU seconds used so far by this process, all threads (user + system).
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Run read -> tokenize -> frame -> mask one stage at a time over the corpus (held in memory:
+/// benchmark corpora only), timing each; tokenization and masking use `num_threads` threads.
+pub fn stage_costs(inputs: &[String], tokenizer: &Tokenizer, seq: SeqConfig, batch_size: usize, masker: &Masker, num_threads: Option<usize>) -> Result<StageCosts> {
+    use std::time::Instant;
+    let pool = thread_pool(num_threads)?;
+    let mut c = StageCosts::default();
+    let (t, cpu) = (Instant::now(), process_cpu_seconds());
+    let mut reader = DocReader::new(expand_inputs(inputs)?, ReadOptions::default());
+    let mut items = Vec::new();
+    let mut text = String::new();
+    while let Some(pos) = reader.next_doc(&mut text)? {
+        items.push((pos, std::mem::take(&mut text)));
+    }
+    c.read_s = t.elapsed().as_secs_f64();
+    c.read_cpu = process_cpu_seconds() - cpu;
+    c.documents = items.len() as u64;
+    c.bytes = reader.stats.bytes;
+    let (t, cpu) = (Instant::now(), process_cpu_seconds());
+    let docs = tokenize_docs(tokenizer, &items, false, &pool)?;
+    c.tokenize_s = t.elapsed().as_secs_f64();
+    c.tokenize_cpu = process_cpu_seconds() - cpu;
+    c.tokens = docs.iter().map(|d| d.ids.len() as u64).sum();
+    let (t, cpu) = (Instant::now(), process_cpu_seconds());
+    let mut builder = SequenceBuilder::new(seq.clone());
+    let mut rows = Vec::new();
+    for d in docs {
+        builder.push(d, 0);
+        while let Some(r) = builder.next_row(false) {
+            rows.push(r);
+        }
+    }
+    while let Some(r) = builder.next_row(true) {
+        rows.push(r);
+    }
+    c.frame_s = t.elapsed().as_secs_f64();
+    c.frame_cpu = process_cpu_seconds() - cpu;
+    c.rows = rows.len() as u64;
+    let (t, cpu) = (Instant::now(), process_cpu_seconds());
+    let padded: u64 = pool.install(|| {
+        rows.par_chunks(batch_size)
+            .map(|chunk| {
+                let ids: Vec<&[u32]> = chunk.iter().map(|r| r.ids.as_slice()).collect();
+                let keys: Vec<u64> = chunk.iter().map(|r| r.start.key()).collect();
+                let b = masker.mask(&ids, &[], &keys, keys[0], seq.seq_len, 0, 0);
+                (b.rows * b.cols) as u64
+            })
+            .sum()
+    });
+    c.mask_s = t.elapsed().as_secs_f64();
+    c.mask_cpu = process_cpu_seconds() - cpu;
+    c.padded_tokens = padded;
+    Ok(c)
 }
