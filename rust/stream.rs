@@ -581,6 +581,12 @@ impl Stream {
             }
             shared.limit = Some(limit);
             known_batches = Some(limit);
+        } else if shared.cache.is_some() {
+            // Cheap from a cache (no tokenization), and the same every epoch: rows do not depend
+            // on the document order.
+            let rows = count_rows(&shared, 0)?[0];
+            let b = shared.cfg.shape.batch_size as u64;
+            known_batches = Some(if shared.cfg.shape.drop_last { rows / b } else { rows.div_ceil(b) });
         }
         Ok(Stream {
             shared: Arc::new(shared),

@@ -230,7 +230,9 @@ def test_cache_equals_streaming_layout_and_detects_corruption(small_corpus, toke
     raw_rows = sorted(r for b in make(d, tokenizer_json, drop_last=False) for r in rows_of(b))
     cache_rows = sorted(r for b in make(None, tokenizer_json, cache=cache, drop_last=False) for r in rows_of(b))
     assert cache_rows == raw_rows
-    a = list(make(None, tokenizer_json, cache=cache, window_batches=4))
+    cached = make(None, tokenizer_json, cache=cache, window_batches=4)
+    a = list(cached)
+    assert cached.batches_per_epoch == len(a) == len(list(cached))
     # Resume in cache mode.
     s2 = make(None, tokenizer_json, cache=cache, window_batches=4)
     it = iter(s2)
