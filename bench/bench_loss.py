@@ -11,8 +11,8 @@ Inputs: N rows x V vocabulary, 15% of rows labelled, every row real (no padding)
 GPU: CUDA-event timing (median of --reps after warm-up), peak memory from torch.cuda.max_memory_allocated
 above the inputs, achieved GB/s against the 6*N*V-byte lower bound (bf16: read s and t, write the gradient)
 and against the device's peak and a measured device-to-device copy.
-CPU: each (provider, N, V) runs in a fresh subprocess so the peak RSS is its own (ru_maxrss above the
-inputs); timings on a shared machine are noisy.
+CPU: each (provider, N, V) runs in a fresh subprocess so the peak RSS is its own (VmHWM after resetting
+it to the RSS with the inputs in place); timings on a shared machine are noisy.
 
   python bench/bench_loss.py                      # CUDA if available, else CPU defaults
   python bench/bench_loss.py --device cpu --rows 1024 4096 --vocab 30522
@@ -165,6 +165,34 @@ def run_cuda(args):
 
 
 # ---------------------------------------------------------------- CPU
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak_rss() -> int:
+    """Reset the kernel's high-water mark to the current RSS (Linux >= 4.0) and return that RSS in bytes.
+
+    Without the reset, a peak reached earlier (imports, input creation) would hide part of the one measured.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmRSS") * 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_rss() -> int:
+    try:
+        return _status_kib("VmHWM") * 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def measure_one_cpu(provider, n, vocab, dtype_name, reps, threads=None):
     """Runs in a fresh process: time (min of reps after one warm-up) and peak RSS above the inputs."""
     if threads:
@@ -175,14 +203,14 @@ def measure_one_cpu(provider, n, vocab, dtype_name, reps, threads=None):
     fn(warm_s, warm_t, warm_l)  # lazy initialisation outside the measurement
     del warm_s, warm_t, warm_l
     s, t, labels = make_inputs(n, vocab, dtype, "cpu")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = reset_peak_rss()
     times = []
     for _ in range(reps):
         s.grad = None
         start = time.perf_counter()
         fn(s, t, labels)
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    peak = peak_rss() - before
     return dict(provider=provider, n=n, vocab=vocab, dtype=dtype_name, seconds=min(times), extra_bytes=peak)
 
 

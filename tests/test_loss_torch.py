@@ -192,7 +192,7 @@ def test_peak_extra_memory_of_the_torch_path_is_at_most_1_3x_the_logits():
 
     bench = os.path.join(os.path.dirname(__file__), "..", "bench", "bench_loss.py")
     n, vocab = 1024, 30522
-    proc = subprocess.run([sys.executable, bench, "--one", json.dumps(["distilx", n, vocab, "fp32", 1])],
+    proc = subprocess.run([sys.executable, bench, "--one", json.dumps(["distilx", n, vocab, "fp32", 1, 1])],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
