@@ -4,8 +4,7 @@
 //!
 //! Targets are chosen by one of three modes, then each target becomes `[MASK]` with
 //! `mask_replace_prob`, a random non-special id with `random_replace_prob`, else stays:
-//! - uniform: every non-special token independently with `mlm_probability` (BERT/RoBERTa),
-//!   drawn as geometric gaps between targets;
+//! - uniform: every non-special token independently with `mlm_probability` (BERT/RoBERTa);
 //! - frequency: exactly round(p · eligible tokens) per batch, drawn without replacement with
 //!   weight count^-0.7 (DistilBERT's smoothing) — weighted reservoir keys u^(1/w);
 //! - whole_word: every word (a run of tokens of one pre-tokenized word) with `mlm_probability`,
@@ -97,6 +96,8 @@ pub struct MaskedBatch {
     pub labels: Vec<i64>,
     pub rows: usize,
     pub cols: usize,
+    /// Number of prediction targets (labels != -100).
+    pub targets: usize,
 }
 
 pub const IGNORE: i64 = -100;
@@ -181,37 +182,32 @@ impl Masker {
             attention_mask.extend(std::iter::repeat_n(0i64, cols - len));
         }
         let mut labels = vec![IGNORE; n * cols];
+        let mut targets = 0usize;
         match self.mode {
             Mode::Uniform => {
-                // Bernoulli(p) per eligible token, drawn as geometric gaps between targets: one
-                // random number per target instead of one per token.
-                let p = self.mlm_probability;
-                let log_q = (1.0 - p).ln();
-                let gap = |rng: &mut Rng| -> usize {
-                    if p <= 0.0 {
-                        usize::MAX
-                    } else if p >= 1.0 {
-                        0
-                    } else {
-                        let g = rng.unit().max(f64::MIN_POSITIVE).ln() / log_q;
-                        if g >= usize::MAX as f64 { usize::MAX } else { g as usize }
-                    }
-                };
+                // Bernoulli(p) per eligible token from 32-bit slices of one 64-bit draw (two tokens
+                // per draw): p is resolved to 2^-32, far below any statistical effect.
+                let threshold = (self.mlm_probability * 4_294_967_296.0).min(4_294_967_296.0) as u64;
                 for (r, ids) in rows.iter().enumerate() {
                     let mut rng = Rng::new(seed, epoch, keys[r]);
                     let base = r * cols;
-                    let mut skip = gap(&mut rng);
+                    let (mut bits, mut left) = (0u64, 0u32);
                     for (c, &id) in ids.iter().enumerate() {
                         if self.is_special(id) {
                             continue;
                         }
-                        if skip > 0 {
-                            skip -= 1;
-                            continue;
+                        if left == 0 {
+                            bits = rng.next_u64();
+                            left = 2;
                         }
-                        labels[base + c] = id as i64;
-                        input_ids[base + c] = self.corrupt(&mut rng, id) as i64;
-                        skip = gap(&mut rng);
+                        let draw = bits & 0xFFFF_FFFF;
+                        bits >>= 32;
+                        left -= 1;
+                        if draw < threshold {
+                            targets += 1;
+                            labels[base + c] = id as i64;
+                            input_ids[base + c] = self.corrupt(&mut rng, id) as i64;
+                        }
                     }
                 }
             }
@@ -231,6 +227,7 @@ impl Masker {
                             chosen = rng.unit() < self.mlm_probability;
                         }
                         if chosen {
+                            targets += 1;
                             labels[base + c] = id as i64;
                             input_ids[base + c] = self.corrupt(&mut rng, id) as i64;
                         }
@@ -257,6 +254,7 @@ impl Masker {
                 }
                 let mut picked: Vec<usize> = cand[..k].iter().map(|x| x.1).collect();
                 picked.sort_unstable();
+                targets = picked.len();
                 for idx in picked {
                     let id = input_ids[idx] as u32;
                     labels[idx] = id as i64;
@@ -264,7 +262,7 @@ impl Masker {
                 }
             }
         }
-        MaskedBatch { input_ids, attention_mask, labels, rows: n, cols }
+        MaskedBatch { input_ids, attention_mask, labels, rows: n, cols, targets }
     }
 }
 

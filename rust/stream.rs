@@ -445,7 +445,7 @@ fn produce_epoch(shared: &Arc<Shared>, pool: &Arc<rayon::ThreadPool>, start: Pos
                 let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
                 s.batches += 1;
                 s.padded_tokens += (data.rows * data.cols) as u64;
-                s.target_tokens += data.labels.iter().filter(|&&l| l != crate::masking::IGNORE).count() as u64;
+                s.target_tokens += data.targets as u64;
             }
             let after = Position { epoch, window, batch_in_window: j + 1, batches_done };
             if tx.send(Msg::Batch(Batch { data, after })).is_err() || stop.load(Ordering::Relaxed) {
