@@ -71,7 +71,9 @@ def test_bf16_gradient_is_fp32_gradient_rounded_once():
     s, t, labels, mask, _ = _batch(1024, 30522, torch.bfloat16, seed=3)
     _, g16, _ = _run("triton", s, t, labels, mask)
     _, g32, _ = _run("torch", s.float(), t.float(), labels, mask)
-    torch.testing.assert_close(g16.float(), g32, rtol=2**-8, atol=1e-9)
+    # round-to-nearest-even to bf16 is within half an ulp = 2^-8 relative; + fp32 noise (1e-5 rel, 1e-8 abs
+    # where p_s - p_t cancels). (The CPU interpreter truncates instead, so this only holds on a GPU.)
+    torch.testing.assert_close(g16.float(), g32, rtol=2**-8 + 1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("vocab", [128256, 262144])
