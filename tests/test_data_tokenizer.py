@@ -93,3 +93,12 @@ def test_bad_tokenizers(tmp_path, tokenizer_json):
     (tmp_path / "bpe.json").write_text(json.dumps(bpe))
     with pytest.raises(ValueError, match="lacks"):
         distilx.Tokenizer(tmp_path / "bpe.json")
+
+
+def test_encode_api(tokenizer_json):
+    with pytest.raises(TypeError, match="list of texts"):
+        distilx.encode("a single string", tokenizer_json)
+    tok = distilx.Tokenizer(tokenizer_json)
+    texts = ["one", "two words", ""]
+    assert distilx.encode(texts, tok) == tok.encode(texts) == distilx.encode(texts, str(tokenizer_json), num_threads=1)
+    assert tok.encode([]) == []

@@ -127,3 +127,10 @@ def build_cache(files: Sequence[str], tokenizer: Tokenizer, path: _Path, *, num_
 def cache_info(path: _Path, tokenizer: Optional[Tokenizer] = None) -> dict[str, int]:
     """Validate a cache (length, magic, version, checksum, and the tokenizer when given) and return
     documents, tokens, id_bytes, word_starts. ValueError when it is truncated, corrupt or foreign."""
+
+def stage_costs(files: Sequence[str], tokenizer: Tokenizer, *, seq_len: int = 128, batch_size: int = 32,
+                packing: bool = False, num_threads: Optional[int] = None) -> dict[str, float]:
+    """Benchmark helper (`bench/bench_data.py`): run read -> tokenize -> frame -> mask one stage at a
+    time over a corpus held in memory; returns documents, bytes, tokens, rows, padded_tokens and, per
+    stage, wall seconds (`read_s`, `tokenize_s`, `frame_s`, `mask_s`) and process CPU seconds
+    (`read_cpu`, ...)."""
