@@ -17,7 +17,7 @@ import torch
 
 import distilx
 from distilx.triton_kernels.distill_logits import config_for, fused_logits_loss
-from test_loss_torch import _args, rxnfp_batch
+from test_loss_torch import _args, rxnfp_batch, single_torch_thread  # noqa: F401 (autouse fixture)
 
 GRAD_TOL = {
     torch.float32: dict(rtol=1e-4, atol=1e-7),
