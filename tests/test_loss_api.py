@@ -89,3 +89,15 @@ def test_auto_backend_on_cpu_is_torch_and_matches():
 def test_exports():
     assert set(distilx.DistillationLossOutput._fields) == {"loss", "kl", "mlm", "cos"}
     assert isinstance(distilx.DistillationLoss(), torch.nn.Module)
+
+
+def test_validate_false_turns_bad_labels_into_nan_instead_of_raising():
+    s, t, labels, mask, hs, ht = _ok()
+    labels = labels.clone()
+    labels[0, 0] = 11
+    with pytest.raises(ValueError, match="labels must be -100"):
+        distilx.DistillationLoss(backend="torch")(s, t, labels, mask)
+    out = distilx.DistillationLoss(backend="torch", validate=False)(s, t, labels, mask)
+    assert torch.isnan(out.mlm) and torch.isnan(out.loss)
+    triton_out = distilx.distillation_loss(s, t, labels, mask, backend="triton", validate=False)
+    assert torch.isnan(triton_out.mlm)

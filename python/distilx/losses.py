@@ -19,8 +19,9 @@ Documented edge cases (each has a test):
 * a non-finite logit/hidden value in a selected row makes the loss non-finite (NaN or inf), so a
   trainer's non-finite guard sees it; non-finite values in unselected rows (padding) are ignored;
 * the teacher never receives a gradient (its tensors are treated as constants);
-* labels outside [0, V) (other than -100) raise ValueError; while a CUDA graph is being captured that
-  check (the only one that reads data) is skipped and such labels make the MLM term NaN instead.
+* labels outside [0, V) (other than -100) raise ValueError; that check is the only one that reads data
+  (a host sync on CUDA), so it is skipped with validate=False and while a CUDA graph is being captured,
+  and such labels then make the MLM term NaN instead.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ def distillation_loss(
     alpha_cos: float = 1.0,
     kl_on: str = "tokens",
     backend: str = "auto",
+    validate: bool = True,
 ) -> DistillationLossOutput:
     """DistilBERT's triple loss, fused. Returns DistillationLossOutput(loss, kl, mlm, cos).
 
@@ -231,6 +233,9 @@ def distillation_loss(
     temperature: T of the KL term (which is multiplied by T^2). alpha_*: term weights, 0 = term skipped.
     kl_on: "tokens" (every real token, DistilBERT's default) or "targets" (only labels != -100).
     backend: "auto" (Triton for CUDA tensors, PyTorch otherwise), "triton" or "torch".
+    validate: check that labels lie in [0, V) (or are -100). It is the only check that reads data, so on
+    CUDA it costs one host sync per call; validate=False skips it (a training loop that already
+    validated its data), and an out-of-range label then makes the MLM term NaN instead of raising.
     """
     temperature, alpha_kl, alpha_mlm, alpha_cos = _check_options(
         temperature, alpha_kl, alpha_mlm, alpha_cos, kl_on, backend
@@ -286,7 +291,7 @@ def distillation_loss(
     if len(devices) > 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
     backend = _resolve_backend(backend, [student_logits, teacher_logits] + ([student_hidden, teacher_hidden] if use_cos else []))
-    if (alpha_mlm > 0 or kl_on == "targets") and _labels_out_of_range(labels, vocab):
+    if validate and (alpha_mlm > 0 or kl_on == "targets") and _labels_out_of_range(labels, vocab):
         raise ValueError(
             f"labels must be -100 (ignored) or token ids in [0, {vocab}); found values outside that range "
             "(was the batch built with another tokenizer?)"
@@ -335,6 +340,7 @@ class DistillationLoss(nn.Module):
         alpha_cos: float = 1.0,
         kl_on: str = "tokens",
         backend: str = "auto",
+        validate: bool = True,
     ):
         super().__init__()
         # validate once, at construction, so a bad config fails before training starts
@@ -343,6 +349,7 @@ class DistillationLoss(nn.Module):
         )
         self.kl_on = kl_on
         self.backend = backend
+        self.validate = bool(validate)
 
     def forward(
         self,
@@ -366,6 +373,7 @@ class DistillationLoss(nn.Module):
             alpha_cos=self.alpha_cos,
             kl_on=self.kl_on,
             backend=self.backend,
+            validate=self.validate,
         )
 
     def extra_repr(self) -> str:
