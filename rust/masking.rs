@@ -169,6 +169,7 @@ impl Masker {
 
     /// Mask a batch of rows padded to `cols`. `keys[i]` identifies row i in the corpus; `batch_key`
     /// the batch (frequency mode draws over the whole batch).
+    #[allow(clippy::too_many_arguments)]
     pub fn mask(&self, rows: &[&[u32]], word_starts: &[&[bool]], keys: &[u64], batch_key: u64, cols: usize, seed: u64, epoch: u64) -> MaskedBatch {
         let n = rows.len();
         // Each array written once, row by row (no fill-then-overwrite pass).

@@ -315,6 +315,7 @@ impl PyStream {
 /// Count every id over the corpus (one tokenization pass), for frequency masking.
 #[pyfunction]
 #[pyo3(signature = (files, tokenizer, *, num_threads=None, text_field="text".to_string(), paragraphs=false, on_bad_json="skip", max_document_bytes=16<<20))]
+#[allow(clippy::too_many_arguments)]
 fn count_tokens<'py>(
     py: Python<'py>,
     files: Vec<String>,

@@ -33,7 +33,7 @@ impl Backend {
 }
 
 enum Inner {
-    Fast(FastWordPiece),
+    Fast(Box<FastWordPiece>),
     Hf(Box<tokenizers::Tokenizer>),
 }
 
@@ -149,7 +149,7 @@ impl Tokenizer {
                 _ => FastWordPiece::from_tokenizer_json(&text)?,
             };
             let inner = match (fast, backend) {
-                (Some(f), _) => Inner::Fast(f),
+                (Some(f), _) => Inner::Fast(Box::new(f)),
                 (None, Backend::WordPiece) => {
                     return Err(Error::InvalidConfig(format!(
                         "backend=\"wordpiece\" cannot reproduce {} (not a BERT WordPiece tokenizer the fast path supports); use backend=\"auto\" or \"hf\"", file.display())))
@@ -162,9 +162,9 @@ impl Tokenizer {
             let lower = lowercase.or_else(|| lowercase_hint(&file)).unwrap_or(true);
             let inner = match backend {
                 Backend::Hf => Inner::Hf(Box::new(hf_from_vocab(&vocab, lower)?)),
-                Backend::WordPiece => Inner::Fast(FastWordPiece::from_vocab_txt(&text, lower)?),
+                Backend::WordPiece => Inner::Fast(Box::new(FastWordPiece::from_vocab_txt(&text, lower)?)),
                 Backend::Auto => match FastWordPiece::from_vocab_txt(&text, lower) {
-                    Ok(f) => Inner::Fast(f),
+                    Ok(f) => Inner::Fast(Box::new(f)),
                     Err(_) => Inner::Hf(Box::new(hf_from_vocab(&vocab, lower)?)),
                 },
             };
