@@ -196,11 +196,13 @@ class _MetricsLog:
             self.writer.close()
 
 
-def train(config: TrainConfig, *, teacher: nn.Module | None = None, stop_after: int | None = None) -> TrainResult:
+def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.Module | None = None,
+          stop_after: int | None = None) -> TrainResult:
     """Distil `config.teacher` into a student as `config` describes; returns a TrainResult.
 
     teacher: an already loaded teacher (skips loading `config.teacher`; the demo passes its fitted
-    one). stop_after: end this process after that many optimizer steps without the final save,
+    one). student: a ready student sharing the teacher's vocabulary and hidden size (skips
+    init_student and student_init; e.g. a custom initialisation). stop_after: end this process after that many optimizer steps without the final save,
     as if it had been killed (tests of `resume`).
     Launch with `torchrun --nproc-per-node N -m distilx.cli train ...` for several processes.
     """
@@ -227,12 +229,13 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, stop_after: 
     tokenizer_source = Path(config.tokenizer or config.teacher)
     tokenizer = Tokenizer(str(tokenizer_source))
     check_vocab(teacher, tokenizer)
-    student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices)
+    if student is None:
+        student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices)
+        if config.student_init == "random":
+            torch.manual_seed(config.seed)
+            student = type(student)(student.config)  # same shape, fresh weights (the ablation baseline)
     if env.device.type == "cuda" and precision != "fp32":
         teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
-    if config.student_init == "random":
-        torch.manual_seed(config.seed)
-        student = type(student)(student.config)  # same shape, fresh weights (the ablation baseline)
     student.to(env.device).train()
     distiller: nn.Module = MaskedLMDistiller(student)
     if env.distributed:

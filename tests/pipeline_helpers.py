@@ -1,0 +1,34 @@
+"""Shared set-up for the pipeline tests: a tiny BERT teacher with the real bert-base-uncased
+vocabulary (random weights, so a step costs milliseconds) and a slice of the real English corpus."""
+
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from distilx import assets
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def make_tiny_teacher(folder: Path, layers: int = 4, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertForMaskedLM(config).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(assets.minilm_dir() / name, folder / name)
+    return folder
+
+
+def corpus_slice(folder: Path, every: int = 40) -> tuple[Path, Path]:
+    """Every `every`-th document of the real train / held-out files."""
+    train, heldout = assets.english_corpus()
+    out = []
+    for src in (train, heldout):
+        dst = folder / src.name
+        with open(src, encoding="utf-8") as f:
+            dst.write_text("".join(line for i, line in enumerate(f) if i % every == 0), encoding="utf-8")
+        out.append(dst)
+    return out[0], out[1]

@@ -1,0 +1,152 @@
+"""The training loop on real text with the real data engine and loss: exact resume, the non-finite
+guard, and the Hugging Face outputs."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, pipeline
+
+from distilx import TrainConfig, train
+from distilx.checkpoint import list_checkpoints
+from distilx.data import Tokenizer
+from distilx.distributed import DistEnv
+from distilx.train import NonFiniteLossError, _make_stream
+from pipeline_helpers import corpus_slice, make_tiny_teacher
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    teacher = make_tiny_teacher(root / "teacher")
+    train_file, heldout_file = corpus_slice(root)
+    return teacher, train_file, heldout_file
+
+
+def config_for(setup, out, **kw):
+    teacher, train_file, heldout_file = setup
+    base = dict(teacher=str(teacher), train_files=[str(train_file)], eval_files=[str(heldout_file)],
+                output_dir=str(out), student_layers=2, seq_len=48, batch_size=8, max_steps=6, log_every=1,
+                save_every=3, keep_last=2, eval_batches=2, progress=False, tensorboard=False, seed=7,
+                kl_on="targets")  # the KL on ~50 target rows keeps a step cheap on 2 cores
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_reproduces_the_uninterrupted_run(setup, tmp_path):
+    full = train(config_for(setup, tmp_path / "full", eval_batches=0))
+    assert full.steps == 6 and full.skipped_steps == 0
+    # interrupted after step 4 (the last checkpoint is step 3), then resumed
+    interrupted = config_for(setup, tmp_path / "cut", eval_batches=0)
+    part = train(interrupted, stop_after=4)
+    assert part.steps == 4
+    resumed = train(interrupted.override({"resume": True}))
+    assert resumed.steps == 6
+    assert len(losses(tmp_path / "cut")) == 6
+    assert losses(tmp_path / "cut") == losses(tmp_path / "full")  # bit-identical on CPU, dropout included
+    assert len(set(losses(tmp_path / "full"))) > 1
+    for (name, a), b in zip(full.student.state_dict().items(), resumed.student.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_outputs_load_in_transformers(setup, tmp_path):
+    out = tmp_path / "run"
+    result = train(config_for(setup, out, max_steps=5, save_every=2, kl_on="tokens"))
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-00000004", "step-00000005"]
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "vocab.txt", "train_config.json",
+                 "metrics.json", "metrics.jsonl", "loss_curves.png"):
+        assert (out / name).is_file(), name
+    assert TrainConfig.load(out / "train_config.json") == config_for(setup, out, max_steps=5, save_every=2,
+                                                                     kl_on="tokens")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert all(r["tokens_per_s"] > 0 and 0 <= r["data_wait_share"] <= 1 for r in records)
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["eval"]["student_params"] < summary["eval"]["teacher_params"]
+    assert result.eval_metrics == summary["eval"]
+
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    assert model.config.n_layers == 2
+    for a, b in zip(model.state_dict().values(), result.student.state_dict().values()):
+        assert torch.equal(a, b.cpu())
+    fill = pipeline("fill-mask", model=str(out))
+    predictions = fill("The capital of France is [MASK].")
+    assert len(predictions) == 5 and all("token_str" in p for p in predictions)
+
+
+def test_random_init_ablation_differs_from_teacher_init(setup, tmp_path):
+    a = train(config_for(setup, tmp_path / "a", max_steps=1, eval_batches=0))
+    b = train(config_for(setup, tmp_path / "b", max_steps=1, eval_batches=0, student_init="random"))
+    wa = a.student.distilbert.transformer.layer[0].ffn.lin1.weight
+    wb = b.student.distilbert.transformer.layer[0].ffn.lin1.weight
+    assert wa.shape == wb.shape and not torch.allclose(wa, wb)
+
+
+def poison(teacher_dir, out_dir, token_id=None):
+    """A copy of the teacher whose embedding row `token_id` (all rows if None) is NaN."""
+    from distilx.student import load_teacher
+
+    model = load_teacher(teacher_dir)
+    with torch.no_grad():
+        emb = model.bert.embeddings.word_embeddings.weight
+        # untie the decoder first: a NaN row in a tied decoder would poison every logit row
+        model.cls.predictions.decoder.weight = torch.nn.Parameter(emb.detach().clone())
+        if token_id is None:
+            emb.fill_(float("nan"))
+        else:
+            emb[token_id] = float("nan")
+    return model
+
+
+def test_non_finite_steps_are_skipped_and_counted(setup, tmp_path):
+    config = config_for(setup, tmp_path / "nan", max_steps=4, eval_batches=0, save_every=100)
+    # pick a token that shows up in some but not all of the batches this run will see
+    stream = _make_stream(config, Tokenizer(str(setup[0])), DistEnv(0, 1, 0, torch.device("cpu")))
+    batches = [b["input_ids"] for _, b in zip(range(16), stream)]
+    counts = {}
+    for ids in batches:
+        for t in set(ids.flatten().tolist()):
+            counts[t] = counts.get(t, 0) + 1
+    # present in the second batch but not the first, and rare otherwise
+    in_second = set(batches[1].flatten().tolist()) - set(batches[0].flatten().tolist())
+    token = min(in_second, key=lambda t: (abs(counts[t] - 2), t))
+    poisoned = [bool((ids == token).any()) for ids in batches]
+    from distilx.student import init_student, load_teacher
+    student = init_student(load_teacher(setup[0]), n_layers=2)  # from the clean teacher
+    teacher = poison(setup[0], tmp_path, token)
+    result = train(config, teacher=teacher, student=student)
+    assert result.steps == 4
+    used = 0  # batches consumed until 4 clean steps were taken
+    clean = 0
+    while clean < 4:
+        clean += not poisoned[used]
+        used += 1
+    assert result.skipped_steps == sum(poisoned[:used]) > 0
+    assert all(torch.isfinite(p).all() for p in result.student.parameters())
+    assert json.loads((tmp_path / "nan" / "metrics.json").read_text())["skipped_steps"] == result.skipped_steps
+
+
+def test_consecutive_non_finite_steps_stop_the_run(setup, tmp_path):
+    config = config_for(setup, tmp_path / "allnan", max_nonfinite=3, eval_batches=0)
+    from distilx.student import init_student, load_teacher
+    student = init_student(load_teacher(setup[0]), n_layers=2)
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
+        train(config, teacher=poison(setup[0], tmp_path), student=student)
+    assert list_checkpoints(tmp_path / "allnan" / "checkpoints") == []  # nothing non-finite was saved
+
+
+def test_config_errors_are_clear(setup, tmp_path):
+    with pytest.raises(ValueError, match="kl_on"):
+        config_for(setup, tmp_path, kl_on="everything").validated()
+    with pytest.raises(ValueError, match="unknown config field"):
+        TrainConfig().override({"learning_rate": 1e-4})
+    with pytest.raises(ValueError, match="train_files is empty"):
+        train(config_for(setup, tmp_path, train_files=[]))
+    with pytest.raises(ValueError, match="tokenizer vocabulary"):  # the 30522-id English tokenizer on rxnfp (591 ids)
+        from distilx import assets
+        rx = str(assets.rxnfp_dir())
+        train(config_for(setup, tmp_path, teacher=rx, tokenizer=str(setup[0] / "tokenizer.json")))
