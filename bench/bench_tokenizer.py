@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--max-mb", type=float, default=None, help="use only the first MB of the corpus")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--no-engine", action="store_true", help="skip the end-to-end masked-batch comparison")
+    ap.add_argument("--no-tokenizers", action="store_true", help="only the end-to-end masked-batch comparison")
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--tokenizer-json")
@@ -156,7 +157,7 @@ def main() -> None:
     print(f"machine: {cores} cores; best of {args.repeat} after a warm-up pass, each library in its own process\n")
 
     rows = {}
-    for name in ["tokenizers", "distilx", "flash-tokenizer", "blingfire"]:
+    for name in [] if args.no_tokenizers else ["tokenizers", "distilx", "flash-tokenizer", "blingfire"]:
         for threads in sorted({1, cores}):
             if name == "blingfire" and threads > 1:
                 continue  # its Python API is one call per text: no batch threading
@@ -164,7 +165,8 @@ def main() -> None:
             if result is not None:
                 rows[(name, threads)] = result
 
-    print(f"{'tokenizer':<16}{'threads':>8}{'M tok/s':>10}{'MB/s':>8}{'vs tokenizers':>15}{'lines != tokenizers':>21}")
+    if rows:
+        print(f"{'tokenizer':<16}{'threads':>8}{'M tok/s':>10}{'MB/s':>8}{'vs tokenizers':>15}{'lines != tokenizers':>21}")
     for (name, threads), r in rows.items():
         base = rows.get(("tokenizers", threads)) or rows.get(("tokenizers", 1))
         ratio = base["seconds"] / r["seconds"] if base else float("nan")
