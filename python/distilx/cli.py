@@ -107,8 +107,17 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _quiet_transformers() -> None:
+    """Hide transformers' per-load reports and progress bars; distilx prints what matters."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command in ("train", "eval", "demo"):
+        _quiet_transformers()
     handler = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "demo": _cmd_demo}[args.command]
     try:
         return handler(args)
