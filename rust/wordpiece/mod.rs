@@ -225,8 +225,8 @@ impl FastWordPiece {
                 }
                 i += 1;
             } else {
-                // SAFETY: `i` is a char boundary of a valid &str (we only ever step by whole chars).
-                let c = unsafe { text.get_unchecked(i..) }.chars().next().unwrap_or('\u{fffd}');
+                // `i` is always a char boundary: we step by whole chars and whole added tokens.
+                let c = text[i..].chars().next().unwrap_or('\u{fffd}');
                 if !self.push_char(c, &mut state, ids, word_ids.as_deref_mut()) {
                     return self.encode_with_reference(text, ids, ids_start, word_ids, word_ids_start);
                 }

@@ -101,7 +101,8 @@ impl Trie {
     /// The child of `node` along byte `b`.
     #[inline(always)]
     pub fn child(&self, node: u32, b: u8) -> Option<u32> {
-        // `base + b` is in bounds: build() leaves 256 slots past the largest base.
+        // SAFETY: `node` is ROOT or came from `child`, and build() leaves 256 slots past the
+        // largest base, so `base + b` is in bounds.
         let next = self.slots[node as usize].base as usize + b as usize;
         let slot = unsafe { self.slots.get_unchecked(next) };
         if slot.check == node {
@@ -122,6 +123,7 @@ impl Trie {
     /// The token id ending at `node`, if any.
     #[inline(always)]
     pub fn value(&self, node: u32) -> Option<u32> {
+        // SAFETY: `node` is ROOT or came from `child`, so it indexes `values` (as long as `slots`).
         let v = unsafe { *self.values.get_unchecked(node as usize) };
         (v != NO_TOKEN).then_some(v)
     }
