@@ -324,3 +324,25 @@ fn is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<FastWordPiece>();
 }
+
+/// The per-char table on a few chars whose treatment is known from the BertNormalizer source:
+/// the reordering guard must flag surviving non-starters, and only under NFD (strip_accents).
+#[test]
+fn char_table_flags_surviving_non_starters() {
+    use super::chars::{CharTable, Class, Kind, NormFlags};
+    let strip = CharTable::shared(NormFlags { clean_text: true, handle_chinese_chars: true, strip_accents: true, lowercase: true });
+    let keep = CharTable::shared(NormFlags { clean_text: true, handle_chinese_chars: true, strip_accents: false, lowercase: false });
+    // U+1D165 (Mc, combining class 216) survives the Mn filter and could be reordered.
+    assert_eq!(strip.lookup('\u{1d165}').0, Kind::Rare);
+    assert_eq!(keep.lookup('\u{1d165}').0, Kind::One('\u{1d165}', Class::Word));
+    // A nonspacing mark is dropped; a precomposed letter loses its accent and case.
+    assert_eq!(strip.lookup('\u{301}').0, Kind::Empty);
+    assert_eq!(strip.lookup('É').0, Kind::One('e', Class::Word));
+    assert_eq!(keep.lookup('É').0, Kind::One('É', Class::Word));
+    // Clean text: zero-width space (Cf) removed, no-break space becomes a space.
+    assert_eq!(strip.lookup('\u{200b}').0, Kind::Empty);
+    assert!(matches!(strip.lookup('\u{a0}').0, Kind::One(' ', Class::Space)));
+    // CJK padding: " 中 " is three outputs; unicode punctuation is isolated.
+    assert!(matches!(strip.lookup('中').0, Kind::Many { len: 3, .. }));
+    assert!(matches!(strip.lookup('“').0, Kind::One('“', Class::Punct)));
+}
