@@ -563,6 +563,12 @@ impl Stream {
         }
         let files = if cache.is_some() { Vec::new() } else { expand_inputs(inputs)? };
         let want_words = masker.mode == crate::masking::Mode::WholeWord;
+        if let Some(c) = cache.as_ref().filter(|c| want_words && !c.has_word_starts()) {
+            // Without the bits every token would read as its own word: silently per-token masking.
+            return Err(Error::InvalidConfig(format!(
+                "masking=\"whole_word\" needs word starts, but the cache {} was built with word_starts=False; \
+                 rebuild it with word_starts=True or choose another masking", c.path.display())));
+        }
         let mut cfg = cfg;
         cfg.seq.word_starts = want_words;
         if cfg.world_size > 1 {

@@ -260,6 +260,17 @@ def test_cache_equals_streaming_layout_and_detects_corruption(small_corpus, toke
         make(None, tokenizer_json, cache=tmp_path / "junk.dxc")
 
 
+def test_whole_word_masking_refuses_a_cache_without_word_starts(small_corpus, tokenizer_json, tmp_path):
+    """Without the word-start bits every token would read as its own word (silently per-token)."""
+    d, _ = small_corpus
+    cache = tmp_path / "nowords.dxc"
+    # the public build_cache always stores them; the native call can leave them out
+    distilx._native.build_cache([str(d / "a.txt")], distilx.Tokenizer(tokenizer_json), str(cache), word_starts=False)
+    with pytest.raises(ValueError, match="word_starts"):
+        make(None, tokenizer_json, cache=cache, masking="whole_word")
+    next(iter(make(None, tokenizer_json, cache=cache, masking="uniform")))  # other modes still work
+
+
 def test_batches_are_torch_int64_without_copy_overhead(small_corpus, tokenizer_json):
     d, _ = small_corpus
     b = next(iter(make(d, tokenizer_json)))
