@@ -222,7 +222,6 @@ pub fn build(inputs: &[String], tokenizer: &Tokenizer, path: &Path, read: ReadOp
         let mut words = BufWriter::with_capacity(1 << 20, File::create(&tmp_words).map_err(io(&tmp_words))?);
         out.write_all(&[0u8; HEADER]).map_err(io(&tmp))?;
         let mut reader = DocReader::new(files, read);
-        let mut text = String::new();
         let mut tokens: u64 = 0;
         let mut docs: u64 = 0;
         let mut bits: u8 = 0;
@@ -230,17 +229,7 @@ pub fn build(inputs: &[String], tokenizer: &Tokenizer, path: &Path, read: ReadOp
         let mut hasher_ids = Vec::with_capacity(1 << 16);
         offs.write_all(&0u64.to_le_bytes()).map_err(io(&tmp_off))?;
         loop {
-            let mut items = Vec::new();
-            let mut bytes = 0;
-            while bytes < (4 << 20) {
-                match reader.next_doc(&mut text)? {
-                    None => break,
-                    Some(pos) => {
-                        bytes += text.len();
-                        items.push((pos, std::mem::take(&mut text)));
-                    }
-                }
-            }
+            let items = reader.next_docs(4 << 20)?;
             if items.is_empty() {
                 break;
             }

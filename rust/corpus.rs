@@ -324,6 +324,24 @@ impl DocReader {
         self.offset = 0;
     }
 
+    /// The next documents, about `max_bytes` of text in all (one parallel tokenization round);
+    /// empty at the corpus end.
+    pub fn next_docs(&mut self, max_bytes: usize) -> Result<Vec<(DocPos, String)>> {
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        let mut text = String::new();
+        while bytes < max_bytes {
+            match self.next_doc(&mut text)? {
+                None => break,
+                Some(pos) => {
+                    bytes += text.len();
+                    items.push((pos, std::mem::take(&mut text)));
+                }
+            }
+        }
+        Ok(items)
+    }
+
     /// The next document (appended to `text`, which is cleared first), or `None` at the corpus end.
     pub fn next_doc(&mut self, text: &mut String) -> Result<Option<DocPos>> {
         text.clear();

@@ -502,19 +502,8 @@ fn count_rows(shared: &Shared, epoch: u64) -> Result<Vec<u64>> {
         }
         None => {
             let mut reader = DocReader::new(shared.files.clone(), shared.cfg.read.clone());
-            let mut text = String::new();
             loop {
-                let mut items = Vec::new();
-                let mut bytes = 0;
-                while bytes < ROUND_BYTES * 4 {
-                    match reader.next_doc(&mut text)? {
-                        None => break,
-                        Some(pos) => {
-                            bytes += text.len();
-                            items.push((pos, std::mem::take(&mut text)));
-                        }
-                    }
-                }
+                let items = reader.next_docs(ROUND_BYTES * 4)?;
                 if items.is_empty() {
                     break;
                 }
@@ -752,19 +741,8 @@ pub fn count_tokens(inputs: &[String], tokenizer: &Tokenizer, read: ReadOptions,
     let pool = thread_pool(num_threads)?;
     let mut reader = DocReader::new(files, read);
     let mut counts = vec![0u64; tokenizer.vocab_size as usize];
-    let mut text = String::new();
     loop {
-        let mut items = Vec::new();
-        let mut bytes = 0;
-        while bytes < ROUND_BYTES * 4 {
-            match reader.next_doc(&mut text)? {
-                None => break,
-                Some(pos) => {
-                    bytes += text.len();
-                    items.push((pos, std::mem::take(&mut text)));
-                }
-            }
-        }
+        let items = reader.next_docs(ROUND_BYTES * 4)?;
         if items.is_empty() {
             break;
         }
