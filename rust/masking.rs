@@ -142,6 +142,10 @@ impl Masker {
                 return Err(Error::InvalidConfig(format!(
                     "the token-count table has {} entries but the vocabulary {}; recompute it for this tokenizer", counts.len(), n)));
             }
+            if !smoothing.is_finite() {
+                // NaN weights would exclude every token (no target at all), an infinite exponent all but the rarest.
+                return Err(Error::InvalidConfig(format!("smoothing must be a finite number (DistilBERT uses 0.7), got {smoothing}")));
+            }
             counts.iter().enumerate().map(|(i, &c)| if special[i] { 0.0 } else { (c.max(1) as f64).powf(-smoothing) }).collect()
         } else {
             Vec::new()

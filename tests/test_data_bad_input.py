@@ -156,6 +156,8 @@ def test_paragraph_mode(tmp_path, tok, docs):
     (dict(on_bad_json="ignore"), "on_bad_json"),
     (dict(num_threads=0), "num_threads"),
     (dict(masking="frequency", token_counts=[1, 2, 3]), "one count per id"),
+    (dict(masking="frequency", smoothing=float("nan")), "smoothing"),
+    (dict(masking="frequency", smoothing=float("inf")), "smoothing"),
 ])
 def test_bad_options(tmp_path, tok, docs, kw, match):
     (tmp_path / "c.txt").write_text("\n".join(docs[:5]))
