@@ -106,6 +106,9 @@ def reference_loop(teacher, student, sequences, collator, args, device, amp):
 
 
 def main():
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()  # no per-load reports in the benchmark output
+    hf_logging.disable_progress_bar()
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--steps", type=int, default=None, help="timed steps per side")

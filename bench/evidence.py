@@ -28,6 +28,9 @@ VARIANTS = {
 
 
 def main():
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()  # no per-load reports in the benchmark output
+    hf_logging.disable_progress_bar()
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=16)
