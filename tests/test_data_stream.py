@@ -171,6 +171,14 @@ def test_ranks_are_disjoint_covering_and_equal(tmp_path, tokenizer_json):
     sets = [set(r) for r in per_rank]
     assert all(not (sets[i] & sets[j]) for i in range(3) for j in range(i + 1, 3))
     assert sorted(itertools.chain(*per_rank)) == full
+    # From a cache: the same per-rank documents, in a new order each epoch, still disjoint and covering.
+    cache = tmp_path / "docs.dxc"
+    distilx.build_cache(p, tokenizer_json, cache)
+    for rank in range(3):
+        s = make(None, tokenizer_json, cache=cache, batch_size=2, rank=rank, world_size=3)
+        epochs = [[r for b in s for r in rows_of(b)] for _ in range(2)]
+        assert s.epoch == 2 and len(epochs[0]) == len(epochs[1]) == 100
+        assert set(epochs[0]) == set(epochs[1]) == sets[rank] and epochs[0] != epochs[1]
 
 
 def test_ranks_equal_batches_on_uneven_shards(small_corpus, tokenizer_json):
