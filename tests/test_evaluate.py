@@ -64,7 +64,9 @@ def test_a_model_agrees_with_itself_and_folders_load(models, tmp_path):
     teacher_dir, teacher, student, heldout = models
     student.save_pretrained(tmp_path)
     got = evaluate(teacher_dir, tmp_path, heldout, teacher_dir, seq_len=48, batch_size=8, max_batches=2, seed=3)
-    same = evaluate(teacher_dir, teacher_dir, heldout, seq_len=48, batch_size=8, max_batches=2, seed=3)
+    import distilx
+    import distilx.evaluate  # binds the submodule to the package attribute: the public name must still work
+    same = distilx.evaluate(teacher_dir, teacher_dir, heldout, seq_len=48, batch_size=8, max_batches=2, seed=3)
     assert same["top1_agreement"] == 1.0 and same["teacher_accuracy"] == same["student_accuracy"]
     assert got["teacher_accuracy"] == same["teacher_accuracy"]  # same seed, same masks
 

@@ -413,3 +413,17 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     if env.distributed:
         dist.barrier()
     return TrainResult(output_dir, step, skipped, history, eval_metrics, student)
+
+
+class _CallableModule(type(contextlib)):
+    """`distilx.train` names both this module and the function: importing the submodule (e.g. via
+    `import distilx.train` or `distilx.cli`) makes Python bind the *module* to the package attribute,
+    so `from distilx import train` can return the module. Calling the module calls the function."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
