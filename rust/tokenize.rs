@@ -137,13 +137,15 @@ impl Tokenizer {
     pub fn from_path(path: &Path, lowercase: Option<bool>, backend: Backend) -> Result<Self> {
         let (file, is_json) = resolve(path)?;
         let text = read_text(&file)?;
-        let (inner, vocab) = if is_json {
+        let (inner, vocab, added_specials) = if is_json {
             let mut hf: tokenizers::Tokenizer = text.parse().map_err(|e| {
                 Error::InvalidTokenizer(format!("{} does not parse as a Hugging Face tokenizer.json ({e}); pass a valid tokenizer.json or a vocab.txt", file.display()))
             })?;
             hf.with_truncation(None).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
             hf.with_padding(None);
             let vocab = hf.get_vocab(true);
+            // Whichever backend encodes, the file's special added tokens are never masking targets.
+            let added_specials: Vec<u32> = hf.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
             let fast = match backend {
                 Backend::Hf => None,
                 _ => FastWordPiece::from_tokenizer_json(&text)?,
@@ -156,7 +158,7 @@ impl Tokenizer {
                 }
                 (None, _) => Inner::Hf(Box::new(hf)),
             };
-            (inner, vocab)
+            (inner, vocab, added_specials)
         } else {
             let vocab = parse_vocab_txt(&text)?;
             let lower = lowercase.or_else(|| lowercase_hint(&file)).unwrap_or(true);
@@ -168,12 +170,12 @@ impl Tokenizer {
                     Err(_) => Inner::Hf(Box::new(hf_from_vocab(&vocab, lower)?)),
                 },
             };
-            (inner, vocab)
+            (inner, vocab, Vec::new()) // vocab.txt: the five below are its only special tokens
         };
-        Self::with_specials(inner, vocab, file)
+        Self::with_specials(inner, vocab, file, &added_specials)
     }
 
-    fn with_specials(inner: Inner, vocab: std::collections::HashMap<String, u32>, source: PathBuf) -> Result<Self> {
+    fn with_specials(inner: Inner, vocab: std::collections::HashMap<String, u32>, source: PathBuf, added_specials: &[u32]) -> Result<Self> {
         let find = |names: &[&str]| names.iter().find_map(|n| vocab.get(*n).copied());
         let mut missing = Vec::new();
         let mut get = |names: &[&'static str; 2]| {
@@ -190,9 +192,7 @@ impl Tokenizer {
                 missing.join(", "))));
         }
         let mut special_ids = vec![cls_id, sep_id, pad_id, mask_id, unk_id];
-        if let Inner::Hf(hf) = &inner {
-            special_ids.extend(hf.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id));
-        }
+        special_ids.extend_from_slice(added_specials);
         special_ids.sort_unstable();
         special_ids.dedup();
         let max_id = vocab.values().copied().max().unwrap_or(0);

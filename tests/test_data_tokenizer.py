@@ -102,3 +102,18 @@ def test_encode_api(tokenizer_json):
     texts = ["one", "two words", ""]
     assert distilx.encode(texts, tok) == tok.encode(texts) == distilx.encode(texts, str(tokenizer_json), num_threads=1)
     assert tok.encode([]) == []
+
+
+@pytest.mark.parametrize("backend", ["auto", "hf"])
+def test_extra_special_added_tokens_are_special_with_either_backend(tokenizer_json, tmp_path, backend):
+    """A special added token beyond the five BERT ones is never a masking target, whichever backend encodes."""
+    spec = json.loads(open(tokenizer_json, encoding="utf-8").read())
+    new_id = len(spec["model"]["vocab"])
+    spec["added_tokens"].append({"id": new_id, "content": "[ENT]", "single_word": False, "lstrip": False,
+                                 "rstrip": False, "normalized": False, "special": True})
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    tok = distilx.Tokenizer(path, backend=backend)
+    assert tok.backend == ("wordpiece" if backend == "auto" else "hf")
+    assert new_id in tok.special_ids and tok.vocab_size == new_id + 1
+    assert new_id in distilx.encode(["an [ENT] here"], tok)[0]
