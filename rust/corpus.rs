@@ -204,6 +204,8 @@ pub struct DocReader {
     offset: u64,
     next_index: u64,
     line: Vec<u8>,
+    /// 1-based number, in its file, of the line last read; None after a seek into a file's middle.
+    line_no: Option<u64>,
     pub stats: ReadStats,
 }
 
@@ -217,7 +219,7 @@ enum Line {
 
 impl DocReader {
     pub fn new(files: Vec<CorpusFile>, opts: ReadOptions) -> Self {
-        DocReader { files, opts, file_idx: 0, reader: None, offset: 0, next_index: 0, line: Vec::new(), stats: ReadStats::default() }
+        DocReader { files, opts, file_idx: 0, reader: None, offset: 0, next_index: 0, line: Vec::new(), line_no: Some(0), stats: ReadStats::default() }
     }
 
     pub fn files(&self) -> &[CorpusFile] {
@@ -249,6 +251,7 @@ impl DocReader {
             self.reader = Some(r);
         }
         self.offset = pos.offset;
+        self.line_no = (pos.offset == 0).then_some(0);
         self.stats.files_opened += 1;
         Ok(())
     }
@@ -294,6 +297,9 @@ impl DocReader {
             }
         }
         self.stats.lines += 1;
+        if let Some(n) = self.line_no.as_mut() {
+            *n += 1;
+        }
         if oversized {
             return Ok(Line::Oversized);
         }
@@ -313,6 +319,7 @@ impl DocReader {
             }
             self.reader = Some(open_decoded(&self.files[self.file_idx])?);
             self.offset = 0;
+            self.line_no = Some(0);
             self.stats.files_opened += 1;
         }
         Ok(true)
@@ -359,7 +366,7 @@ impl DocReader {
                 }
                 Line::Ok { start } => {
                     if format == Format::Jsonl {
-                        if let Some(found) = self.jsonl_text(text)? {
+                        if let Some(found) = self.jsonl_text(text, start)? {
                             if found {
                                 return Ok(Some(self.emit(file, start)));
                             }
@@ -416,7 +423,7 @@ impl DocReader {
 
     /// Parse the current line as JSON; `Some(true)` when a text was found, `Some(false)`/`None`
     /// when the line is skipped (blank, bad JSON in skip mode, empty text).
-    fn jsonl_text(&mut self, text: &mut String) -> Result<Option<bool>> {
+    fn jsonl_text(&mut self, text: &mut String, start: u64) -> Result<Option<bool>> {
         if self.line_is_blank() {
             self.stats.empty_lines += 1;
             self.stats.skipped_lines += 1;
@@ -443,10 +450,14 @@ impl DocReader {
         self.stats.bad_json_lines += 1;
         self.stats.skipped_lines += 1;
         if self.opts.on_bad_json == OnBadJson::Raise {
+            // The line in this file (stats.lines counts every file read so far, from the last seek).
+            let place = match self.line_no {
+                Some(n) => format!("line {n}"),
+                None => format!("the line at byte {start}"),
+            };
             return Err(Error::InvalidInput(format!(
-                "{} line {}: {problem}; fix the line, set text_field to the right key, or pass on_bad_json=\"skip\"",
-                self.files[self.file_idx].path.display(),
-                self.stats.lines)));
+                "{} {place}: {problem}; fix the line, set text_field to the right key, or pass on_bad_json=\"skip\"",
+                self.files[self.file_idx].path.display())));
         }
         Ok(Some(false))
     }

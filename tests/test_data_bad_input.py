@@ -130,6 +130,11 @@ def test_jsonl_gz_zst_and_bad_json(tmp_path, tok, docs):
     strict = stream(tmp_path / "a.jsonl.gz", tok, text_field="body", on_bad_json="raise")
     with pytest.raises(ValueError, match=r"a\.jsonl\.gz line 4.*malformed JSON"):
         list(strict)
+    # The line number is counted in the file that holds it, not over the files read before it.
+    (tmp_path / "c.jsonl").write_text("\n".join([json.dumps({"body": d}) for d in docs[:5]] + ["{oops"]) + "\n")
+    second = stream([tmp_path / "b.txt.zst", tmp_path / "c.jsonl"], tok, text_field="body", on_bad_json="raise")
+    with pytest.raises(ValueError, match=r"c\.jsonl line 6: malformed JSON"):
+        list(second)
     # A wrong text_field skips every line: the message points at the counters.
     wrong = stream(tmp_path / "a.jsonl.gz", tok)
     with pytest.raises(ValueError, match="no batch"):
