@@ -238,15 +238,18 @@ impl DocReader {
         let file = &self.files[self.file_idx];
         if file.compression == Compression::None {
             let mut f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+            let len = f.metadata().map_err(|e| Error::io(&file.path, e))?.len();
+            if len < pos.offset {
+                // Seeking past the end would succeed and silently end the epoch early.
+                return Err(shorter_than_position(&file.path));
+            }
             f.seek(SeekFrom::Start(pos.offset)).map_err(|e| Error::io(&file.path, e))?;
             self.reader = Some(Box::new(BufReader::with_capacity(1 << 20, f)));
         } else {
             let mut r = open_decoded(file)?;
             let skipped = std::io::copy(&mut (&mut r).take(pos.offset), &mut std::io::sink()).map_err(|e| Error::io(&file.path, e))?;
             if skipped != pos.offset {
-                return Err(Error::InvalidInput(format!(
-                    "cannot resume in {}: it is shorter than the saved position (the file changed since the state was saved)",
-                    file.path.display())));
+                return Err(shorter_than_position(&file.path));
             }
             self.reader = Some(r);
         }
@@ -461,6 +464,12 @@ impl DocReader {
         }
         Ok(Some(false))
     }
+}
+
+fn shorter_than_position(path: &Path) -> Error {
+    Error::InvalidInput(format!(
+        "cannot resume in {}: it is shorter than the saved position (the file changed since the state was saved)",
+        path.display()))
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {

@@ -196,3 +196,26 @@ def test_fork_child_continues_from_the_same_position(tmp_path, tok, docs):
     os.waitpid(pid, 0)
     parent = [next(it)["input_ids"].numpy() for _ in range(3)]
     assert len(child) == 3 and all((a == b).all() for a, b in zip(child, parent))
+
+
+@pytest.mark.parametrize("name", ["c.txt", "c.txt.gz"])
+def test_resume_into_a_file_that_shrank_raises(tmp_path, tok, docs, name):
+    """A saved position past a file's end is refused (a plain file used to seek there and end the epoch early)."""
+    path = tmp_path / name
+
+    def write(text):
+        with (gzip.open(path, "wt") if name.endswith(".gz") else open(path, "w")) as f:
+            f.write(text)
+
+    write("\n".join(docs) + "\n")
+    s = stream(path, tok, window_batches=1)
+    it = iter(s)
+    for _ in range(8):
+        next(it)
+    state = s.state_dict()
+    assert state["position"][2] > 1000, "the saved window starts inside the file"
+    write("\n".join(docs[:2]) + "\n")
+    resumed = stream(path, tok, window_batches=1)
+    resumed.load_state_dict(state)
+    with pytest.raises(ValueError, match="shorter than the saved position"):
+        list(resumed)
