@@ -28,7 +28,7 @@ from . import assets
 __all__ = ["fit_teacher_head", "run_demo", "DEMO_DEFAULTS"]
 
 # Sized for <= 10 minutes on a 2-core CPU (head fit + distillation + evaluation).
-DEMO_DEFAULTS = dict(head_steps=150, head_lr=3e-3, steps=120, seq_len=64, batch_size=32, lr=3e-4,
+DEMO_DEFAULTS = dict(head_steps=150, head_lr=3e-3, steps=100, seq_len=64, batch_size=32, lr=3e-4,
                      student_layers=3, eval_batches=8, seed=0)
 
 
