@@ -120,9 +120,10 @@ fn hf_from_vocab(vocab: &std::collections::HashMap<String, u32>, lowercase: bool
 
 fn parse_vocab_txt(text: &str) -> Result<std::collections::HashMap<String, u32>> {
     let mut vocab = std::collections::HashMap::new();
+    // As the tokenizers library's WordPiece::read_file (and the fast path) read it: trailing
+    // whitespace trimmed, id = line number, a repeated token keeps its last line.
     for (i, line) in text.lines().enumerate() {
-        let tok = line.trim_end_matches('\r');
-        vocab.entry(tok.to_string()).or_insert(i as u32);
+        vocab.insert(line.trim_end().to_string(), i as u32);
     }
     if vocab.is_empty() {
         return Err(Error::InvalidTokenizer("vocab.txt is empty".into()));

@@ -117,3 +117,22 @@ def test_extra_special_added_tokens_are_special_with_either_backend(tokenizer_js
     assert tok.backend == ("wordpiece" if backend == "auto" else "hf")
     assert new_id in tok.special_ids and tok.vocab_size == new_id + 1
     assert new_id in distilx.encode(["an [ENT] here"], tok)[0]
+
+
+def test_vocab_txt_with_repeated_and_padded_lines_reads_like_the_library(minilm_dir, tmp_path):
+    """A repeated token keeps its last line and trailing whitespace is trimmed, as in WordPiece.read_file."""
+    lines = (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    lines[1000] = lines[2000]  # "the" twice: the library keeps the later id
+    lines[1001] = lines[1001] + "  "
+    lines[103] = "[MASK] "  # a special token with trailing whitespace
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    texts = [f"{lines[2000]} {lines[1001].strip()} [MASK] and more words", "plain text here"]
+    ref_tok = BertWordPieceTokenizer(str(path), lowercase=True)
+    ref = [e.ids for e in ref_tok.encode_batch(texts, add_special_tokens=False)]
+    assert 2000 in ref[0] and 1000 not in ref[0]
+    for backend in ("auto", "hf"):
+        tok = distilx.Tokenizer(path, lowercase=True, backend=backend)
+        assert tok.encode(texts) == ref, backend
+        assert tok.mask_id == ref_tok.token_to_id("[MASK]") == 103, backend
+        assert tok.token_to_id(lines[2000]) == 2000, backend
