@@ -173,3 +173,18 @@ def test_config_choice():
     with pytest.raises(ValueError, match="262144"):
         fused_logits_loss(big, big, torch.zeros(1, dtype=torch.long), torch.ones(1, dtype=torch.bool),
                           torch.ones(2, dtype=torch.float64), 2.0, True, True, False)
+
+
+def test_strided_one_d_labels():
+    """[N] labels that are a strided view (a column of a wider tensor) reach the kernel row by row."""
+    s, t, labels, mask = _synthetic(2, 4, 1021, seed=19)
+    s, t, mask = s.reshape(8, -1), t.reshape(8, -1), mask.reshape(8)
+    wide = torch.stack([labels.reshape(8), torch.full((8,), 7)], dim=1)  # column 1 is a wrong label
+    strided = wide[:, 0]
+    assert strided.stride(0) == 2
+    with torch.no_grad():
+        a = distilx.distillation_loss(s, t, strided, mask, backend="triton", kl_on="targets")
+        b = distilx.distillation_loss(s, t, strided.contiguous(), mask, backend="torch", kl_on="targets")
+    assert b.mlm > 0
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)

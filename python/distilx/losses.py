@@ -302,7 +302,8 @@ def distillation_loss(
     student = student if student.stride(-1) == 1 else student.contiguous()
     teacher = teacher_logits.detach().reshape(n_rows, vocab)
     teacher = teacher if teacher.stride(-1) == 1 else teacher.contiguous()
-    flat_labels = labels.reshape(n_rows).to(torch.int64)
+    # contiguous: the kernel indexes labels by row (a strided [N] view, e.g. a column, stays strided here)
+    flat_labels = labels.reshape(n_rows).to(torch.int64).contiguous()
     real = (
         torch.ones(n_rows, dtype=torch.bool, device=student.device)
         if attention_mask is None
