@@ -209,9 +209,17 @@ pub fn build(inputs: &[String], tokenizer: &Tokenizer, path: &Path, read: ReadOp
     let files = expand_inputs(inputs)?;
     let pool = thread_pool(num_threads)?;
     let id_bytes: usize = if tokenizer.vocab_size <= 65536 { 2 } else { 4 };
-    let tmp = path.with_extension("tmp-build");
-    let tmp_off = path.with_extension("tmp-offsets");
-    let tmp_words = path.with_extension("tmp-words");
+    // Temporary names unique to this build (process id, build number): ranks or threads that each
+    // build the same missing cache must not write into one another's files; each renames a
+    // complete file, and the last rename wins.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let build_no = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sibling = |tag: &str| {
+        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "cache".into());
+        name.push(format!(".{}-{build_no}.{tag}", std::process::id()));
+        path.with_file_name(name)
+    };
+    let (tmp, tmp_off, tmp_words) = (sibling("tmp-build"), sibling("tmp-offsets"), sibling("tmp-words"));
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| Error::io(&p, e)

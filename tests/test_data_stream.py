@@ -279,6 +279,31 @@ def test_whole_word_masking_refuses_a_cache_without_word_starts(small_corpus, to
     next(iter(make(None, tokenizer_json, cache=cache, masking="uniform")))  # other modes still work
 
 
+def test_concurrent_builds_of_one_cache_leave_a_valid_file(small_corpus, tokenizer_json, tmp_path):
+    """Ranks (here threads: the build releases the GIL) that each build the same missing cache write
+    separate temporary files; the cache left behind is complete and passes its checksum."""
+    import threading
+
+    d, lines = small_corpus
+    cache = tmp_path / "shared.dxc"
+    errors = []
+
+    def build():
+        try:
+            distilx.build_cache(d, tokenizer_json, cache)
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert distilx._native.cache_info(str(cache))["documents"] == len(lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.dxc"], "temporary files left behind"
+
+
 def test_batches_are_torch_int64_without_copy_overhead(small_corpus, tokenizer_json):
     d, _ = small_corpus
     b = next(iter(make(d, tokenizer_json)))
