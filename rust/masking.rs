@@ -359,14 +359,21 @@ mod tests {
         let keys: Vec<u64> = (0..200).collect();
         let m = Masker::new(Mode::WholeWord, 0.15, 0.8, 0.1, 1000, &[0, 1, 2, 3, 4], 3, 0, None, 0.7).unwrap();
         let out = m.mask(&refs, &srefs, &keys, 0, 128, 0, 0);
+        let (mut words, mut chosen) = (0usize, 0usize);
         for (r, row) in data.iter().enumerate() {
             for c in 1..row.len() - 1 {
                 if !starts[r][c] && row[c - 1] > 4 {
                     let prev = out.labels[r * 128 + c - 1] != IGNORE;
                     let this = out.labels[r * 128 + c] != IGNORE;
                     assert_eq!(prev, this, "row {r} col {c}: a word was split");
+                } else {
+                    words += 1;
+                    chosen += (out.labels[r * 128 + c] != IGNORE) as usize;
                 }
             }
         }
+        // ~16.8k words: the share of words chosen is mlm_probability within a few standard errors.
+        let rate = chosen as f64 / words as f64;
+        assert!((rate - 0.15).abs() < 0.01, "whole-word rate {rate} over {words} words");
     }
 }
