@@ -651,26 +651,28 @@ impl Stream {
         self.stop = Arc::new(AtomicBool::new(false));
     }
 
-    fn ensure_producer(&mut self) {
+    fn ensure_producer(&mut self) -> Result<()> {
         if self.owner_pid != std::process::id() {
             self.stop_producer();
         }
         if self.rx.is_some() {
-            return;
+            return Ok(());
         }
         let (tx, rx) = sync_channel(self.shared.cfg.prefetch);
         let (shared, start, stop, stats) = (self.shared.clone(), self.pos, self.stop.clone(), self.stats.clone());
         let handle = std::thread::Builder::new()
             .name("distilx-producer".into())
             .spawn(move || produce(shared, start, tx, stop, stats))
-            .expect("spawn the producer thread");
+            // e.g. the process's thread limit: an error that says so, not a panic at the boundary
+            .map_err(|e| Error::InvalidConfig(format!("cannot start the data engine's producer thread: {e}")))?;
         self.rx = Some(rx);
         self.handle = Some(handle);
+        Ok(())
     }
 
     /// Wait up to `timeout` for the next batch of the current epoch.
     pub fn poll(&mut self, timeout: Duration) -> Result<Poll> {
-        self.ensure_producer();
+        self.ensure_producer()?;
         let rx = self.rx.as_ref().expect("producer started");
         match rx.recv_timeout(timeout) {
             Ok(Msg::Batch(b)) => {
