@@ -17,7 +17,7 @@ from pathlib import Path
 
 from distilx import TrainConfig, assets, train
 from distilx.demo import DEMO_DEFAULTS, demo_teacher
-from distilx.evaluate import evaluate
+from distilx.evaluation import evaluate
 from distilx.plots import plot_runs
 
 VARIANTS = {

@@ -14,7 +14,7 @@ import torch
 from distilx import TrainConfig, train
 from distilx.data import Tokenizer
 from distilx.distributed import setup_distributed
-from distilx.train import _make_stream
+from distilx.training import _make_stream
 
 teacher, train_file, out_dir, report_dir = sys.argv[1:5]
 config = TrainConfig(teacher=teacher, train_files=[train_file], output_dir=out_dir, student_layers=2, seq_len=48,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from distilx.data import MaskedLMStream, Tokenizer
-from distilx.evaluate import evaluate
+from distilx.evaluation import evaluate
 from distilx.student import init_student, load_teacher
 from pipeline_helpers import corpus_slice, make_tiny_teacher
 
@@ -65,7 +65,7 @@ def test_a_model_agrees_with_itself_and_folders_load(models, tmp_path):
     student.save_pretrained(tmp_path)
     got = evaluate(teacher_dir, tmp_path, heldout, teacher_dir, seq_len=48, batch_size=8, max_batches=2, seed=3)
     import distilx
-    import distilx.evaluate  # binds the submodule to the package attribute: the public name must still work
+    import distilx.evaluation  # importing the submodule must not shadow the public function
     same = distilx.evaluate(teacher_dir, teacher_dir, heldout, seq_len=48, batch_size=8, max_batches=2, seed=3)
     assert same["top1_agreement"] == 1.0 and same["teacher_accuracy"] == same["student_accuracy"]
     assert got["teacher_accuracy"] == same["teacher_accuracy"]  # same seed, same masks

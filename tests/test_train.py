@@ -11,7 +11,7 @@ from distilx import TrainConfig, train
 from distilx.checkpoint import list_checkpoints
 from distilx.data import Tokenizer
 from distilx.distributed import DistEnv
-from distilx.train import NonFiniteLossError, _make_stream
+from distilx.training import NonFiniteLossError, _make_stream
 from pipeline_helpers import corpus_slice, make_tiny_teacher
 
 

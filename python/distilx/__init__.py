@@ -23,8 +23,8 @@ _EXPORTS = {
     "DistillationLossOutput": "losses",
     "init_student": "student",
     "TrainConfig": "config",
-    "train": "train",
-    "evaluate": "evaluate",
+    "train": "training",
+    "evaluate": "evaluation",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -66,7 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args) -> int:
     from .config import TrainConfig
-    from .train import train
+    from .training import train
 
     config = TrainConfig.load(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None}
@@ -79,7 +79,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     metrics = evaluate(args.teacher, args.student, args.files, args.tokenizer or args.student,
                        seq_len=args.seq_len, batch_size=args.batch_size, max_batches=args.max_batches,

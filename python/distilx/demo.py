@@ -46,9 +46,9 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
     (model + tokenizer files) and teacher_fit.json with the held-out accuracy.
     """
     from .data import MaskedLMStream, Tokenizer
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .student import encode_hidden, load_teacher
-    from .train import _copy_tokenizer_files
+    from .training import _copy_tokenizer_files
 
     out_dir = Path(out_dir)
     train_file, heldout_file = assets.english_corpus()
@@ -121,7 +121,7 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
              refit_teacher: bool = False, log=print) -> dict:
     """Fit (or reuse) the teacher, distil 6 -> 3 layers, evaluate both; returns the metrics."""
     from .config import TrainConfig
-    from .train import train
+    from .training import train
 
     d = dict(DEMO_DEFAULTS)
     if steps is not None:
@@ -143,7 +143,7 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
                          seed=d["seed"], eval_batches=0, device="cpu")
     result = train(config)
     log("[3/3] evaluating teacher and student on held-out text (same masks)")
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     metrics = evaluate(teacher_dir, output_dir, [heldout_file], seq_len=d["seq_len"], batch_size=d["batch_size"],
                        max_batches=d["eval_batches"], seed=1234)
     metrics["teacher_fit"] = fit

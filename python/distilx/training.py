@@ -397,7 +397,7 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
         student.save_pretrained(output_dir, safe_serialization=True)
         _copy_tokenizer_files(tokenizer_source, output_dir)
         if config.eval_files and config.eval_batches > 0:
-            from .evaluate import evaluate
+            from .evaluation import evaluate
             eval_metrics = evaluate(teacher, student, config.eval_files, tokenizer, seq_len=config.seq_len,
                                     batch_size=config.batch_size, max_batches=config.eval_batches,
                                     seed=config.seed, device=env.device)
@@ -413,17 +413,3 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     if env.distributed:
         dist.barrier()
     return TrainResult(output_dir, step, skipped, history, eval_metrics, student)
-
-
-class _CallableModule(type(contextlib)):
-    """`distilx.train` names both this module and the function: importing the submodule (e.g. via
-    `import distilx.train` or `distilx.cli`) makes Python bind the *module* to the package attribute,
-    so `from distilx import train` can return the module. Calling the module calls the function."""
-
-    def __call__(self, *args, **kwargs):
-        return train(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

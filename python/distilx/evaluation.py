@@ -126,16 +126,3 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         "speed_ratio": s_time / t_time,
         "speedup": t_time / s_time,
     }
-
-
-class _CallableModule(type(contextlib)):
-    """`distilx.evaluate` names both this module and the function (see distilx/train.py): calling
-    the module calls the function, whichever one `from distilx import evaluate` returns."""
-
-    def __call__(self, *args, **kwargs):
-        return evaluate(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
