@@ -7,7 +7,7 @@
    embeddings stay frozen; the decoder stays tied to the word embeddings). A head-only fit of the
    frozen encoder reached only ~5% held-out accuracy, below the students distilled from it.
    The fitted teacher is cached under `assets.cache_dir()` and reused by later runs. It is still a
-   modest teacher (see `teacher_fit.json` next to it and the README for its held-out accuracy).
+   modest teacher: 15.3% held-out accuracy with the defaults (see `teacher_fit.json` next to it).
 2. Student: 3 of its 6 layers ([0, 3, 5]) as a DistilBertForMaskedLM, distilled with the triple
    loss on `assets.english_corpus()` (Wikipedia lead sections + Linux kernel docs) with short
    sequences (64 tokens) and the KL on the masked positions only, which keeps a step cheap on CPU.
