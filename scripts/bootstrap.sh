@@ -39,6 +39,12 @@ PYEOF
   echo "$want" > "$stamp"
 fi
 
-echo "bootstrap: building the Rust extension (release, abi3)"
-VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q
+echo "bootstrap: building the Rust extension (release, abi3; a few minutes the first time)"
+# maturin re-checks every dependency through pip and prints a line for each: keep that in a log
+# and show it only when the build fails.
+if ! VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q > .venv/.distilx-build.log 2>&1; then
+  cat .venv/.distilx-build.log >&2
+  echo "bootstrap: the Rust extension failed to build (log above)" >&2
+  exit 1
+fi
 $VPY -c "import distilx._native" || { echo "bootstrap: the native module did not build" >&2; exit 1; }
