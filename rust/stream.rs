@@ -419,7 +419,6 @@ fn produce_epoch(shared: &Arc<Shared>, pool: &Arc<rayon::ThreadPool>, start: Pos
         let window = rows[0].start;
         let mut rng = Rng::new(cfg.seed, epoch, window.key() ^ 0x57A7E);
         let planned = plan(&rows, &cfg.shape, &mut rng);
-        let n_planned = planned.len() as u64;
         let todo: Vec<(u64, &crate::batches::PlannedBatch)> =
             planned.iter().enumerate().map(|(j, b)| (j as u64, b)).filter(|(j, _)| *j >= skip_batches).collect();
         skip_batches = 0;
@@ -452,7 +451,6 @@ fn produce_epoch(shared: &Arc<Shared>, pool: &Arc<rayon::ThreadPool>, start: Pos
                 return Ok(());
             }
         }
-        let _ = n_planned;
     }
 }
 
