@@ -18,7 +18,8 @@ import torch
 
 import distilx
 from distilx import assets
-from distilx.loss_reference import chunk_rows_for, reference_distillation_loss
+from distilx.losses.chunked import chunk_rows_for
+from distilx.losses.reference import reference_distillation_loss
 
 SMILES_TOKEN = re.compile(
     r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>>?|\*|\$|\%[0-9]{2}|[0-9])"
@@ -170,12 +171,12 @@ def test_three_d_and_two_d_inputs_agree():
 
 def test_chunking_does_not_change_the_result(monkeypatch):
     """Many small chunks vs one chunk: identical values and gradients."""
-    from distilx import loss_reference
+    from distilx.losses import chunked
 
     b = rxnfp_batch()
     one = distilx.distillation_loss(*_args(b), backend="torch")
     g_one = torch.autograd.grad(one.loss, b["student_logits"])[0]
-    monkeypatch.setattr(loss_reference, "_MAX_CHUNK_ELEMENTS", 3 * 591)  # 3 rows per chunk
+    monkeypatch.setattr(chunked, "_MAX_CHUNK_ELEMENTS", 3 * 591)  # 3 rows per chunk
     b2 = rxnfp_batch()
     many = distilx.distillation_loss(*_args(b2), backend="torch")
     g_many = torch.autograd.grad(many.loss, b2["student_logits"])[0]
@@ -333,7 +334,7 @@ def test_second_backward_through_one_forward_raises():
 @pytest.mark.parametrize("kl_on", ["tokens", "targets"])
 def test_gathered_and_masked_row_modes_agree(kl_on):
     """gather_rows=True (CPU default, CE only on labelled rows) vs the sync-free masked mode (CUDA default)."""
-    from distilx.loss_reference import chunked_logits_loss
+    from distilx.losses.chunked import chunked_logits_loss
 
     b = rxnfp_batch()
     v = b["student_logits"].shape[-1]

@@ -88,7 +88,7 @@ def test_random_init_ablation_differs_from_teacher_init(setup, tmp_path):
 
 def poison(teacher_dir, out_dir, token_id=None):
     """A copy of the teacher whose embedding row `token_id` (all rows if None) is NaN."""
-    from distilx.student import load_teacher
+    from distilx.models import load_teacher
 
     model = load_teacher(teacher_dir)
     with torch.no_grad():
@@ -115,7 +115,7 @@ def test_non_finite_steps_are_skipped_and_counted(setup, tmp_path):
     in_second = set(batches[1].flatten().tolist()) - set(batches[0].flatten().tolist())
     token = min(in_second, key=lambda t: (abs(counts[t] - 2), t))
     poisoned = [bool((ids == token).any()) for ids in batches]
-    from distilx.student import init_student, load_teacher
+    from distilx.models import init_student, load_teacher
     student = init_student(load_teacher(setup[0]), n_layers=2)  # from the clean teacher
     teacher = poison(setup[0], tmp_path, token)
     result = train(config, teacher=teacher, student=student)
@@ -132,7 +132,7 @@ def test_non_finite_steps_are_skipped_and_counted(setup, tmp_path):
 
 def test_consecutive_non_finite_steps_stop_the_run(setup, tmp_path):
     config = config_for(setup, tmp_path / "allnan", max_nonfinite=3, eval_batches=0)
-    from distilx.student import init_student, load_teacher
+    from distilx.models import init_student, load_teacher
     student = init_student(load_teacher(setup[0]), n_layers=2)
     with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
         train(config, teacher=poison(setup[0], tmp_path), student=student)

@@ -57,7 +57,8 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
     """
     from .data import MaskedLMStream, Tokenizer, count_tokens
     from .evaluation import evaluate
-    from .student import encode_hidden, load_teacher
+    from .losses import IGNORE_INDEX
+    from .models import adapter_for, load_teacher
     from .training import _copy_tokenizer_files
 
     out_dir = Path(out_dir)
@@ -68,6 +69,7 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
         warnings.simplefilter("ignore")  # "no trained MLM head": that is what we fit here
         teacher = load_teacher(minilm)
     teacher.requires_grad_(False).eval()
+    adapter = adapter_for(teacher)
     head = teacher.cls.predictions
     tokenizer = Tokenizer(str(minilm / "tokenizer.json"))
     # Start the output bias at the log unigram frequencies of the corpus: a fresh head then already
@@ -77,7 +79,8 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
         head.bias.copy_((counts + 0.1).log() - (counts + 0.1).sum().log())
     # The frozen sentence-embedding encoder alone keeps too little token identity for a head-only
     # fit (~5% held-out); also training the top `encoder_layers` layers costs only their backward.
-    top = teacher.bert.encoder.layer[len(teacher.bert.encoder.layer) - encoder_layers:] if encoder_layers else []
+    stack = adapter.layers(teacher)
+    top = stack[len(stack) - encoder_layers:] if encoder_layers else []
     head_params = [*head.transform.parameters(), head.bias]
     encoder_params = [p for layer in top for p in layer.parameters()]
     for p in head_params + encoder_params:
@@ -90,10 +93,10 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
     start, step, recent = time.perf_counter(), 0, []
     while step < steps:
         for batch in stream:
-            rows = batch["labels"] != -100
+            rows = batch["labels"] != IGNORE_INDEX
             with torch.set_grad_enabled(bool(encoder_params)):  # grads stop below the trained layers
-                hidden = encode_hidden(teacher, batch["input_ids"], batch["attention_mask"])[rows]
-            loss = torch.nn.functional.cross_entropy(head(hidden), batch["labels"][rows])
+                hidden = adapter.last_hidden(teacher, batch["input_ids"], batch["attention_mask"])[rows]
+            loss = torch.nn.functional.cross_entropy(adapter.mlm_logits(teacher, hidden), batch["labels"][rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
