@@ -131,6 +131,49 @@ def test_torch_path_equals_reference_values_and_gradients(kl_on, temperature):
     assert b["teacher_logits"].grad is None and b["teacher_hidden"].grad is None
 
 
+def distilbert_restrict_ce_to_mask(s_logits, t_logits, labels, attention_mask, s_hidden, t_hidden, temperature=2.0):
+    """DistilBERT's distiller step with restrict_ce_to_mask, transcribed: the KL on the masked positions
+    (masked_select on labels > -1), the MLM CE on them, the cosine on every real token (attention_mask)."""
+    vocab, hidden = s_logits.shape[-1], s_hidden.shape[-1]
+    mask = (labels > -1).unsqueeze(-1).expand_as(s_logits)
+    s_slct = torch.masked_select(s_logits, mask).view(-1, vocab)
+    t_slct = torch.masked_select(t_logits, mask).view(-1, vocab)
+    loss_ce = torch.nn.KLDivLoss(reduction="batchmean")(
+        torch.log_softmax(s_slct / temperature, dim=-1), torch.softmax(t_slct / temperature, dim=-1)) * temperature**2
+    loss_mlm = torch.nn.CrossEntropyLoss(ignore_index=-100)(s_logits.view(-1, vocab), labels.view(-1))
+    real = attention_mask.unsqueeze(-1).expand_as(s_hidden).bool()
+    s_h = torch.masked_select(s_hidden, real).view(-1, hidden)
+    t_h = torch.masked_select(t_hidden, real).view(-1, hidden)
+    loss_cos = torch.nn.CosineEmbeddingLoss(reduction="mean")(s_h, t_h, s_h.new_ones(s_h.shape[0]))
+    return 5.0 * loss_ce + 2.0 * loss_mlm + 1.0 * loss_cos, loss_ce, loss_mlm, loss_cos
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])  # triton: under TRITON_INTERPRET=1 without a GPU
+def test_hidden_rows_of_their_own_keep_the_cosine_on_every_real_token(backend):
+    """The training loop projects only the masked targets onto the vocabulary but passes the hidden states
+    of every real token: the loss must then be DistilBERT's restrict_ce_to_mask step, term for term."""
+    b = rxnfp_batch()
+    targets, real = b["labels"] != -100, b["attention_mask"].bool()
+    assert real.sum() > targets.sum() > 0
+    ours = distilx.distillation_loss(
+        b["student_logits"][targets], b["teacher_logits"][targets], b["labels"][targets], None,
+        b["student_hidden"][real], b["teacher_hidden"][real], kl_on="targets", backend=backend)
+    b2 = rxnfp_batch()
+    ref = distilbert_restrict_ce_to_mask(*_args(b2))
+    for name, a, r in zip(("loss", "kl", "mlm", "cos"), ours, ref):
+        torch.testing.assert_close(a, r.detach(), rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    ours.loss.backward()
+    ref[0].backward()
+    torch.testing.assert_close(b["student_logits"].grad, b2["student_logits"].grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(b["student_hidden"].grad, b2["student_hidden"].grad, rtol=1e-4, atol=1e-8)
+    # the oracle follows the same rule
+    b3 = rxnfp_batch()
+    oracle = reference_distillation_loss(
+        b3["student_logits"][targets], b3["teacher_logits"][targets], b3["labels"][targets], None,
+        b3["student_hidden"][real], b3["teacher_hidden"][real], kl_on="targets")
+    torch.testing.assert_close(oracle[3], ref[3].detach(), rtol=1e-5, atol=1e-6)
+
+
 def _small_case(n=6, vocab=13, hidden=5, seed=0):
     gen = torch.Generator().manual_seed(seed)
     s = torch.randn(n, vocab, generator=gen, dtype=torch.float64) * 2

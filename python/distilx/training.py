@@ -70,8 +70,7 @@ class MaskedLMDistiller(nn.Module):
 def _logits_and_hidden(adapter, model: nn.Module, input_ids, attention_mask, logit_rows):
     """(MLM logits of `logit_rows` [n_rows, V], last hidden states of the real tokens [n_real, H])."""
     hidden = adapter.last_hidden(model, input_ids, attention_mask)
-    hidden = hidden[logit_rows]
-    return adapter.mlm_logits(model, hidden), hidden
+    return adapter.mlm_logits(model, hidden[logit_rows]), hidden[attention_mask.bool()]
 
 
 @torch.no_grad()
