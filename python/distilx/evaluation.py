@@ -4,7 +4,7 @@ Metrics (all on the masked-LM targets, i.e. labels != -100, of the same batches 
 - `*_accuracy`: top-1 masked-token accuracy;
 - `*_perplexity`: exp(mean cross-entropy) over the targets (masked-LM pseudo-perplexity);
 - `top1_agreement`: share of targets where student and teacher predict the same token;
-- `*_params`: parameter counts (tied tensors counted once);
+- `*_params`: parameter counts (tied tensors counted once); `*_layers`: encoder layers;
 - `speed_ratio`: student forward time / teacher forward time for full `model(...).logits` calls on
   the same batches, measured in this run (`speedup` = its inverse).
 """
@@ -115,6 +115,8 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         "top1_agreement": totals["agree"] / n,
         "teacher_params": count_parameters(teacher),
         "student_params": count_parameters(student),
+        "teacher_layers": len(t_adapter.layers(teacher)),
+        "student_layers": len(s_adapter.layers(student)),
         "teacher_forward_s": t_time,
         "student_forward_s": s_time,
         "speed_ratio": s_time / t_time,

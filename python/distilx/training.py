@@ -284,6 +284,8 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
             stream.load_state_dict(state["stream"][env.rank])
             restore_rng(state["rng"][env.rank])
             step, skipped, tokens_seen = state["step"], state["skipped"], state["tokens_seen"]
+            if env.is_main:
+                print(f"resuming from step {step} ({ckpt})", flush=True)
 
     def checkpoint() -> None:
         streams = _gather(stream.state_dict(), env)  # each rank's own position and RNGs
