@@ -1,6 +1,7 @@
-"""Training throughput: the distilx loop vs a plain transcription of the reference distiller loop.
+"""Training throughput: the distilx loop vs a plain transcription of DistilBERT's distiller loop.
 
-Both sides use the same teacher, the same student shape and the same batch shape, in one process:
+The "reference" side is the recipe's own training step (docs/recipe.md). Both sides use the same
+teacher, the same student shape and the same batch shape, in one process:
 - reference: pre-tokenized sequences (the reference binarizes offline, so tokenization is NOT
   timed for it), a Python collator (pad + prepare_batch_mlm's frequency-smoothed multinomial
   masking, 80/10/10), full-vocabulary logits of teacher and student at every position, and the

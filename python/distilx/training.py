@@ -110,7 +110,7 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _schedule(optimizer, total_steps: int, warmup_ratio: float):
-    """Linear warmup over warmup_ratio of the steps, then linear decay to 0 (the reference)."""
+    """Linear warmup over warmup_ratio of the steps, then linear decay to 0 (the recipe, docs/recipe.md)."""
     warmup = max(1, int(math.ceil(total_steps * warmup_ratio))) if warmup_ratio > 0 else 0
 
     def factor(step: int) -> float:
