@@ -73,7 +73,8 @@ def main() -> None:
     collated = time.perf_counter()
 
     print(f"corpus {n_bytes / 1e6:.1f} MB, {len(lines)} lines, {len(stream) / 1e6:.2f} M tokens, {len(blocks)} blocks")
-    print(f"tokenize   {len(stream) / (tokenized - start) / 1e6:.2f} M tok/s ({n_bytes / (tokenized - start) / 1e6:.1f} MB/s)")
+    seconds = tokenized - start
+    print(f"tokenize   {len(stream) / seconds / 1e6:.2f} M tok/s ({n_bytes / seconds / 1e6:.1f} MB/s)")
     print(f"group      {grouped - tokenized:.2f} s")
     print(f"collate    {n_tokens / (collated - grouped) / 1e6:.2f} M tok/s")
     print(f"end-to-end {n_tokens / (collated - start) / 1e6:.3f} M tok/s")

@@ -3,7 +3,7 @@
 Real inputs: teacher logits from the rxnfp 12-layer BERT (a trained MLM head, so the distributions are
 peaked like a real teacher's) and student logits from a 6-layer DistilBERT-style copy of it, on
 real reaction SMILES with 15% of the tokens masked. Plus float64 gradcheck and the edge cases that
-losses.py documents.
+distilx/losses/api.py documents.
 """
 
 from __future__ import annotations

@@ -56,7 +56,9 @@ def test_abi3_wheel_builds_installs_and_imports(tmp_path, tokenizer_json):
         f"t = n.Tokenizer({str(tokenizer_json)!r})\n"
         "print(t.encode(['Hello, wheel!'])[0], t.backend)\n"
     )
-    res = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only the installed wheel counts
+    res = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=clean_env)
     assert res.returncode == 0, res.stderr
     from tokenizers import Tokenizer as HFTokenizer
     ref = HFTokenizer.from_file(str(tokenizer_json))
@@ -66,3 +68,5 @@ def test_abi3_wheel_builds_installs_and_imports(tmp_path, tokenizer_json):
     # The stubs and the package travel in the wheel.
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "distilx" / "_native.pyi").is_file() and (site / "distilx" / "data.py").is_file()
+    assert (site / "distilx" / "models" / "adapters.py").is_file() and (site / "distilx" / "losses" / "api.py").is_file()
+    assert not list((site / "distilx").rglob("compile_check.py"))  # a dev tool (tests/), not shipped
