@@ -128,6 +128,7 @@ def test_os_errors_are_one_line_messages(tmp_path, capsys):
     train_file, _ = corpus_slice(tmp_path)
     base = ["train", "--teacher", str(teacher), "--student-layers", "2", "--seq-len", "48", "--batch-size", "8",
             "--max-steps", "1", "--progress", "false", "--tensorboard", "false", "--eval-batches", "0"]
+    capsys.readouterr()  # transformers' own progress bars while the teacher was saved
     # an output folder below a regular file: NotADirectoryError from the loop's set-up
     assert main(base + ["--train-files", str(train_file), "--output-dir", str(train_file / "run")]) == 2
     err = capsys.readouterr().err
@@ -137,4 +138,18 @@ def test_os_errors_are_one_line_messages(tmp_path, capsys):
     assert main(base + ["--train-files", "/proc/self/mem", "--output-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("distilx train: error:") and "/proc/self/mem" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_teacher_of_an_unsupported_kind_is_a_one_line_error(tmp_path, capsys):
+    from distilx.models import init_student, load_teacher
+
+    teacher = make_tiny_teacher(tmp_path / "teacher")
+    init_student(load_teacher(teacher), n_layers=2).save_pretrained(tmp_path / "distilbert")  # not a teacher (yet)
+    train_file, _ = corpus_slice(tmp_path)
+    capsys.readouterr()  # transformers' own progress bars while saving
+    assert main(["train", "--teacher", str(tmp_path / "distilbert"), "--tokenizer", str(teacher),
+                 "--train-files", str(train_file), "--output-dir", str(tmp_path / "o"), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "BertForMaskedLM or RobertaForMaskedLM" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

@@ -7,9 +7,9 @@
 - `builders.py`: teacher -> student weight copies; `student.py`: `init_student` and the layer rule.
 """
 
-from .adapters import ADAPTERS, ModelAdapter, adapter_for, adapter_for_type
+from .adapters import ADAPTERS, ModelAdapter, UnsupportedModelError, adapter_for, adapter_for_type
 from .loading import check_vocab, load_teacher
 from .student import init_student, student_layer_indices
 
-__all__ = ["ADAPTERS", "ModelAdapter", "adapter_for", "adapter_for_type", "check_vocab", "init_student",
-           "load_teacher", "student_layer_indices"]
+__all__ = ["ADAPTERS", "ModelAdapter", "UnsupportedModelError", "adapter_for", "adapter_for_type", "check_vocab",
+           "init_student", "load_teacher", "student_layer_indices"]

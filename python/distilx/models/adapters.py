@@ -22,7 +22,13 @@ from torch import nn
 
 from .builders import bert_to_distilbert, same_class_fewer_layers
 
-__all__ = ["ModelAdapter", "ADAPTERS", "adapter_for", "adapter_for_type", "supported_teachers"]
+__all__ = ["ModelAdapter", "ADAPTERS", "UnsupportedModelError", "adapter_for", "adapter_for_type",
+           "supported_teachers"]
+
+
+class UnsupportedModelError(TypeError, ValueError):
+    """A model distilx cannot serve. A TypeError for the object passed; also a ValueError, because it is
+    bad user input (a teacher folder of another architecture) that the CLI reports in one line."""
 
 
 def _base_model_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -103,6 +109,7 @@ def adapter_for(model: nn.Module) -> ModelAdapter:
     adapter = next((a for a in ADAPTERS if model_type in a.model_types), None)
     has_head = callable(getattr(model, "get_output_embeddings", None)) and model.get_output_embeddings() is not None
     if adapter is None or not has_head:
-        raise TypeError(f"unsupported model {type(model).__name__}: distilx takes a {supported_teachers()} "
-                        "(object or local folder) as teacher, and their distilx students")
+        raise UnsupportedModelError(f"unsupported model {type(model).__name__}: distilx takes a "
+                                    f"{supported_teachers()} (object or local folder) as teacher, and their "
+                                    "distilx students")
     return adapter

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adapters import adapter_for, supported_teachers
+from .adapters import UnsupportedModelError, adapter_for, supported_teachers
 from .loading import load_teacher
 
 __all__ = ["init_student", "student_layer_indices"]
@@ -49,8 +49,8 @@ def init_student(teacher, n_layers: int | None = None, layers: list[int] | None 
         teacher = load_teacher(teacher)
     adapter = adapter_for(teacher)
     if adapter.build_student is None:
-        raise TypeError(f"unsupported teacher {type(teacher).__name__}: init_student takes a "
-                        f"{supported_teachers()} (object or local folder)")
+        raise UnsupportedModelError(f"unsupported teacher {type(teacher).__name__}: init_student takes a "
+                                    f"{supported_teachers()} (object or local folder)")
     total = len(adapter.layers(teacher))
     if layers is None:
         layers = student_layer_indices(total, n_layers if n_layers is not None else (total + 1) // 2)
