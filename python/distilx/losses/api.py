@@ -192,12 +192,11 @@ class DistillationLoss(nn.Module):
     ):
         super().__init__()
         # validate once, at construction, so a bad config fails before training starts
-        self.temperature, self.alpha_kl, self.alpha_mlm, self.alpha_cos = check_options(
+        temperature, alpha_kl, alpha_mlm, alpha_cos = check_options(
             temperature, alpha_kl, alpha_mlm, alpha_cos, kl_on, backend
         )
-        self.kl_on = kl_on
-        self.backend = backend
-        self.validate = bool(validate)
+        self.options = dict(temperature=temperature, alpha_kl=alpha_kl, alpha_mlm=alpha_mlm, alpha_cos=alpha_cos,
+                            kl_on=kl_on, backend=backend, validate=bool(validate))
 
     def forward(
         self,
@@ -209,23 +208,8 @@ class DistillationLoss(nn.Module):
         teacher_hidden: torch.Tensor | None = None,
     ) -> DistillationLossOutput:
         return distillation_loss(
-            student_logits,
-            teacher_logits,
-            labels,
-            attention_mask,
-            student_hidden,
-            teacher_hidden,
-            temperature=self.temperature,
-            alpha_kl=self.alpha_kl,
-            alpha_mlm=self.alpha_mlm,
-            alpha_cos=self.alpha_cos,
-            kl_on=self.kl_on,
-            backend=self.backend,
-            validate=self.validate,
+            student_logits, teacher_logits, labels, attention_mask, student_hidden, teacher_hidden, **self.options
         )
 
     def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, alpha_kl={self.alpha_kl}, alpha_mlm={self.alpha_mlm}, "
-            f"alpha_cos={self.alpha_cos}, kl_on={self.kl_on!r}, backend={self.backend!r}"
-        )
+        return ", ".join(f"{name}={value!r}" for name, value in self.options.items())
