@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_data.py [--corpus FILE] [--tokenizer tokenizer.json] [--threads N]
 
 Prints, for raw text -> masked batches (seq_len 128, batch 64, 15% / 80-10-10):
-- the Hugging Face pipeline (`../shared/bench/hf_baseline.py`, run as a subprocess: fast tokenizer
+- the Hugging Face pipeline (`bench/hf_baseline.py`, run as a subprocess: fast tokenizer
   over every line, concatenate + cut, DataCollatorForLanguageModeling), end to end;
 - distilx.MaskedLMStream with packing (rows filled like the baseline's blocks) and with the default
   per-document chunking, end to end (tokens that reach the model, padding excluded), and the ratio;
@@ -27,10 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def hf_baseline(corpus: Path, tokenizer: Path, seq_len: int, batch: int, threads: int) -> float | None:
-    script = ROOT.parent / "shared" / "bench" / "hf_baseline.py"
-    if not script.is_file():
-        print(f"HF baseline: {script} not found (it lives in ../shared beside the checkout); skipped")
-        return None
+    script = ROOT / "bench" / "hf_baseline.py"
     env = {**os.environ, "RAYON_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run([sys.executable, str(script), str(corpus), str(tokenizer), "--seq-len", str(seq_len),
                           "--batch", str(batch)], capture_output=True, text=True, env=env, check=True)

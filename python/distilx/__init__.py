@@ -10,8 +10,6 @@ what it needs):
 
 from importlib import import_module
 
-__version__ = "0.1.0"
-
 # public name -> module (relative to this package) that defines it
 _EXPORTS = {
     "MaskedLMStream": "data",
@@ -21,7 +19,7 @@ _EXPORTS = {
     "distillation_loss": "losses",
     "DistillationLoss": "losses",
     "DistillationLossOutput": "losses",
-    "init_student": "student",
+    "init_student": "models",
     "TrainConfig": "config",
     "train": "training",
     "evaluate": "evaluation",
@@ -31,6 +29,10 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
+    if name == "__version__":
+        # compiled into the extension from Cargo.toml, which maturin also writes into the wheel's metadata
+        from ._native import __version__
+        return __version__
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'distilx' has no attribute {name!r}")

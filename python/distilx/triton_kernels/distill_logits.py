@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..loss_reference import IGNORE_INDEX
+from ..losses.defaults import IGNORE_INDEX
 
 # Launcher configurations: (BLOCK_V, num_warps). Vocabularies up to 2048 (chemistry/protein/byte
 # vocabularies) use the small block; everything else the large one. `compile_check` enumerates these.
@@ -151,7 +151,7 @@ def fused_logits_loss(
     has_ce: bool,
     write_grad: bool,
 ):
-    """Launcher with the same contract as `loss_reference.chunked_logits_loss` (fp32 per-row values)."""
+    """Launcher with the same contract as `losses.chunked.chunked_logits_loss` (fp32 per-row values)."""
     n_rows, vocab = student.shape
     if vocab > MAX_VOCAB:
         raise ValueError(f"the Triton loss supports vocabularies up to {MAX_VOCAB}, got V={vocab}; use backend='torch'")
