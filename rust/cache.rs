@@ -288,3 +288,97 @@ impl Drop for Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::splitmix::Rng;
+    use crate::testutil::tmpdir;
+
+    /// Documents of random ids below `vocab` with random word indices (runs of 1-3 tokens).
+    fn docs(n: usize, vocab: u32) -> Vec<(Vec<u32>, Vec<u32>)> {
+        let mut rng = Rng::new(5, 0, vocab as u64);
+        (0..n)
+            .map(|_| {
+                let len = rng.below(40); // empty documents included
+                let ids: Vec<u32> = (0..len).map(|_| rng.below(vocab as usize) as u32).collect();
+                let mut word = 0;
+                let words = (0..len).map(|i| {
+                    if i > 0 && rng.below(3) == 0 {
+                        word += 1;
+                    }
+                    word
+                });
+                (ids, words.collect())
+            })
+            .collect()
+    }
+
+    fn write(path: &Path, vocab: u32, word_starts: bool, docs: &[(Vec<u32>, Vec<u32>)]) {
+        let mut w = Writer::create(path, vocab, word_starts).unwrap();
+        for (ids, words) in docs {
+            w.push(ids, words).unwrap();
+        }
+        assert_eq!(w.finish(42).unwrap(), (docs.len() as u64, docs.iter().map(|d| d.0.len() as u64).sum()));
+    }
+
+    #[test]
+    fn round_trip_with_both_id_widths_and_word_starts() {
+        let dir = tmpdir("cache-round-trip");
+        for (vocab, width, word_starts) in [(30_000, 2, true), (70_000, 4, true), (500, 2, false)] {
+            let path = dir.join(format!("c{vocab}.dxc"));
+            let want = docs(300, vocab);
+            write(&path, vocab, word_starts, &want);
+            let c = Cache::open(&path, None, true).unwrap();
+            assert_eq!((c.id_bytes, c.num_documents(), c.has_word_starts()), (width, 300, word_starts));
+            for (i, (ids, words)) in want.iter().enumerate() {
+                let (mut got_ids, mut got_words) = (Vec::new(), Vec::new());
+                c.document(i as u64, &mut got_ids, Some(&mut got_words));
+                assert_eq!(&got_ids, ids, "document {i}");
+                // Without the bits every token is its own word.
+                let want_words: Vec<u32> = if word_starts { words.clone() } else { (0..ids.len() as u32).collect() };
+                assert_eq!(got_words, want_words, "document {i}");
+            }
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("tmp-")).collect();
+            assert!(left.is_empty(), "temporary files left behind");
+        }
+    }
+
+    #[test]
+    fn truncated_corrupt_and_foreign_files_are_refused() {
+        let dir = tmpdir("cache-corrupt");
+        let path = dir.join("c.dxc");
+        write(&path, 1000, true, &docs(50, 1000));
+        let data = std::fs::read(&path).unwrap();
+        let refused = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            match Cache::open(&p, None, true) {
+                Err(Error::CorruptCache(m)) => m,
+                Err(e) => panic!("{name}: {e}"),
+                Ok(_) => panic!("{name} was accepted"),
+            }
+        };
+        assert!(refused("trunc.dxc", &data[..data.len() - 10]).contains("truncated"));
+        let mut flipped = data.clone();
+        flipped[HEADER + 30] ^= 0xFF;
+        assert!(refused("flip.dxc", &flipped).contains("checksum"));
+        assert!(refused("junk.dxc", b"hello").contains("not a distilx cache"));
+        let mut version = data.clone();
+        version[8] = 9;
+        assert!(refused("version.dxc", &version).contains("format version 9"));
+        // Not verifying the checksum skips reading the body, nothing else.
+        assert!(Cache::open(&dir.join("flip.dxc"), None, false).is_ok());
+        assert!(matches!(Cache::open(&dir.join("trunc.dxc"), None, false), Err(Error::CorruptCache(_))));
+    }
+
+    #[test]
+    fn an_unfinished_build_leaves_nothing_behind() {
+        let dir = tmpdir("cache-unfinished");
+        let path = dir.join("c.dxc");
+        let mut w = Writer::create(&path, 1000, true).unwrap();
+        w.push(&[1, 2, 3], &[0, 0, 1]).unwrap();
+        drop(w); // an error while building
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+}

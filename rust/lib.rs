@@ -47,5 +47,7 @@ pub mod wordpiece;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(test)]
+mod testutil;
 
 pub use error::{Error, Result};

@@ -240,3 +240,143 @@ impl Drop for Stream {
         self.stop_producer();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batches::Padding;
+    use crate::cache::Cache;
+    use crate::masking::IGNORE;
+    use crate::passes::build_cache;
+    use crate::testutil::{documents, tmpdir, tokenizer, write_lines};
+    use std::io::Write;
+
+    /// (input_ids, attention_mask, labels) of a batch, and the position after it.
+    type Seen = ((Vec<i64>, Vec<i64>, Vec<i64>), Position);
+
+    fn epoch(s: &mut Stream) -> Vec<Seen> {
+        let mut out = Vec::new();
+        while let Some(b) = s.next_batch().unwrap() {
+            out.push(((b.input_ids, b.attention_mask, b.labels), s.position()));
+        }
+        out
+    }
+
+    /// Two files (plain and gzip) of 600 documents in all.
+    fn corpus(dir: &std::path::Path) -> Vec<String> {
+        let docs = documents(600, 1);
+        let plain = write_lines(dir, "a.txt", &docs[..300]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all((docs[300..].join("\n") + "\n").as_bytes()).unwrap();
+        std::fs::write(dir.join("b.txt.gz"), gz.finish().unwrap()).unwrap();
+        vec![plain, dir.join("b.txt.gz").to_string_lossy().into_owned()]
+    }
+
+    fn small() -> StreamOptions {
+        StreamOptions { seq_len: 32, batch_size: 4, window_batches: 3, ..StreamOptions::default() }
+    }
+
+    #[test]
+    fn resume_at_any_position_equals_the_uninterrupted_run() {
+        let dir = tmpdir("stream-resume");
+        let (tok, inputs) = (tokenizer(&dir), corpus(&dir));
+        let cache = dir.join("c.dxc");
+        build_cache(&Corpus::files(&inputs).unwrap(), &small().tokenizing(&tok).unwrap(), &cache, true).unwrap();
+        let open_cache = || Corpus::Cache(Arc::new(Cache::open(&cache, Some(&tok), true).unwrap()));
+        let variants: Vec<(&str, StreamOptions, bool)> = vec![
+            ("chunks", small(), false),
+            ("packing", StreamOptions { packing: true, ..small() }, false),
+            ("dynamic whole-word", StreamOptions { padding: Padding::Dynamic, masking: Mode::WholeWord, ..small() }, false),
+            ("frequency rank 1 of 2", StreamOptions { masking: Mode::Frequency, rank: 1, world_size: 2, ..small() }, false),
+            ("cache", StreamOptions { masking: Mode::WholeWord, ..small() }, true),
+        ];
+        for (name, opts, from_cache) in variants {
+            let make = || {
+                let corpus = if from_cache { open_cache() } else { Corpus::files(&inputs).unwrap() };
+                Stream::new(corpus, tok.clone(), opts.clone(), None).unwrap()
+            };
+            let full = epoch(&mut make());
+            assert!(full.len() > 12, "{name}: {} batches", full.len());
+            for k in [1, 2, 4, 7, full.len() / 2, full.len() - 1] {
+                let mut s = make();
+                s.seek(full[k - 1].1);
+                let rest = epoch(&mut s);
+                assert!(rest == full[k..], "{name}: resuming after batch {k} differs");
+                assert_eq!(s.position(), Position::epoch_start(1), "{name}: the epoch advances");
+            }
+        }
+    }
+
+    #[test]
+    fn same_batches_with_any_threads_and_prefetch_and_new_masks_each_epoch() {
+        let dir = tmpdir("stream-threads");
+        let (tok, inputs) = (tokenizer(&dir), corpus(&dir));
+        let run = |num_threads, prefetch| {
+            let opts = StreamOptions { num_threads: Some(num_threads), prefetch, ..small() };
+            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts, None).unwrap();
+            (epoch(&mut s), epoch(&mut s))
+        };
+        let (a0, a1) = run(1, 1);
+        let (b0, _) = run(2, 8);
+        assert!(a0 == b0);
+        let labels = |e: &[Seen]| e.iter().map(|b| b.0 .2.clone()).collect::<Vec<_>>();
+        assert_ne!(labels(&a0), labels(&a1), "a new epoch draws new masks");
+    }
+
+    /// The rows a rank saw: each row's original ids (labels where masked), padding cut off.
+    fn rows(batches: &[Seen], cols: usize) -> Vec<Vec<i64>> {
+        let mut out = Vec::new();
+        for ((ids, att, labels), _) in batches {
+            for r in 0..ids.len() / cols {
+                let row = (r * cols..(r + 1) * cols).filter(|&i| att[i] == 1).map(|i| if labels[i] != IGNORE { labels[i] } else { ids[i] });
+                out.push(row.collect());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ranks_are_disjoint_covering_and_equal() {
+        let dir = tmpdir("stream-ranks");
+        let tok = tokenizer(&dir);
+        // 300 one-row documents: 100 per rank of 3.
+        let docs: Vec<String> = documents(300, 2).iter().map(|d| d.split(' ').take(10).collect::<Vec<_>>().join(" ")).collect();
+        let inputs = vec![write_lines(&dir, "d.txt", &docs)];
+        let opts = StreamOptions { seq_len: 32, batch_size: 5, min_seq_len: 0, drop_last: false, ..StreamOptions::default() };
+        let mut all = rows(&epoch(&mut Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts.clone(), None).unwrap()), 32);
+        let mut seen: Vec<Vec<i64>> = Vec::new();
+        for rank in 0..3 {
+            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), StreamOptions { rank, world_size: 3, ..opts.clone() }, None).unwrap();
+            let batches = epoch(&mut s);
+            assert_eq!((batches.len() as u64, s.batches_per_epoch()), (20, Some(20)), "rank {rank}");
+            seen.extend(rows(&batches, 32));
+        }
+        all.sort();
+        seen.sort();
+        assert_eq!(seen.len(), 300);
+        assert_eq!(seen, all, "the ranks' rows are the corpus's, each once");
+    }
+
+    #[test]
+    fn frequency_counts_are_the_tokens_the_stream_reads() {
+        let dir = tmpdir("stream-counts");
+        let tok = tokenizer(&dir);
+        let docs = documents(400, 3);
+        let inputs = vec![write_lines(&dir, "d.txt", &docs)];
+        let limit = 120;
+        let opts = StreamOptions { masking: Mode::Frequency, max_document_bytes: limit, world_size: 2, rank: 1, ..small() };
+        let s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts, None).unwrap();
+        // Reference: every document the reader keeps (lines up to the byte limit), all ranks.
+        let mut want = vec![0u64; tok.vocab_size as usize];
+        let kept: Vec<&String> = docs.iter().filter(|d| d.len() <= limit).collect();
+        assert!(kept.len() < docs.len() && !kept.is_empty(), "the limit must skip some documents");
+        for d in kept {
+            let mut ids = Vec::new();
+            tok.encode_into(d, &mut ids, None).unwrap();
+            for id in ids {
+                want[id as usize] += 1;
+            }
+        }
+        assert_eq!(s.token_counts(), Some(&want[..]));
+    }
+}

@@ -104,3 +104,85 @@ impl Corpus {
         Ok(source.read_stats())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::DocPos;
+    use crate::passes::build_cache;
+    use crate::testutil::{documents, tmpdir, tokenizer, write_lines};
+    use crate::tokenize::thread_pool;
+
+    fn read_all(source: &mut dyn DocSource) -> Vec<TokDoc> {
+        let mut out = Vec::new();
+        while source.next_docs(&mut out).unwrap() {}
+        out
+    }
+
+    fn key(docs: &[TokDoc]) -> Vec<(u64, Vec<u32>, Vec<u32>)> {
+        docs.iter().map(|d| (d.pos.index, d.ids.clone(), d.word_ids.clone())).collect()
+    }
+
+    #[test]
+    fn files_and_their_cache_give_the_same_shards_and_resume_anywhere() {
+        let dir = tmpdir("source");
+        let tok = tokenizer(&dir);
+        let docs = documents(500, 4);
+        let inputs = vec![write_lines(&dir, "a.txt", &docs[..200]), write_lines(&dir, "b.txt", &docs[200..])];
+        let tokenizing = Tokenizing { tokenizer: tok.clone(), read: ReadOptions::default(), pool: Arc::new(thread_pool(Some(2)).unwrap()) };
+        let files = Corpus::files(&inputs).unwrap();
+        build_cache(&files, &tokenizing, &dir.join("c.dxc"), true).unwrap();
+        let cache = Corpus::Cache(Arc::new(Cache::open(&dir.join("c.dxc"), Some(&tok), true).unwrap()));
+        let mut covered = Vec::new();
+        for rank in 0..3 {
+            let want = Want { shard: Shard { rank, world: 3 }, shuffle: None, word_ids: true };
+            let from_files = read_all(&mut *files.open(&tokenizing, want));
+            let from_cache = read_all(&mut *cache.open(&tokenizing, want));
+            assert_eq!(key(&from_files), key(&from_cache), "rank {rank}");
+            assert!(from_files.iter().all(|d| d.pos.index % 3 == rank));
+            covered.extend(from_files.iter().map(|d| d.pos.index));
+            // A seek to any document a source yielded continues exactly from it.
+            for corpus in [&files, &cache] {
+                let all = read_all(&mut *corpus.open(&tokenizing, want));
+                for k in [0, 1, 17, all.len() / 2, all.len() - 1] {
+                    let mut s = corpus.open(&tokenizing, want);
+                    s.seek(all[k].pos).unwrap();
+                    assert_eq!(key(&read_all(&mut *s)), key(&all[k..]), "rank {rank}, from document {k}");
+                }
+            }
+        }
+        covered.sort();
+        assert_eq!(covered, (0..500).collect::<Vec<u64>>(), "the shards cover the corpus once");
+        // A shuffled cache shard: the same documents in another order, a new one each epoch.
+        let shuffled = |epoch| key(&read_all(&mut *cache.open(&tokenizing, Want { shard: Shard { rank: 1, world: 3 }, shuffle: Some((0, epoch)), word_ids: false })));
+        let (e0, e1) = (shuffled(0), shuffled(1));
+        assert_ne!(e0, e1);
+        let (mut s0, mut s1) = (e0.clone(), e1.clone());
+        s0.sort();
+        s1.sort();
+        assert_eq!(s0, s1);
+        // A source at its end stays there; a default position is the start.
+        let mut s = files.open(&tokenizing, Want { shard: Shard::ALL, shuffle: None, word_ids: false });
+        assert_eq!(read_all(&mut *s).len(), 500);
+        assert!(!s.next_docs(&mut Vec::new()).unwrap());
+        s.seek(DocPos::default()).unwrap();
+        assert_eq!(read_all(&mut *s).len(), 500);
+    }
+
+    #[test]
+    fn a_cache_is_refused_with_another_tokenizer() {
+        let dir = tmpdir("source-other-tokenizer");
+        let tok = tokenizer(&dir);
+        let other_dir = dir.join("other");
+        std::fs::create_dir_all(&other_dir).unwrap();
+        let vocab = std::fs::read_to_string(dir.join("vocab.txt")).unwrap() + "extra\n";
+        std::fs::write(other_dir.join("vocab.txt"), vocab).unwrap();
+        let other = crate::tokenize::Tokenizer::from_path(&other_dir.join("vocab.txt"), Some(true), crate::tokenize::Backend::Auto).unwrap();
+        let inputs = vec![write_lines(&dir, "a.txt", &documents(20, 5))];
+        let tokenizing = Tokenizing { tokenizer: tok.clone(), read: ReadOptions::default(), pool: Arc::new(thread_pool(Some(1)).unwrap()) };
+        build_cache(&Corpus::files(&inputs).unwrap(), &tokenizing, &dir.join("c.dxc"), false).unwrap();
+        assert!(Cache::open(&dir.join("c.dxc"), Some(&tok), true).is_ok());
+        let err = Cache::open(&dir.join("c.dxc"), Some(&other), true).err().expect("another tokenizer is refused");
+        assert!(err.to_string().contains("another tokenizer"), "{err}");
+    }
+}
