@@ -11,7 +11,8 @@
 //! building); [`splitmix`] is the shared randomness and hashing.
 
 /// A struct of cumulative `u64` counters with `add_growth(now, before)`, which adds what a later
-/// snapshot of a counter set holds beyond an earlier one (a producer publishes its growth).
+/// snapshot of a counter set holds beyond an earlier one (a producer publishes its growth), and
+/// `items()`, each counter with its name (what Python's statistics dicts show).
 macro_rules! counters {
     ($(#[$meta:meta])* pub struct $name:ident { $($field:ident,)+ }) => {
         $(#[$meta])*
@@ -23,6 +24,10 @@ macro_rules! counters {
         impl $name {
             pub fn add_growth(&mut self, now: &Self, before: &Self) {
                 $(self.$field += now.$field - before.$field;)+
+            }
+
+            pub fn items(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field)),+]
             }
         }
     };

@@ -347,23 +347,10 @@ impl PyStream {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = lock(&self.inner).stats();
         let d = PyDict::new(py);
-        d.set_item("documents", s.read.documents)?;
-        d.set_item("lines", s.read.lines)?;
-        d.set_item("bytes", s.read.bytes)?;
-        d.set_item("sequences", s.seq.sequences)?;
-        d.set_item("tokens", s.seq.tokens)?;
-        d.set_item("batches", s.batches)?;
-        d.set_item("padded_tokens", s.padded_tokens)?;
-        d.set_item("target_tokens", s.target_tokens)?;
-        d.set_item("skipped_lines", s.read.skipped_lines)?;
-        d.set_item("empty_lines", s.read.empty_lines)?;
-        d.set_item("oversized_lines", s.read.oversized_lines)?;
-        d.set_item("bad_json_lines", s.read.bad_json_lines)?;
-        d.set_item("invalid_bytes", s.read.invalid_bytes)?;
-        d.set_item("empty_documents", s.seq.empty_documents)?;
-        d.set_item("dropped_short", s.seq.dropped_short)?;
-        d.set_item("dropped_unk", s.seq.dropped_unk)?;
-        d.set_item("files_opened", s.read.files_opened)?;
+        let engine = [("batches", s.batches), ("padded_tokens", s.padded_tokens), ("target_tokens", s.target_tokens)];
+        for (k, v) in s.read.items().into_iter().chain(s.seq.items()).chain(engine) {
+            d.set_item(k, v)?;
+        }
         Ok(d)
     }
 }
@@ -379,8 +366,8 @@ fn count_tokens<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenize
     Ok(PyArray1::from_vec(py, counts))
 }
 
-/// Tokenize a corpus once (reading as `options` say) into a memory-mapped cache file. Returns its
-/// statistics.
+/// Tokenize a corpus once (reading as `options` say) into a memory-mapped cache file. Returns
+/// documents, tokens and the reading counters.
 #[pyfunction]
 #[pyo3(signature = (files, tokenizer, path, options=None, *, word_starts=true))]
 fn build_cache<'py>(
@@ -395,14 +382,9 @@ fn build_cache<'py>(
     let tok = tokenizer.inner.clone();
     let r = detached(py, move || passes::build_cache(&Corpus::files(&files)?, &opts.tokenizing(&tok)?, &path, word_starts))?;
     let d = PyDict::new(py);
-    d.set_item("documents", r.documents)?;
-    d.set_item("tokens", r.tokens)?;
-    d.set_item("lines", r.read.lines)?;
-    d.set_item("bytes", r.read.bytes)?;
-    d.set_item("skipped_lines", r.read.skipped_lines)?;
-    d.set_item("bad_json_lines", r.read.bad_json_lines)?;
-    d.set_item("invalid_bytes", r.read.invalid_bytes)?;
-    d.set_item("oversized_lines", r.read.oversized_lines)?;
+    for (k, v) in r.read.items().into_iter().chain([("documents", r.documents), ("tokens", r.tokens)]) {
+        d.set_item(k, v)?;
+    }
     Ok(d)
 }
 

@@ -155,8 +155,9 @@ def count_tokens(files: Sequence[str], tokenizer: Tokenizer, options: Optional[S
 def build_cache(files: Sequence[str], tokenizer: Tokenizer, path: _Path, options: Optional[StreamOptions] = None, *,
                 word_starts: bool = True) -> dict[str, int]:
     """Tokenize a corpus (read as `options` say) into a memory-mapped cache (written to a temporary
-    name, then renamed); returns documents, tokens, lines, bytes, skipped_lines, bad_json_lines,
-    invalid_bytes, oversized_lines."""
+    name, then renamed); returns documents, tokens and the reading counters of `Stream.stats()`
+    (lines, bytes, skipped_lines, empty_lines, oversized_lines, bad_json_lines, invalid_bytes,
+    files_opened)."""
 
 def cache_info(path: _Path, tokenizer: Optional[Tokenizer] = None) -> dict[str, int]:
     """Validate a cache (length, magic, version, checksum, and the tokenizer when given) and return

@@ -159,16 +159,6 @@ impl FastWordPiece {
         }))
     }
 
-    /// The id of the unknown token.
-    pub fn unk_id(&self) -> u32 {
-        self.unk_id
-    }
-
-    /// The equivalent tokenizers-crate tokenizer (truncation and padding off).
-    pub fn reference(&self) -> &Tokenizer {
-        &self.reference
-    }
-
     /// Append the ids of `text` (no special tokens) to `ids`. When `word_ids` is given, push for
     /// each token the index (from 0 within this text) of the pre-tokenized word it belongs to,
     /// exactly as `tokenizers`' `Encoding::get_word_ids` numbers them.
