@@ -295,8 +295,7 @@ mod tests {
             assert_eq!(rest, docs[k..].to_vec());
         }
         // Strict JSON mode raises, naming the file.
-        let mut opts = ReadOptions::default();
-        opts.on_bad_json = OnBadJson::Raise;
+        let opts = ReadOptions { on_bad_json: OnBadJson::Raise, ..ReadOptions::default() };
         let mut r = DocReader::new(files, opts);
         let mut t = String::new();
         let err = loop {
@@ -317,9 +316,7 @@ mod tests {
         body.push_str("\nafter\n");
         std::fs::write(d.join("p.txt"), &body).unwrap();
         let files = expand_inputs(&[d.join("p.txt").to_string_lossy().into_owned()]).unwrap();
-        let mut opts = ReadOptions::default();
-        opts.paragraphs = true;
-        opts.max_document_bytes = 1000;
+        let mut opts = ReadOptions { paragraphs: true, max_document_bytes: 1000, ..ReadOptions::default() };
         let (docs, stats) = read_all(files.clone(), opts.clone());
         let texts: Vec<&str> = docs.iter().map(|d| d.1.as_str()).collect();
         assert_eq!(texts, ["p1 line1\np1 line2", "p2\nafter"]);
