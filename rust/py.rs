@@ -299,14 +299,14 @@ impl PyStream {
         (p.epoch, p.window.doc.file, p.window.doc.offset, p.window.doc.index, p.window.offset, p.batch_in_window, p.batches_done)
     }
 
-    fn seek(&self, py: Python<'_>, pos: PosTuple) {
-        let position = Position {
-            epoch: pos.0,
-            window: RowStart { doc: DocPos { file: pos.1, offset: pos.2, index: pos.3 }, offset: pos.4 },
-            batch_in_window: pos.5,
-            batches_done: pos.6,
+    fn seek(&self, py: Python<'_>, position: PosTuple) {
+        let to = Position {
+            epoch: position.0,
+            window: RowStart { doc: DocPos { file: position.1, offset: position.2, index: position.3 }, offset: position.4 },
+            batch_in_window: position.5,
+            batches_done: position.6,
         };
-        py.detach(|| lock(&self.inner).seek(position));
+        py.detach(|| lock(&self.inner).seek(to));
     }
 
     fn set_epoch(&self, py: Python<'_>, epoch: u64) {

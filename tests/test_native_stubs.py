@@ -3,6 +3,7 @@ both sides, every stubbed call's result checked against its annotation on real i
 stream options' names, types and defaults equal to their one declaration in rust/options.rs."""
 
 import ast
+import inspect
 import typing
 from pathlib import Path
 
@@ -66,6 +67,50 @@ def test_every_public_name_is_stubbed_and_every_stub_exists():
         declared = {i.name for i in cls.body if isinstance(i, ast.FunctionDef) and not i.name.startswith("_")}
         present = {n for n in dir(getattr(_native, cls.name)) if not n.startswith("_")}
         assert declared == present, cls.name
+
+
+def stub_parameters(node: ast.FunctionDef) -> list[tuple]:
+    """(name, kind, default) of a stub definition's parameters, `self` left out."""
+    a = node.args
+    positional = a.posonlyargs + a.args
+    defaults = [None] * (len(positional) - len(a.defaults)) + [ast.literal_eval(d) for d in a.defaults]
+    out = [(p.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, d) for p, d in zip(positional, defaults)]
+    out += [(p.arg, inspect.Parameter.KEYWORD_ONLY, None if d is None else ast.literal_eval(d))
+            for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+    if a.kwarg:
+        out.append((a.kwarg.arg, inspect.Parameter.VAR_KEYWORD, None))
+    return [p for p in out if p[0] != "self"]
+
+
+def runtime_parameters(obj) -> list[tuple]:
+    out = []
+    for p in inspect.signature(obj).parameters.values():
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if p.kind == inspect.Parameter.POSITIONAL_ONLY else p.kind
+        out.append((p.name, kind, None if p.default is inspect.Parameter.empty else p.default))
+    return [p for p in out if p[0] != "self"]
+
+
+def test_every_stubbed_signature_is_the_runtime_one():
+    checked, skipped = 0, 0
+    for node in TREE.body:
+        if isinstance(node, ast.FunctionDef):
+            if not hasattr(_native, node.name):  # stage_costs without the `bench` feature
+                skipped += 1
+                continue
+            assert stub_parameters(node) == runtime_parameters(getattr(_native, node.name)), node.name
+            checked += 1
+        elif isinstance(node, ast.ClassDef):
+            cls = getattr(_native, node.name)
+            for item in node.body:
+                if not isinstance(item, ast.FunctionDef) or any(ast.unparse(d) == "property" for d in item.decorator_list):
+                    continue
+                target = cls if item.name == "__init__" else getattr(cls, item.name)
+                assert stub_parameters(item) == runtime_parameters(target), f"{node.name}.{item.name}"
+                checked += 1
+    methods = [i for c in TREE.body if isinstance(c, ast.ClassDef) for i in c.body if isinstance(i, ast.FunctionDef)
+               and not any(ast.unparse(d) == "property" for d in i.decorator_list)]
+    functions = [n for n in TREE.body if isinstance(n, ast.FunctionDef)]
+    assert checked + skipped == len(methods) + len(functions) and skipped <= 1
 
 
 @pytest.fixture(scope="module")
