@@ -3,7 +3,7 @@
 Public API (imported lazily so that `import distilx` stays cheap and each part loads only
 what it needs):
 
-- data engine: `MaskedLMStream`, `encode`, `Tokenizer`, `build_cache`
+- data engine: `MaskedLMStream`, `StreamOptions`, `encode`, `Tokenizer`, `build_cache`
 - fused loss: `distillation_loss`, `DistillationLoss`, `DistillationLossOutput`
 - pipeline: `init_student`, `TrainConfig`, `train`, `evaluate`
 """
@@ -16,6 +16,7 @@ _EXPORTS = {
     "encode": "data",
     "Tokenizer": "data",
     "build_cache": "data",
+    "StreamOptions": "data",
     "distillation_loss": "losses",
     "DistillationLoss": "losses",
     "DistillationLossOutput": "losses",

@@ -35,8 +35,9 @@ def _train_parser(sub) -> None:
         if f.name == "resume":
             p.add_argument(flag, dest=f.name, action="store_const", const="true", default=None, help=text)
             continue
-        p.add_argument(flag, dest=f.name, default=None, metavar="VALUE",
-                       help=f"{text} (default: {default_text(f)})")
+        repeatable = f.default_factory is not dataclasses.MISSING and isinstance(f.default_factory(), dict)
+        p.add_argument(flag, dest=f.name, default=None, metavar="NAME=VALUE" if repeatable else "VALUE",
+                       action="append" if repeatable else "store", help=f"{text} (default: {default_text(f)})")
 
 
 def _build_parser() -> argparse.ArgumentParser:

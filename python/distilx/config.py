@@ -16,6 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
 
@@ -26,8 +27,8 @@ def knob(default, help: str, choices: tuple[str, ...] | None = None):
     """A TrainConfig field with its one-line description: the single source of `distilx train --help`,
     docs/config.md (`python -m distilx.config` writes its table) and, with `choices`, of validation."""
     metadata = {"help": help, "choices": choices}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -50,13 +51,17 @@ class TrainConfig:
     seq_len: int = knob(128, "tokens per sequence, [CLS] and [SEP] included")
     batch_size: int = knob(32, "sequences per micro-batch per process")
     grad_accum: int = knob(1, "micro-batches per optimizer step (effective batch = batch_size*grad_accum*world)")
-    masking: str = knob("uniform", "'uniform' (BERT style), 'frequency' (DistilBERT's smoothed counts) or "
-                        "'whole_word'", choices=("uniform", "frequency", "whole_word"))
+    masking: str = knob("frequency", "'frequency' (the recipe: DistilBERT's count^-0.7 smoothing, one counting pass "
+                        "over train_files at start; target count round(p x eligible tokens), "
+                        "data frequency_targets=all_tokens gives DistilBERT's ceil(p x all tokens)), 'uniform' "
+                        "(BERT: no counting pass) or 'whole_word'")
     mlm_probability: float = knob(0.15, "share of real tokens that become prediction targets")
-    padding: str = knob("dynamic", "'dynamic' pads to the longest sequence in the batch, 'fixed' to seq_len",
-                        choices=("dynamic", "fixed"))
+    padding: str = knob("dynamic", "'dynamic' pads to the longest sequence in the batch, 'fixed' to seq_len")
     packing: bool = knob(False, "pack several documents into one sequence (fewer pad tokens)")
     data_threads: int | None = knob(None, "tokenizer/engine threads; None = the engine's default")
+    data: dict[str, Any] = knob({}, "any other MaskedLMStream option by name, e.g. min_seq_len=8,text_field=body "
+                                "(CLI: --data NAME=VALUE,...); names, types, defaults and help: "
+                                "distilx.data.options_help(), from rust/options.rs")
 
     # --- the loss (docs/recipe.md: T=2, 5/2/1) ---
     temperature: float = knob(TEMPERATURE, "softmax temperature of the KL term (the KL is scaled by T^2)")
@@ -144,18 +149,36 @@ class TrainConfig:
                 raise ValueError(f"{f.name}={getattr(self, f.name)!r}; choose one of {allowed}")
         if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", str(self.device)):
             raise ValueError(f"device={self.device!r}; choose one of ('auto', 'cpu', 'cuda') or 'cuda:N'")
-        for name in ("batch_size", "grad_accum", "seq_len", "keep_last", "max_nonfinite", "log_every", "save_every"):
+        for name in ("grad_accum", "keep_last", "max_nonfinite", "log_every", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None to train for `epochs`)")
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ValueError(f"mlm_probability={self.mlm_probability} must be in (0, 1)")
+        self.stream_options()  # the data fields, checked by the engine's own rules (rust/options.rs)
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature} must be > 0")
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         return self
+
+    # Fields that are stream options under the same name (the others: data_threads -> num_threads,
+    # and the run's rank / world size).
+    _STREAM_FIELDS = ("seq_len", "batch_size", "mlm_probability", "masking", "padding", "packing", "seed")
+
+    def stream_options(self, rank: int = 0, world_size: int = 1) -> dict:
+        """The MaskedLMStream options of this run on `rank` of `world_size`: the data fields, then
+        `data`; validated by the engine (ValueError naming the option)."""
+        from ._native import StreamOptions
+
+        own = {name: getattr(self, name) for name in self._STREAM_FIELDS}
+        own.update(num_threads=self.data_threads, rank=rank, world_size=world_size)
+        clash = sorted(set(own) & set(self.data))
+        if clash:
+            raise ValueError(f"data sets {clash}, which the run sets itself (TrainConfig fields, data_threads for "
+                             "num_threads, the launcher for rank/world_size); set them there instead")
+        options = {**own, **self.data}
+        StreamOptions(**options)
+        return options
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -171,6 +194,8 @@ def default_text(f: dataclasses.Field) -> str:
         return str(value).lower()
     if isinstance(value, list):
         return ",".join(map(str, value)) or '""'
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or '""'
     return '""' if value == "" else str(value)
 
 
@@ -189,6 +214,8 @@ def config_table() -> str:
 
 def _coerce(name, value, hint):
     """Convert `value` (possibly a CLI string) to the annotated type of field `name`."""
+    if typing.get_origin(hint) is dict:
+        return _stream_options(name, value)
     args = typing.get_args(hint)
     optional = type(None) in args or hint is type(None)
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
@@ -220,6 +247,28 @@ def _coerce(name, value, hint):
         return base(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config field {name}: cannot read {value!r} as {hint}") from exc
+
+
+def _stream_options(name: str, value) -> dict:
+    """A `data` table: a dict (TOML/JSON), or CLI text "NAME=VALUE[,NAME=VALUE...]" (one string or a
+    list of them), each VALUE read as the option's type in the engine's declaration."""
+    if isinstance(value, dict):
+        return dict(value)
+    from ._native import StreamOptions
+
+    types = {f["name"]: f["type"] for f in StreamOptions.fields()}
+    out = {}
+    for item in [value] if isinstance(value, str) else value:
+        for pair in filter(None, (p.strip() for p in str(item).split(","))):
+            key, sep, text = pair.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ValueError(f"{name}: {pair!r} is not NAME=VALUE (e.g. --{name} min_seq_len=8)")
+            kind = types.get(key, "str")  # an unknown name is reported by the engine, with the known ones
+            optional = kind.startswith("Optional[")
+            base = {"int": int, "float": float, "bool": bool}.get(kind.removeprefix("Optional[").removesuffix("]"), str)
+            out[key] = _coerce(f"{name}.{key}", text.strip(), base | None if optional else base)
+    return out
 
 
 if __name__ == "__main__":

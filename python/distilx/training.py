@@ -124,12 +124,7 @@ def _schedule(optimizer, total_steps: int, warmup_ratio: float):
 def _make_stream(config: TrainConfig, tokenizer, env: DistEnv):
     from .data import MaskedLMStream
 
-    kwargs = dict(seq_len=config.seq_len, batch_size=config.batch_size, mlm_probability=config.mlm_probability,
-                  masking=config.masking, seed=config.seed, rank=env.rank, world_size=env.world_size,
-                  packing=config.packing, padding=config.padding)
-    if config.data_threads is not None:
-        kwargs["num_threads"] = config.data_threads
-    return MaskedLMStream(list(config.train_files), tokenizer, **kwargs)
+    return MaskedLMStream(list(config.train_files), tokenizer, **config.stream_options(env.rank, env.world_size))
 
 
 def _endless(stream):
