@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::batches::{BatchShape, Padding};
+use crate::cancel::Cancel;
 use crate::corpus::{OnBadJson, ReadOptions};
 use crate::error::{Error, Result};
 use crate::masking::{MaskConfig, Mode, TargetCount};
@@ -381,6 +382,7 @@ impl StreamOptions {
             text_field: self.text_field.clone(),
             on_bad_json: self.on_bad_json,
             max_document_bytes: self.max_document_bytes,
+            cancel: Cancel::new(),
         }
     }
 
@@ -420,9 +422,10 @@ impl StreamOptions {
         }
     }
 
-    /// What reading raw text needs: `tokenizer`, these reading options, `num_threads` fresh threads.
-    pub fn tokenizing(&self, tokenizer: &Arc<Tokenizer>) -> Result<Tokenizing> {
-        Ok(Tokenizing { tokenizer: tokenizer.clone(), read: self.read(), pool: Arc::new(thread_pool(self.num_threads)?) })
+    /// What reading a corpus needs: `tokenizer`, these reading options, `num_threads` fresh threads,
+    /// and `cancel` to stop it.
+    pub fn tokenizing(&self, tokenizer: &Arc<Tokenizer>, cancel: &Cancel) -> Result<Tokenizing> {
+        Ok(Tokenizing { tokenizer: tokenizer.clone(), read: self.read(), pool: Arc::new(thread_pool(self.num_threads)?), cancel: cancel.clone() })
     }
 
     pub fn shard(&self) -> Shard {

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use super::{Compression, CorpusFile, FileReader, Format, OnBadJson, ReadOptions, ReadStats};
 use crate::error::{Error, Result};
 
+/// Bytes of a compressed file decompressed between two cancel checks when skipping to an offset.
+const SKIP_BLOCK: u64 = 64 << 20;
+
 /// Documents of one `.txt` / `.jsonl` file.
 pub(super) struct LineReader {
     path: PathBuf,
@@ -47,9 +50,16 @@ impl LineReader {
             Box::new(BufReader::with_capacity(1 << 20, f))
         } else {
             let mut r = open_decoded(file)?;
-            let skipped = std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink()).map_err(|e| Error::io(path, e))?;
-            if skipped != offset {
-                return Err(shorter_than_position(path));
+            // Decompressed and discarded a block at a time, so a cancel is seen during a long skip.
+            let mut skipped = 0;
+            while skipped < offset {
+                opts.cancel.check()?;
+                let block = (offset - skipped).min(SKIP_BLOCK);
+                let n = std::io::copy(&mut (&mut r).take(block), &mut std::io::sink()).map_err(|e| Error::io(path, e))?;
+                if n < block {
+                    return Err(shorter_than_position(path));
+                }
+                skipped += n;
             }
             r
         };
@@ -102,6 +112,8 @@ impl LineReader {
             if done {
                 break;
             }
+            // A line longer than the buffer (up to /dev/zero-like files of one endless line).
+            self.opts.cancel.check()?;
         }
         stats.lines += 1;
         if let Some(n) = self.line_no.as_mut() {
