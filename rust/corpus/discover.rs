@@ -40,7 +40,7 @@ fn metadata(path: &Path) -> Result<Metadata> {
 }
 
 /// The error for a corpus path that is not a regular file (nor a directory).
-pub(super) fn not_a_regular_file(path: &Path) -> Error {
+fn not_a_regular_file(path: &Path) -> Error {
     Error::InvalidInput(format!(
         "{} is not a regular file (a FIFO, device or socket): distilx reads corpus files it can seek and that end; \
          write the data to a file first",
@@ -235,7 +235,7 @@ mod tests {
         symlink(corpus.join("a.txt"), corpus.join("sub/link-to-a.txt")).unwrap();
         std::fs::hard_link(corpus.join("a.txt"), corpus.join("sub/hard-a.txt")).unwrap();
         symlink(d.join("outside/c.txt"), corpus.join("sub/c-link.txt")).unwrap();
-        let listed = expand(&[corpus.clone()]).unwrap();
+        let listed = expand(std::slice::from_ref(&corpus)).unwrap();
         assert_eq!(names(&listed, &corpus), ["a.txt", "sub/b.txt", "sub/c-link.txt"]);
         // The same rule for `**` globs, and across inputs: a file named again is not read twice.
         let globbed = expand(&[corpus.join("**/*.txt"), corpus.join("a.txt"), corpus.join("sub/hard-a.txt")]).unwrap();
@@ -254,7 +254,7 @@ mod tests {
             cases.extend([(fifo.clone(), fifo.clone()), (d.clone(), fifo.clone())]);
         }
         for (input, named) in cases {
-            let err = expand(&[input]).err().expect("refused").to_string();
+            let err = expand(&[input]).expect_err("refused").to_string();
             assert!(err.contains("not a regular file") && err.contains(&named.display().to_string()), "{err}");
         }
     }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use super::{Compression, CorpusFile, FileReader, Format, OnBadJson, ReadOptions, ReadStats};
 use crate::error::{Error, Result};
 
-/// Bytes of a compressed file decompressed between two cancel checks when skipping to an offset.
-const SKIP_BLOCK: u64 = 64 << 20;
+/// Bytes read (or decompressed while skipping to an offset) between two cancel checks.
+const CHECK_BYTES: u64 = 1 << 20;
 
 /// Documents of one `.txt` / `.jsonl` file.
 pub(super) struct LineReader {
@@ -24,6 +24,9 @@ pub(super) struct LineReader {
     line: Vec<u8>,
     /// 1-based number, in this file, of the line last read; None after a seek into the middle.
     line_no: Option<u64>,
+    /// Bytes read since the cancel flag was last checked (checked per MiB, not per line: a
+    /// check per document cost ~0.2 ns/token of the reader's ~2).
+    unchecked: u64,
 }
 
 enum Line {
@@ -54,7 +57,7 @@ impl LineReader {
             let mut skipped = 0;
             while skipped < offset {
                 opts.cancel.check()?;
-                let block = (offset - skipped).min(SKIP_BLOCK);
+                let block = (offset - skipped).min(CHECK_BYTES);
                 let n = std::io::copy(&mut (&mut r).take(block), &mut std::io::sink()).map_err(|e| Error::io(path, e))?;
                 if n < block {
                     return Err(shorter_than_position(path));
@@ -71,6 +74,7 @@ impl LineReader {
             offset,
             line: Vec::new(),
             line_no: (offset == 0).then_some(0),
+            unchecked: 0,
         })
     }
 
@@ -109,11 +113,16 @@ impl LineReader {
             self.reader.consume(take);
             self.offset += take as u64;
             stats.bytes += take as u64;
+            // Lines skipped without end (blank, oversized, bad JSON) or one endless line: a
+            // cancel is seen within a MiB.
+            self.unchecked += take as u64;
+            if self.unchecked >= CHECK_BYTES {
+                self.unchecked = 0;
+                self.opts.cancel.check()?;
+            }
             if done {
                 break;
             }
-            // A line longer than the buffer (up to /dev/zero-like files of one endless line).
-            self.opts.cancel.check()?;
         }
         stats.lines += 1;
         if let Some(n) = self.line_no.as_mut() {

@@ -98,8 +98,8 @@ pub struct ReadOptions {
     /// A line longer than this is skipped (streamed past, counted) — a 100 MB line is almost always
     /// a broken file, and holding it would break the bounded-memory promise.
     pub max_document_bytes: usize,
-    /// Set to stop reading: the next document, or the next MiB of a long line or of a compressed
-    /// file being skipped to a resume offset, ends in `Error::Interrupted`.
+    /// Set to stop reading: within the next MiB read (or decompressed while skipping to a resume
+    /// offset), whatever the lines, reading ends in `Error::Interrupted`.
     pub cancel: Cancel,
 }
 
@@ -169,7 +169,6 @@ impl DocReader {
     /// The next document (appended to `text`, which is cleared first), or `None` at the corpus end.
     pub fn next_doc(&mut self, text: &mut String) -> Result<Option<DocPos>> {
         text.clear();
-        self.opts.cancel.check()?;
         loop {
             let Some(file) = self.files.get(self.file_idx) else { return Ok(None) };
             let reader = match &mut self.reader {

@@ -4,8 +4,9 @@
 //! consumer does with the documents thus overlap.
 //!
 //! Stopping: the source's own flag (set when it is dropped or restarted) reaches the reader inside
-//! a file (`ReadOptions::cancel`, checked per document and per MiB of a long line), and the consumer
-//! checks the caller's flag (`Tokenizing::cancel`) while it waits, so neither waits on a long read.
+//! a file (`ReadOptions::cancel`, checked per MiB read and per skipped document of another rank),
+//! and the consumer checks the caller's flag (`Tokenizing::cancel`) while it waits, so neither
+//! waits on a long read.
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -89,6 +90,8 @@ fn read_rounds(input: Arc<Input>, start: DocPos, tx: SyncSender<Feed>, stop: Can
                     bytes += text.len();
                     texts.push((pos, std::mem::take(&mut text)));
                 }
+                // Another rank's document: a round may skip many of them before it fills.
+                Ok(Some(_)) if stop.is_cancelled() => return,
                 Ok(Some(_)) => {}
             }
         }
