@@ -143,8 +143,11 @@ mod fault {
     /// The SIGBUS handler: async-signal-safe (atomics, one `mmap`, the previous handler).
     extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo for a SA_SIGINFO handler.
-        let addr = unsafe { (*info).si_addr() } as usize;
-        for slot in TABLE.iter() {
+        let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+        // Only a fault the kernel raised (si_code > 0) has an address; a SIGBUS sent with kill()
+        // is not ours to handle.
+        let slots = if code > 0 { &TABLE[..] } else { &[] };
+        for slot in slots {
             let len = slot.len.load(Ordering::Acquire);
             let start = slot.start.load(Ordering::Relaxed);
             if len == 0 || addr < start || addr >= start + len {
@@ -166,15 +169,18 @@ mod fault {
         unsafe { hand_on(sig, info, ctx, &*PREVIOUS.0.get()) }
     }
 
-    /// Give a fault that is not ours to the disposition SIGBUS had before.
+    /// Give a SIGBUS that is not ours to the disposition it had before.
     unsafe fn hand_on(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, previous: &libc::sigaction) {
         let handler = previous.sa_sigaction;
-        if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-            // Restore the default action; returning re-runs the faulting access, which now ends
-            // the process as it would have without this module.
+        if handler == libc::SIG_IGN && (*info).si_code <= 0 {
+            // A sent signal that was ignored before: still ignored.
+        } else if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+            // The default action (a fault cannot be ignored): end the process as it would have
+            // ended without this module.
             let mut default: libc::sigaction = std::mem::zeroed();
             default.sa_sigaction = libc::SIG_DFL;
             libc::sigaction(sig, &default, std::ptr::null_mut());
+            libc::raise(sig);
         } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
             let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(handler);
             f(sig, info, ctx);

@@ -167,6 +167,36 @@ def test_a_cache_truncated_while_read_raises(english_corpus, tokenizer_json, tmp
     assert out.startswith("ValueError:") and str(cache) in out and "truncated" in out, out
 
 
+FOREIGN_SIGBUS = """
+    import mmap, os, signal, sys
+    import distilx
+    corpus, tokenizer, cache, how = sys.argv[1:5]
+    distilx.build_cache(corpus, tokenizer, cache)
+    stream = distilx.MaskedLMStream(None, tokenizer, cache=cache)  # installs the SIGBUS handler
+    next(iter(stream))
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGBUS)
+    else:  # a truncated mapping that is not a distilx cache
+        path = cache + ".other"
+        with open(path, "wb") as f:
+            f.write(b"x" * (1 << 20))
+        f = open(path, "rb")
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        os.truncate(path, 0)
+        print(m[(1 << 20) - 1])
+    print("survived")
+"""
+
+
+@pytest.mark.parametrize("how", ["kill", "fault"])
+def test_other_sigbus_still_ends_the_process(docs, tokenizer_json, tmp_path, how):
+    """The cache's SIGBUS handler handles faults on caches only: a SIGBUS sent to the process, or a
+    fault on another truncated mapping, still ends it with SIGBUS as without distilx."""
+    (tmp_path / "c.txt").write_text("\n".join(docs) + "\n")
+    code, out, err = finish(python(FOREIGN_SIGBUS, tmp_path / "c.txt", tokenizer_json, tmp_path / "c.dxc", how), timeout=300)
+    assert code == -signal.SIGBUS and "survived" not in out, (code, out, err[-2000:])
+
+
 # -- 11: sizes that cannot be allocated --------------------------------------------------------------
 
 SIZES = """
