@@ -329,10 +329,11 @@ def test_dropping_a_fed_stream_mid_epoch_does_not_hang(tmp_path):
     code = textwrap.dedent(f"""
         import gc, datasets, distilx
         from distilx import assets
-        lines = [l.strip() for l in open(assets.english_corpus()[0], encoding="utf-8") if l.strip()][:4000]
+        lines = [l.strip() for l in open(assets.english_corpus()[0], encoding="utf-8") if l.strip()][:40000]
         ds = datasets.Dataset.from_dict({{"text": lines}}).to_iterable_dataset()
-        for _ in range(3):
-            s = distilx.MaskedLMStream(ds, assets.minilm_tokenizer_json(), batch_size=4, seq_len=32, prefetch=1)
+        tok = distilx.Tokenizer(assets.minilm_tokenizer_json())
+        for _ in range(5):  # dropped while the reader thread is still taking its first rounds
+            s = distilx.MaskedLMStream(ds, tok, batch_size=4, seq_len=32, window_batches=1, prefetch=1)
             next(iter(s))
             del s
             gc.collect()

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Parquet, Arrow and `datasets` corpora vs the same text as .txt, end to end, one run.
+
+    .venv/bin/python bench/bench_parquet.py [--corpus FILE] [--tokenizer tokenizer.json] [--threads N] [--repeats R]
+
+Writes the corpus's documents (its non-blank lines) once as a .txt, a Parquet file (snappy,
+pyarrow's default row groups) and a `datasets` Arrow cache (`load_dataset("text")` on the .txt,
+offline, in a temporary folder), then prints:
+- an epoch of `MaskedLMStream` (seq_len 128, batch 64, torch tensors) from each, tokens per wall
+  second and per process-CPU second (median of R runs, the sides interleaved so they share the
+  machine's load), and each ratio to the .txt (target: >= 0.9); plus an in-memory
+  `datasets.Dataset` (texts fed from Python) for information;
+- the peak RSS of a fresh process streaming an epoch from a Parquet file 1x and 4x the corpus
+  (and, for scale, one that only loads the tokenizer): the target is a peak independent of the
+  file's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SEQ_LEN, BATCH = 128, 64
+
+RSS_CHILD = """
+import resource, sys, distilx
+tok = distilx.Tokenizer(sys.argv[2])
+if sys.argv[1] != "-":
+    for _ in distilx.MaskedLMStream(sys.argv[1], tok, seq_len=128, batch_size=64, num_threads=int(sys.argv[3])):
+        pass
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+def epoch(files, tok, threads: int) -> tuple[float, float]:
+    """(tokens per wall second, tokens per process-CPU second) over one epoch."""
+    import distilx
+    stream = distilx.MaskedLMStream(files, tok, seq_len=SEQ_LEN, batch_size=BATCH, num_threads=threads, drop_last=False)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in stream:
+        pass
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    tokens = stream.stats()["tokens"]
+    return tokens / dt, tokens / dc
+
+
+def peak_rss_mib(path: str, tokenizer: Path, threads: int) -> float:
+    out = subprocess.run([sys.executable, "-c", RSS_CHILD, path, str(tokenizer), str(threads)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def main() -> None:
+    from distilx import assets
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=None, help="one document per line (default: the English corpus)")
+    ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json (default: bert-base-uncased)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    corpus = a.corpus or assets.english_corpus()[0]
+    tokenizer = a.tokenizer or assets.minilm_tokenizer_json()
+
+    tmp = Path(tempfile.mkdtemp(prefix="distilx-bench-parquet-"))
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["HF_HOME"] = str(tmp / "hf")
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import distilx
+    from distilx.dataset_inputs import engine_inputs
+
+    with open(corpus, encoding="utf-8") as f:
+        docs = [line.rstrip("\n") for line in f if line.strip()]
+    txt = tmp / "docs.txt"
+    txt.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    parquet = tmp / "docs.parquet"
+    pq.write_table(pa.table({"text": docs}), parquet, compression="snappy")
+    cached = datasets.load_dataset("text", data_files=str(txt), split="train", cache_dir=str(tmp / "cache"))
+    assert all(str(i).endswith(".arrow") for i in engine_inputs(cached, "text")[0]), "not the Rust route"
+    in_memory = datasets.Dataset.from_dict({"text": docs})
+    print(f"machine: {os.cpu_count()} cores, threads used: {a.threads}, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; corpus {corpus}: {len(docs)} documents, "
+          f"{txt.stat().st_size / 1e6:.1f} MB as .txt, {parquet.stat().st_size / 1e6:.1f} MB as Parquet "
+          f"({pq.ParquetFile(parquet).metadata.num_row_groups} row group(s), snappy), "
+          f"{sum(Path(c['filename']).stat().st_size for c in cached.cache_files) / 1e6:.1f} MB as Arrow cache")
+
+    tok = distilx.Tokenizer(tokenizer)
+    sides = {".txt": txt, "Parquet (snappy)": parquet, "datasets Arrow cache": cached,
+             "datasets in memory (fed from Python)": in_memory}
+    for files in sides.values():  # warm the page cache and the allocator once, untimed
+        epoch(files, tok, a.threads)
+    runs = {name: [] for name in sides}
+    for _ in range(a.repeats):
+        for name, files in sides.items():
+            runs[name].append(epoch(files, tok, a.threads))
+    print(f"\nend to end, an epoch of seq_len {SEQ_LEN} x batch {BATCH} (median of {a.repeats} interleaved runs):")
+    base_wall = statistics.median(r[0] for r in runs[".txt"])
+    base_cpu = statistics.median(r[1] for r in runs[".txt"])
+    print(f"  {'source':40s} {'M tok/s':>8s} {'M tok/CPU-s':>12s} {'vs .txt (wall)':>15s} {'vs .txt (CPU)':>14s}")
+    for name, r in runs.items():
+        wall, cpu = statistics.median(x[0] for x in r), statistics.median(x[1] for x in r)
+        print(f"  {name:40s} {wall / 1e6:8.2f} {cpu / 1e6:12.2f} {wall / base_wall:14.2f}x {cpu / base_cpu:13.2f}x")
+
+    big = tmp / "docs-4x.parquet"
+    pq.write_table(pa.table({"text": docs * 4}), big, compression="snappy")
+    print(f"\npeak RSS of a fresh process streaming one epoch (Parquet written with pyarrow's defaults):")
+    floor = peak_rss_mib("-", tokenizer, a.threads)
+    print(f"  tokenizer loaded, nothing streamed:  {floor:7.1f} MiB")
+    peaks = []
+    for path, label in ((parquet, "1x"), (big, "4x")):
+        peak = peak_rss_mib(str(path), tokenizer, a.threads)
+        peaks.append(peak)
+        print(f"  Parquet {label}: {path.stat().st_size / 1e6:6.1f} MB on disk, {pq.ParquetFile(path).metadata.num_rows:7d} rows, "
+              f"{pq.ParquetFile(path).metadata.num_row_groups} row group(s): peak {peak:7.1f} MiB "
+              f"({peak - floor:+.1f} over the floor)")
+    print(f"  4x / 1x peak: {peaks[1] / peaks[0]:.2f} (file 4x the size)")
+
+
+if __name__ == "__main__":
+    main()
