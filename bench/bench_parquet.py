@@ -28,13 +28,19 @@ from pathlib import Path
 
 SEQ_LEN, BATCH = 128, 64
 
+# Loading the tokenizer has its own transient peak (building the WordPiece tables): the child
+# resets the peak after it (Linux: "5" > /proc/self/clear_refs), so VmHWM is the streaming's peak.
 RSS_CHILD = """
-import resource, sys, distilx
+import sys, distilx
 tok = distilx.Tokenizer(sys.argv[2])
-if sys.argv[1] != "-":
-    for _ in distilx.MaskedLMStream(sys.argv[1], tok, seq_len=128, batch_size=64, num_threads=int(sys.argv[3])):
-        pass
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+stream = distilx.MaskedLMStream(sys.argv[1], tok, seq_len=128, batch_size=64, num_threads=int(sys.argv[3]))
+status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
+before = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+for _ in stream:
+    pass
+print(before, status("VmHWM:"))  # KiB
 """
 
 
@@ -50,10 +56,12 @@ def epoch(files, tok, threads: int) -> tuple[float, float]:
     return tokens / dt, tokens / dc
 
 
-def peak_rss_mib(path: str, tokenizer: Path, threads: int) -> float:
-    out = subprocess.run([sys.executable, "-c", RSS_CHILD, path, str(tokenizer), str(threads)],
+def peak_rss_mib(path: Path, tokenizer: Path, threads: int) -> tuple[float, float]:
+    """(RSS before streaming, peak RSS while streaming an epoch) of a fresh process, MiB."""
+    out = subprocess.run([sys.executable, "-c", RSS_CHILD, str(path), str(tokenizer), str(threads)],
                          capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1]) / 1024
+    before, peak = out.stdout.split()[-2:]
+    return int(before) / 1024, int(peak) / 1024
 
 
 def main() -> None:
@@ -62,7 +70,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=None, help="one document per line (default: the English corpus)")
     ap.add_argument("--tokenizer", type=Path, default=None, help="tokenizer.json (default: bert-base-uncased)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=8)
     a = ap.parse_args()
     corpus = a.corpus or assets.english_corpus()[0]
     tokenizer = a.tokenizer or assets.minilm_tokenizer_json()
@@ -111,17 +119,21 @@ def main() -> None:
 
     big = tmp / "docs-4x.parquet"
     pq.write_table(pa.table({"text": docs * 4}), big, compression="snappy")
-    print(f"\npeak RSS of a fresh process streaming one epoch (Parquet written with pyarrow's defaults):")
-    floor = peak_rss_mib("-", tokenizer, a.threads)
-    print(f"  tokenizer loaded, nothing streamed:  {floor:7.1f} MiB")
-    peaks = []
-    for path, label in ((parquet, "1x"), (big, "4x")):
-        peak = peak_rss_mib(str(path), tokenizer, a.threads)
-        peaks.append(peak)
-        print(f"  Parquet {label}: {path.stat().st_size / 1e6:6.1f} MB on disk, {pq.ParquetFile(path).metadata.num_rows:7d} rows, "
-              f"{pq.ParquetFile(path).metadata.num_row_groups} row group(s): peak {peak:7.1f} MiB "
-              f"({peak - floor:+.1f} over the floor)")
-    print(f"  4x / 1x peak: {peaks[1] / peaks[0]:.2f} (file 4x the size)")
+    arrows = [tmp / "docs.arrow", tmp / "docs-4x.arrow"]
+    for path, n in zip(arrows, (1, 4)):  # the stream format, as datasets writes it, 1000-row batches
+        table = pa.table({"text": docs * n})
+        with pa.ipc.new_stream(path, table.schema) as w:
+            for batch in table.to_batches(max_chunksize=1000):
+                w.write_batch(batch)
+    print(f"\npeak RSS of a fresh process while it streams one epoch (Parquet with pyarrow's default row groups):")
+    for kind, paths in (("Parquet", (parquet, big)), ("Arrow", arrows)):
+        peaks = []
+        for path, label in zip(paths, ("1x", "4x")):
+            before, peak = peak_rss_mib(path, tokenizer, a.threads)
+            peaks.append(peak)
+            print(f"  {kind} {label}: {path.stat().st_size / 1e6:6.1f} MB on disk: {before:7.1f} MiB before streaming, "
+                  f"peak {peak:7.1f} MiB while streaming ({peak - before:+.1f})")
+        print(f"  {kind} 4x / 1x peak: {peaks[1] / peaks[0]:.2f} (a file 4x the size)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ use crate::error::{Error, Result};
 
 const FILE_MAGIC: &[u8] = b"ARROW1";
 const CONTINUATION: [u8; 4] = [0xff; 4];
+/// More than the kernel maps around a page fault (`fault_around_bytes`, 64 KiB by default).
+const FAULT_AROUND_BYTES: usize = 1 << 20;
 
 /// A record batch: where its message is, and its rows.
 #[derive(Clone, Copy)]
@@ -184,6 +186,10 @@ impl ArrowReader {
                 path.display(),
                 opts.text_field)));
         }
+        // Indexing touched a page per message header, and the kernel maps pages around each touch:
+        // hand them all back, so that only the batches being read stay resident.
+        // SAFETY: a read-only file mapping; dropped pages are read again from the file if touched.
+        let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
         let _ = map.advise(memmap2::Advice::Sequential);
         let data = match NonNull::new(map.as_ptr() as *mut u8) {
             // SAFETY: the pointer and length describe the live mapping, which the buffer keeps
@@ -214,11 +220,13 @@ impl Batches {
     fn decode_next(&mut self) -> Result<Option<TextColumn>> {
         let Some(b) = self.blocks.get(self.next).copied() else { return Ok(None) };
         if self.next > 0 {
-            // The previous batch is done: hand its pages back to the kernel.
-            let prev = self.blocks[self.next - 1].block;
-            let (start, len) = (prev.offset() as usize, (b.block.offset() - prev.offset()) as usize);
+            // The previous batch is done: hand its pages back to the kernel — and those before it
+            // that a fault while reading it mapped too (the kernel maps the pages around a
+            // faulting one, FAULT_AROUND_BYTES at most).
+            let prev = self.blocks[self.next - 1].block.offset() as usize;
+            let start = prev.saturating_sub(FAULT_AROUND_BYTES);
             // SAFETY: a read-only file mapping; dropped pages are read again from the file if touched.
-            let _ = unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, len) };
+            let _ = unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, b.block.offset() as usize - start) };
         }
         self.next += 1;
         let len = b.block.metaDataLength() as usize + b.block.bodyLength() as usize;
