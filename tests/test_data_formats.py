@@ -267,14 +267,14 @@ def test_train_files_read_parquet(tmp_path, docs):
 
 # -- bad input -------------------------------------------------------------------------------------
 
-def test_truncated_and_corrupt_files_name_the_file(tmp_path, tok, docs):
+def test_truncated_corrupt_and_unsupported_files_name_the_file(tmp_path, tok, docs, reference):
     good_pq = write_parquet(tmp_path / "good.parquet", docs)
     good_ipc = write_ipc(tmp_path / "good.arrow", docs, stream=True)
     for good in (good_pq, good_ipc):
         data = good.read_bytes()
         cut = tmp_path / f"cut{good.suffix}"
         cut.write_bytes(data[: len(data) // 2])
-        with pytest.raises(ValueError, match=f"cut{good.suffix} is not a readable (Parquet|Arrow IPC) file"):
+        with pytest.raises(ValueError, match=f"cut{good.suffix} is not an? (Parquet|Arrow IPC) file the engine can read"):
             make(cut, tok)  # refused at construction, before any batch
     # Damaged column data behind an intact footer / header: refused when read, naming the file.
     data = bytearray(good_pq.read_bytes())
@@ -283,8 +283,21 @@ def test_truncated_and_corrupt_files_name_the_file(tmp_path, tok, docs):
     bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="bad.parquet"):
         epoch(make(bad, tok))
+    # A codec the engine is built without: the message says which ones it reads.
+    pq.write_table(pa.table({"text": docs}), tmp_path / "brotli.parquet", compression="brotli")
+    with pytest.raises(ValueError, match="brotli.parquet is not a Parquet file the engine can read .*snappy, zstd or gzip"):
+        epoch(make(tmp_path / "brotli.parquet", tok))
+    with pa.ipc.new_file(tmp_path / "lz4.arrow", pa.schema([("text", pa.string())]),
+                         options=pa.ipc.IpcWriteOptions(compression="lz4")) as w:
+        w.write_table(pa.table({"text": docs}))
+    with pytest.raises(ValueError, match="lz4.arrow is not an Arrow IPC file the engine can read .*uncompressed or zstd"):
+        epoch(make(tmp_path / "lz4.arrow", tok))
+    zstd_ipc = tmp_path / "zstd.arrow"
+    with pa.ipc.new_file(zstd_ipc, pa.schema([("text", pa.string())]), options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_table(pa.table({"text": docs}))
+    assert_same(epoch(make(zstd_ipc, tok)), reference)  # zstd buffers are read
     (tmp_path / "text.arrow").write_text("not arrow at all\n")
-    with pytest.raises(ValueError, match="text.arrow is not a readable Arrow IPC file"):
+    with pytest.raises(ValueError, match="text.arrow is not an Arrow IPC file the engine can read"):
         make(tmp_path / "text.arrow", tok)
 
 

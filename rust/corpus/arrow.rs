@@ -45,7 +45,8 @@ struct Layout {
 
 fn corrupt(path: &Path, detail: impl std::fmt::Display) -> Error {
     Error::InvalidInput(format!(
-        "{} is not a readable Arrow IPC file ({detail}): it is truncated or corrupt; write it again (pyarrow.ipc, or datasets' save_to_disk)",
+        "{} is not an Arrow IPC file the engine can read ({detail}): if it is truncated or corrupt, write it again \
+         (pyarrow.ipc, or datasets' save_to_disk); its buffers must be uncompressed or zstd",
         path.display()))
 }
 
@@ -341,7 +342,7 @@ mod tests {
                 let p = d.join(format!("{name}-{stream}.arrow"));
                 std::fs::write(&p, &bytes[..cut]).unwrap();
                 let err = open(&p, "text");
-                assert!(err.contains(&format!("{name}-{stream}.arrow is not a readable Arrow IPC file")), "{err}");
+                assert!(err.contains(&format!("{name}-{stream}.arrow is not an Arrow IPC file the engine can read")), "{err}");
             }
             // Garbage inside a batch body: the validation of the decoded array fails, naming the file.
             let mut bad = bytes.clone();

@@ -37,7 +37,8 @@ fn unreadable(path: &Path, e: ParquetError) -> Error {
 
 fn unreadable_detail(path: &Path, detail: &str) -> Error {
     Error::InvalidInput(format!(
-        "{} is not a readable Parquet file ({detail}): it is truncated or corrupt; write it again (e.g. pyarrow.parquet.write_table)",
+        "{} is not a Parquet file the engine can read ({detail}): if it is truncated or corrupt, write it again; \
+         its pages must be uncompressed, snappy, zstd or gzip",
         path.display()))
 }
 
@@ -180,7 +181,7 @@ mod tests {
         let bytes = std::fs::read(&good).unwrap();
         std::fs::write(d.join("cut.parquet"), &bytes[..bytes.len() / 2]).unwrap();
         let cut = open(&d.join("cut.parquet"), "body");
-        assert!(cut.contains("cut.parquet is not a readable Parquet file"), "{cut}");
+        assert!(cut.contains("cut.parquet is not a Parquet file the engine can read"), "{cut}");
         // A corrupt page (the footer intact) fails when read, naming the file.
         let mut bad = bytes.clone();
         for b in &mut bad[4..bytes.len() / 3] {
