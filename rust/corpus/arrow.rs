@@ -295,7 +295,8 @@ mod tests {
             texts.iter().enumerate().filter_map(|(i, t)| t.as_ref().filter(|t| !t.trim().is_empty()).map(|t| (i as u64, t.clone()))).collect();
         let nulls = texts.iter().filter(|t| t.is_none()).count() as u64;
         let blanks = texts.iter().flatten().filter(|t| t.trim().is_empty()).count() as u64;
-        let kinds: Vec<(&str, Box<dyn Fn(&[Option<String>]) -> ArrayRef>)> = vec![
+        type MakeColumn = Box<dyn Fn(&[Option<String>]) -> ArrayRef>;
+        let kinds: Vec<(&str, MakeColumn)> = vec![
             ("utf8", Box::new(|c| Arc::new(StringArray::from(c.to_vec())))),
             ("large", Box::new(|c| Arc::new(LargeStringArray::from(c.to_vec())))),
             ("view", Box::new(|c| Arc::new(StringViewArray::from(c.to_vec())))),
