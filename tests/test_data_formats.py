@@ -23,10 +23,15 @@ from distilx.dataset_inputs import engine_inputs
 
 @pytest.fixture(autouse=True)
 def offline_datasets(tmp_path, monkeypatch):
-    """`datasets` offline, with its cache in the test's temporary folder."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
+    """`datasets` offline, with its caches in the test's temporary folder: in the environment (for
+    subprocesses) and in `datasets.config`, which read it once, when `datasets` was first imported."""
+    hf = tmp_path / "hf"
+    for name, value in [("HF_DATASETS_OFFLINE", "1"), ("HF_HUB_OFFLINE", "1"), ("HF_HOME", str(hf)),
+                        ("HF_DATASETS_CACHE", str(hf / "datasets"))]:
+        monkeypatch.setenv(name, value)
+    for name, value in [("HF_HUB_OFFLINE", True), ("HF_DATASETS_OFFLINE", True), ("HF_CACHE_HOME", str(hf)),
+                        ("HF_DATASETS_CACHE", hf / "datasets"), ("HF_MODULES_CACHE", hf / "modules")]:
+        monkeypatch.setattr(datasets.config, name, value)
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +357,5 @@ def test_dropping_a_fed_stream_mid_epoch_does_not_hang(tmp_path):
             gc.collect()
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
