@@ -254,7 +254,7 @@ impl FileReader for ArrowReader {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{read_all, tmpdir};
+    use super::super::tests::{read_all, read_from, tmpdir};
     use super::super::DocReader;
     use super::*;
     use arrow_array::{ArrayRef, DictionaryArray, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray};
@@ -311,14 +311,7 @@ mod tests {
                 assert_eq!(got, want, "{kind} stream={stream}");
                 assert_eq!((stats.lines, stats.null_rows, stats.empty_lines), (1300, nulls, blanks), "{kind} stream={stream}");
                 for k in [0, 1, 248, 249, 250, want.len() / 2, want.len() - 1] {
-                    let mut r = DocReader::new(files.clone(), ReadOptions::default());
-                    r.seek(docs[k].0).unwrap();
-                    let mut t = String::new();
-                    let mut rest = Vec::new();
-                    while let Some(p) = r.next_doc(&mut t).unwrap() {
-                        rest.push((p, t.clone()));
-                    }
-                    assert_eq!(rest, docs[k..], "{kind} stream={stream} from document {k}");
+                    assert_eq!(read_from(&files, &ReadOptions::default(), docs[k].0), docs[k..], "{kind} stream={stream} from document {k}");
                 }
             }
         }

@@ -78,8 +78,8 @@ impl FileReader for FeedReader {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::read_all;
-    use super::super::{CorpusFile, DocReader};
+    use super::super::tests::{read_all, read_from};
+    use super::super::CorpusFile;
     use super::*;
     use std::sync::Arc;
 
@@ -119,14 +119,7 @@ mod tests {
         assert_eq!(texts, [once.clone(), once].concat());
         assert_eq!((stats.lines, stats.null_rows), (1000, 2 * 56));
         for k in [0, 1, 36, 37, 38, docs.len() / 2, docs.len() - 1] {
-            let mut r = DocReader::new(files.clone(), ReadOptions::default());
-            r.seek(docs[k].0).unwrap();
-            let mut t = String::new();
-            let mut rest = Vec::new();
-            while let Some(p) = r.next_doc(&mut t).unwrap() {
-                rest.push((p, t.clone()));
-            }
-            assert_eq!(rest, docs[k..], "from document {k}");
+            assert_eq!(read_from(&files, &ReadOptions::default(), docs[k].0), docs[k..], "from document {k}");
         }
     }
 }

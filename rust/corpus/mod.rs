@@ -303,12 +303,24 @@ mod tests {
 
     pub(super) fn read_all(files: Vec<CorpusFile>, opts: ReadOptions) -> (Vec<(DocPos, String)>, ReadStats) {
         let mut r = DocReader::new(files, opts);
+        let out = read_rest(&mut r);
+        (out, r.stats)
+    }
+
+    /// The documents of `files` from `pos` (a position a reader returned) to the end.
+    pub(super) fn read_from(files: &[CorpusFile], opts: &ReadOptions, pos: DocPos) -> Vec<(DocPos, String)> {
+        let mut r = DocReader::new(files.to_vec(), opts.clone());
+        r.seek(pos).unwrap();
+        read_rest(&mut r)
+    }
+
+    fn read_rest(r: &mut DocReader) -> Vec<(DocPos, String)> {
         let mut out = Vec::new();
         let mut t = String::new();
         while let Some(p) = r.next_doc(&mut t).unwrap() {
             out.push((p, t.clone()));
         }
-        (out, r.stats)
+        out
     }
 
     #[test]
@@ -333,14 +345,7 @@ mod tests {
         assert_eq!(docs.iter().map(|d| d.0.index).collect::<Vec<_>>(), (0..6).collect::<Vec<u64>>());
         // Seeking to any document's position continues exactly from it.
         for (k, (pos, _)) in docs.iter().enumerate() {
-            let mut r = DocReader::new(files.clone(), ReadOptions::default());
-            r.seek(*pos).unwrap();
-            let mut t = String::new();
-            let mut rest = Vec::new();
-            while let Some(p) = r.next_doc(&mut t).unwrap() {
-                rest.push((p, t.clone()));
-            }
-            assert_eq!(rest, docs[k..].to_vec());
+            assert_eq!(read_from(&files, &ReadOptions::default(), *pos), docs[k..].to_vec());
         }
         // Strict JSON mode raises, naming the file.
         let opts = ReadOptions { on_bad_json: OnBadJson::Raise, ..ReadOptions::default() };

@@ -98,7 +98,7 @@ impl FileReader for ParquetReader {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{read_all, tmpdir};
+    use super::super::tests::{read_all, read_from, tmpdir};
     use super::super::{expand_inputs, DocReader, ReadOptions};
     use super::*;
     use arrow_array::{ArrayRef, DictionaryArray, Int64Array, LargeStringArray, RecordBatch, StringArray};
@@ -152,14 +152,7 @@ mod tests {
                 assert_eq!((stats.lines, stats.null_rows, stats.empty_lines), (2500, nulls, blanks), "{name} {codec:?}");
                 // A seek to any document continues exactly from it (within and across row groups).
                 for k in [0, 1, 299, 300, 301, want.len() / 2, want.len() - 1] {
-                    let mut r = DocReader::new(files.clone(), body());
-                    r.seek(docs[k].0).unwrap();
-                    let mut t = String::new();
-                    let mut rest = Vec::new();
-                    while let Some(p) = r.next_doc(&mut t).unwrap() {
-                        rest.push((p, t.clone()));
-                    }
-                    assert_eq!(rest, docs[k..], "{name} {codec:?} from document {k}");
+                    assert_eq!(read_from(&files, &body(), docs[k].0), docs[k..], "{name} {codec:?} from document {k}");
                 }
             }
         }
