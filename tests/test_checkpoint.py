@@ -1,5 +1,7 @@
 """Atomic checkpoints: SIGKILL while writing, last-K pruning, no pickled code on load, RNG round trip."""
 
+import hashlib
+import json
 import os
 import pickle
 import random
@@ -15,6 +17,15 @@ import torch
 
 from distilx.checkpoint import (capture_rng, latest_checkpoint, list_checkpoints, load_checkpoint, restore_rng,
                                 save_checkpoint)
+
+
+def forge_manifest(path):
+    """Rewrite a checkpoint's manifest to match its files as they are now (what an attacker would do)."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        data = (path / name).read_bytes()
+        entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def small_state(seed):
@@ -67,9 +78,12 @@ def test_loading_never_unpickles_code(tmp_path):
 
     with open(path / "trainer_state.pt", "wb") as f:  # a hostile file in place of the trainer state
         pickle.dump({"step": Evil()}, f)
-    with pytest.raises(pickle.UnpicklingError):
+    forge_manifest(path)  # the checksums catch accidents, not attackers: the load itself must refuse
+    with pytest.raises(pickle.UnpicklingError) as refused:
         load_checkpoint(path)
     assert not marker.exists()
+    message = str(refused.value)  # one line naming the file and why (main: torch's paragraph, no file)
+    assert str(path / "trainer_state.pt") in message and "could run code" in message and "\n" not in message
 
 
 def test_rng_round_trip():

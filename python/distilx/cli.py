@@ -21,6 +21,12 @@ import sys
 __all__ = ["main"]
 
 
+# TrainConfig booleans given as bare flags (`--resume`, not `--resume true`)
+_SWITCHES = {"resume": "continue the run in output_dir from its newest intact checkpoint",
+             "overwrite_output_dir": "replace an earlier distilx run in output_dir (deletes only the files it "
+                                     "wrote; `--overwrite` for short)"}
+
+
 def _train_parser(sub) -> None:
     from .config import TrainConfig
 
@@ -29,9 +35,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        if f.name == "resume":
+        if f.name in _SWITCHES:
             p.add_argument(flag, dest=f.name, action="store_const", const="true", default=None,
-                           help="continue from the newest checkpoint in output_dir/checkpoints")
+                           help=_SWITCHES[f.name])
             continue
         p.add_argument(flag, dest=f.name, default=None, metavar="VALUE", help=f"TrainConfig.{f.name}")
 
@@ -115,6 +121,8 @@ def _quiet_transformers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .diskfull import DiskFullError
+
     args = _build_parser().parse_args(argv)
     if args.command in ("train", "eval", "demo"):
         _quiet_transformers()
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
         print(f"distilx {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except FloatingPointError as exc:
+    except (FloatingPointError, DiskFullError) as exc:
         print(f"distilx {args.command}: the run stopped: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class TrainConfig:
     keep_last: int = 3  # checkpoints kept on disk; older ones are deleted
     max_nonfinite: int = 10  # consecutive non-finite steps (skipped) before the run stops with an error
     resume: bool = False  # continue from the newest checkpoint in output_dir/checkpoints
+    overwrite_output_dir: bool = False  # replace an earlier run in output_dir (deletes only the files that run wrote)
     eval_batches: int = 20  # held-out batches evaluated at the end (0 skips the evaluation)
     progress: bool = True  # show a progress bar on rank 0
     tensorboard: bool = True  # also log to output_dir/tensorboard when tensorboard is installed
@@ -98,7 +100,10 @@ class TrainConfig:
                 import yaml
             except ModuleNotFoundError as exc:
                 raise ModuleNotFoundError("YAML configs need `pip install pyyaml` (or use .toml)") from exc
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:  # e.g. a !!python/... tag, which safe_load refuses to construct
+                raise ValueError(f"config {path}: refused: {_yaml_problem(exc)}") from None
         else:
             raise ValueError(f"config {path}: unknown extension {path.suffix!r}; use .toml, .json or .yaml")
         if "train" in data and isinstance(data["train"], dict):  # allow a [train] table
@@ -124,17 +129,24 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed and not (name == "device" and str(self.device).startswith("cuda:")):
                 raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
-        for name in ("batch_size", "grad_accum", "seq_len", "keep_last", "max_nonfinite", "log_every", "save_every"):
+        for name in ("batch_size", "grad_accum", "seq_len", "keep_last", "max_nonfinite", "log_every", "save_every",
+                     "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None to train for `epochs`)")
         if not 0.0 < self.mlm_probability < 1.0:
             raise ValueError(f"mlm_probability={self.mlm_probability} must be in (0, 1)")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0")
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
+        for name, (valid, text) in _VALID_RANGES.items():
+            values = getattr(self, name)
+            for value in values if isinstance(values, list) else [values]:
+                if value is not None and not valid(value):
+                    raise ValueError(f"{name}={values} is out of range: valid is {text}")
+        if self.resume and self.overwrite_output_dir:
+            raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
+                             "output_dir, --overwrite-output-dir replaces it")
         return self
 
     def to_dict(self) -> dict:
@@ -142,6 +154,36 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+# field: (test, the valid range in words); each value of a list field is tested; None (unset) passes.
+# NaN fails every test.
+_VALID_RANGES = {
+    "temperature": (lambda v: 0 < v < math.inf, "> 0"),
+    "lr": (lambda v: 0 < v < math.inf, "> 0"),
+    "adam_betas": (lambda v: 0 <= v < 1, "[0, 1) for each beta"),
+    "adam_eps": (lambda v: 0 < v < math.inf, "> 0"),
+    "weight_decay": (lambda v: 0 <= v < math.inf, ">= 0"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "[0, 1] (a share of the optimizer steps)"),
+    "max_grad_norm": (lambda v: 0 <= v < math.inf, ">= 0 (0 disables clipping)"),
+    "alpha_kl": (lambda v: 0 <= v < math.inf, ">= 0"),
+    "alpha_mlm": (lambda v: 0 <= v < math.inf, ">= 0"),
+    "alpha_cos": (lambda v: 0 <= v < math.inf, ">= 0"),
+    "eval_batches": (lambda v: v >= 0, ">= 0 (0 skips the evaluation)"),
+    "seed": (lambda v: v >= 0, ">= 0"),
+    "student_layers": (lambda v: v >= 1, ">= 1, or None for half the teacher's layers"),
+    "data_threads": (lambda v: v >= 1, ">= 1, or None for the engine's default"),
+}
+
+
+def _yaml_problem(exc) -> str:
+    """One line out of PyYAML's multi-line error: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    if "python/" in problem:
+        problem += "; YAML tags that build Python objects could run code, so they are refused"
+    return problem + where
 
 
 def _coerce(name, value, hint):

@@ -218,6 +218,11 @@ class MaskedLMStream:
         return self._native.count_batches()
 
     @property
+    def files(self) -> list[str]:
+        """The corpus files, in reading order (directories and globs expanded)."""
+        return self._native.files()
+
+    @property
     def epoch(self) -> int:
         return self._native.epoch
 

@@ -147,6 +147,7 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
              refit_teacher: bool = False, log=print) -> dict:
     """Fit (or reuse) the teacher, distil 6 -> 3 layers, evaluate both; returns the metrics."""
     from .config import TrainConfig
+    from .run_dir import RunFolder
     from .training import train
 
     d = dict(DEMO_DEFAULTS)
@@ -167,7 +168,8 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
                          output_dir=str(output_dir), student_layers=d["student_layers"], seq_len=d["seq_len"],
                          batch_size=d["batch_size"], kl_on="targets", lr=d["lr"], max_steps=d["steps"],
                          warmup_ratio=0.05, log_every=10, save_every=max(d["steps"], 1), keep_last=1,
-                         seed=d["seed"], eval_batches=0, device="cpu")
+                         seed=d["seed"], eval_batches=0, device="cpu",
+                         overwrite_output_dir=True)  # a rerun replaces the previous demo student
     result = train(config)
     log("[3/3] evaluating teacher and student on held-out text (same masks)")
     from .evaluation import evaluate
@@ -176,7 +178,8 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
     metrics["teacher_fit"] = fit
     metrics["distill_steps"] = result.steps
     metrics["seconds"] = round(time.perf_counter() - start, 1)
-    (output_dir / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with RunFolder.claim(output_dir, resume=True) as run, run.writing("demo_metrics.json"):  # part of the run
+        (output_dir / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     rows = [("masked-token accuracy", f"{metrics['teacher_accuracy']:.1%}", f"{metrics['student_accuracy']:.1%}"),
             ("perplexity (masked tokens)", f"{metrics['teacher_perplexity']:.1f}", f"{metrics['student_perplexity']:.1f}"),
             ("parameters", f"{metrics['teacher_params'] / 1e6:.1f} M", f"{metrics['student_params'] / 1e6:.1f} M"),

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .safe_loading import refusing_code
 from .student import encode_hidden, load_teacher, mlm_head
 
-__all__ = ["evaluate", "count_parameters"]
+__all__ = ["evaluate", "eval_stream", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -36,9 +37,18 @@ def _load_model(model) -> nn.Module:
         model_type = json.loads((path / "config.json").read_text()).get("model_type", "bert")
         if model_type == "distilbert":
             from transformers import DistilBertForMaskedLM
-            return DistilBertForMaskedLM.from_pretrained(str(path))
+            with refusing_code(path):
+                return DistilBertForMaskedLM.from_pretrained(str(path))
         return load_teacher(path)
     return model
+
+
+def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
+    """The held-out batches `evaluate` reads: uniform 15% masks drawn with `seed`, so runs compare."""
+    from .data import MaskedLMStream
+
+    return MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
+                          masking="uniform", seed=seed)
 
 
 @torch.no_grad()
@@ -50,7 +60,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     tokenizer: a distilx.Tokenizer or a path (default: the student's folder, else the teacher's).
     The masks are drawn by the data engine with `seed` (uniform 15%), so runs are comparable.
     """
-    from .data import MaskedLMStream, Tokenizer
+    from .data import Tokenizer
 
     if tokenizer is None:
         source = student if isinstance(student, (str, Path)) else teacher
@@ -68,8 +78,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     student.eval().to(device)
     amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda"
            else contextlib.nullcontext())
-    stream = MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
-                            masking="uniform", seed=seed)
+    stream = eval_stream(files, tokenizer, seq_len=seq_len, batch_size=batch_size, seed=seed)
     totals = {"targets": 0, "teacher_correct": 0, "student_correct": 0, "agree": 0,
               "teacher_nll": 0.0, "student_nll": 0.0}
     kept = []  # a few batches for the speed measurement

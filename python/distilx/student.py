@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .safe_loading import refusing_code
+
 __all__ = ["init_student", "load_teacher", "student_layer_indices", "encode_hidden", "mlm_head",
            "check_vocab"]
 
@@ -57,7 +59,8 @@ def load_teacher(path: str | Path) -> nn.Module:
     else:
         raise ValueError(f"unsupported teacher model_type {model_type!r} in {config_file}: distilx "
                          "supports BERT and RoBERTa masked-LM teachers")
-    model, info = cls.from_pretrained(str(path), config=config, output_loading_info=True)
+    with refusing_code(path):
+        model, info = cls.from_pretrained(str(path), config=config, output_loading_info=True)
     head_missing = [k for k in info.get("missing_keys", []) if "cls." in k or "lm_head" in k]
     if head_missing:
         warnings.warn(f"{path}: the checkpoint has no trained MLM head ({len(head_missing)} head tensors "
