@@ -46,3 +46,15 @@ def english_lines(english_corpus):
     """Real English documents: every 7th line of the training file (a few thousand documents)."""
     with open(english_corpus[0], encoding="utf-8") as f:
         return [line.rstrip("\n") for i, line in enumerate(f) if i % 7 == 0 and line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_run_inputs(tmp_path_factory):
+    """(teacher folder, train file, held-out file) for short real runs: the tiny real-vocabulary
+    teacher and a slice of the English corpus (tests/pipeline_helpers.py). Tests must not modify them."""
+    from pipeline_helpers import corpus_slice, make_tiny_teacher
+
+    root = tmp_path_factory.mktemp("tiny-run-inputs")
+    teacher = make_tiny_teacher(root / "teacher")
+    train_file, heldout_file = corpus_slice(root)
+    return teacher, train_file, heldout_file

@@ -138,3 +138,21 @@ def test_sigkill_while_writing_leaves_previous_checkpoint_loadable(tmp_path):
     # the next save clears the debris of the killed writer
     save_checkpoint(tmp_path, 10_000, {"w": torch.ones(4)}, {"step": 10_000}, keep_last=100)
     assert not list(tmp_path.glob("step-*.tmp-*"))
+
+
+def test_only_this_runs_abandoned_tmp_folders_are_removed(tmp_path):
+    """main: every `step-*.tmp-*` folder was deleted at the next save, whoever wrote it and whether its
+    writer was still alive (a second process deleted the first's checkpoint in progress)."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # the pid of a process that has ended
+    alive = str(os.getppid())
+    mine_dead = tmp_path / f"step-00000002.tmp-aaaa-{dead}"
+    mine_alive = tmp_path / f"step-00000002.tmp-aaaa-{alive}"
+    other_run = tmp_path / f"step-00000002.tmp-bbbb-{dead}"
+    user_folder = tmp_path / "step-99999999.tmp-1"
+    for folder in (mine_dead, mine_alive, other_run, user_folder):
+        folder.mkdir()
+        (folder / ".tmpXYZ").write_bytes(b"partial")  # what a killed safetensors writer leaves
+    save_checkpoint(tmp_path, 1, {"w": torch.ones(4)}, {"step": 1}, run_id="aaaa")
+    assert not mine_dead.exists()
+    assert mine_alive.exists() and other_run.exists() and (user_folder / ".tmpXYZ").read_bytes() == b"partial"

@@ -11,15 +11,18 @@ A checkpoint is a folder `checkpoints/step-00000100/` holding
 Atomicity: everything is written into `step-XXXXXXXX.tmp-<run id>-<pid>/`, each file fsync'ed, then
 the folder is renamed into place and the parent fsync'ed. A process killed (even by SIGKILL) while
 writing leaves only a `.tmp-*` folder, which `list_checkpoints` ignores; a later save of the same
-run removes it once its writer is dead. A failed write (a full disk) removes its `.tmp` folder at
-once and says "no space left on <path>"; the previous checkpoints are untouched.
+run removes it once its writer is dead (likewise a `.removing-*` folder: a pruning cut short). A
+failed write (a full disk) removes its `.tmp` folder at once and says "no space left on <path>";
+the previous checkpoints are untouched.
 
 Integrity: loading checks every file against the manifest first, so a flipped bit or a truncated
 file is reported by name (`CheckpointError`) instead of being trained on, and
 `newest_intact_checkpoint` falls back to the newest checkpoint that is intact, saying so.
 
-Ownership: pruning (`keep_last`) and stale-folder removal touch only checkpoints whose owner is the
-writing run; anything else in the folder is left alone.
+Ownership: pruning (`keep_last`) touches only checkpoints whose owner.json names the writing run,
+and in them only the files a save creates; a `.tmp` folder (wholly the save's: the writers put
+their own temporary files there too) is removed only when its name carries the writing run's id
+and its writer process is gone. Anything else in the folder is left alone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import warnings
 from pathlib import Path
@@ -43,13 +47,16 @@ from .safe_loading import refusing_code
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints", "newest_intact_checkpoint",
            "verify_checkpoint", "checkpoint_owner", "owned_checkpoint_folders", "remove_checkpoint_files",
+           "files_not_from_a_save",
            "CheckpointError", "capture_rng", "restore_rng"]
 
 _NAME = re.compile(r"^step-(\d{8})$")
-_TMP = re.compile(r"^step-\d{8}\.tmp-(?P<run>[0-9a-f]+|anon)-(?P<pid>\d+)$")
+# a save in progress (.tmp) or a removal in progress (.removing), by run id and process
+_TMP = re.compile(r"^step-\d{8}\.(?:tmp|removing)-(?P<run>[0-9a-f]+|anon)-(?P<pid>\d+)$")
 MODEL_FILE, STATE_FILE, OWNER_FILE, MANIFEST_FILE = ("model.safetensors", "trainer_state.pt", "owner.json",
                                                      "manifest.json")
 _CHECKED_FILES = (MODEL_FILE, STATE_FILE, OWNER_FILE)
+_SAVED_FILES = (*_CHECKED_FILES, MANIFEST_FILE)  # everything a save leaves in a finished checkpoint
 
 
 class CheckpointError(ValueError):
@@ -174,18 +181,34 @@ def owned_checkpoint_folders(root: str | Path, run_id: str | None) -> list[Path]
     return sorted(owned + _stale_tmp_folders(root, run_id))
 
 
-def remove_checkpoint_files(folder: Path) -> bool:
-    """Delete the files a checkpoint save creates inside `folder`, then the folder if that empties it.
+def files_not_from_a_save(folder: Path) -> list[str]:
+    """Names inside a checkpoint folder that no save created (a `.tmp` folder is wholly the save's:
+    the writers' own temporary files land there too)."""
+    if _TMP.match(folder.name):
+        return []
+    return sorted(name for name in os.listdir(folder) if name not in _SAVED_FILES)
 
-    Anything else inside (a file someone put there) is left alone; returns whether the folder is gone."""
-    for name in (*_CHECKED_FILES, MANIFEST_FILE):
-        with contextlib.suppress(FileNotFoundError):
-            (folder / name).unlink()
-    try:
-        folder.rmdir()
-    except OSError:
-        return False
-    return True
+
+def remove_checkpoint_files(folder: Path) -> bool:
+    """Delete what a checkpoint save created in `folder`, and the folder when nothing else is inside.
+
+    A checkpoint is first renamed `.removing-<run id>-<pid>` (one rename), so that a kill halfway
+    through leaves a folder that the run's next save removes like an abandoned `.tmp`, never one
+    that nobody owns. With a foreign file inside, only the save's files go (owner.json last, so the folder stays
+    attributable until the end) and the folder stays. Returns whether the folder is gone."""
+    if not _TMP.match(folder.name):
+        if files_not_from_a_save(folder):
+            for name in (MANIFEST_FILE, MODEL_FILE, STATE_FILE, OWNER_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / name).unlink()
+            return False
+        run_id = (checkpoint_owner(folder) or {}).get("run_id") or "anon"
+        doomed = folder.with_name(f"{folder.name[:len('step-00000000')]}.removing-{run_id}-{os.getpid()}")
+        shutil.rmtree(doomed, ignore_errors=True)  # this process's own, from an earlier removal cut short
+        os.rename(folder, doomed)
+        folder = doomed
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
 
 
 def _set_aside(path: Path, why: str) -> Path:

@@ -147,7 +147,7 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
              refit_teacher: bool = False, log=print) -> dict:
     """Fit (or reuse) the teacher, distil 6 -> 3 layers, evaluate both; returns the metrics."""
     from .config import TrainConfig
-    from .run_dir import RunFolder
+    from .run_dir import MARKER, RunFolder
     from .training import train
 
     d = dict(DEMO_DEFAULTS)
@@ -161,7 +161,11 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
                                lr=d["head_lr"], seed=d["seed"], encoder_layers=d["head_encoder_layers"],
                                encoder_lr=d["head_encoder_lr"], refit=refit_teacher, log=log)
     fit = json.loads((teacher_dir / "teacher_fit.json").read_text())
-    output_dir = Path(output_dir) if output_dir else assets.cache_dir() / "demo-student"
+    if output_dir is None:
+        output_dir = assets.cache_dir() / "demo-student"
+        if output_dir.is_dir() and not (output_dir / MARKER).is_file():  # the cache of a distilx without markers
+            shutil.rmtree(output_dir)
+    output_dir = Path(output_dir)
     log(f"[2/3] distilling 6 -> {d['student_layers']} layers for {d['steps']} steps "
         f"({d['batch_size']} x {d['seq_len']} tokens) into {output_dir}")
     config = TrainConfig(teacher=str(teacher_dir), train_files=[str(train_file)], eval_files=[str(heldout_file)],

@@ -20,7 +20,6 @@ __all__ = ["DiskFullError", "is_disk_full", "reporting_disk_full"]
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 # what the non-Python writers say when a write came up short
 _NO_SPACE_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
-_TORCH_SHORT_WRITE = ("inline_container", "PytorchStreamWriter failed writing")
 
 
 class DiskFullError(OSError):
@@ -39,7 +38,10 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
         return True
     text = str(exc)
-    return any(s in text for s in _NO_SPACE_TEXT) or any(s in text for s in _TORCH_SHORT_WRITE)
+    # torch's zip writer; its reader's errors also cite inline_container.cc, but never "unexpected pos"
+    torch_short_write = ("inline_container" in text and "unexpected pos" in text) or \
+        "PytorchStreamWriter failed writing" in text
+    return torch_short_write or any(s in text for s in _NO_SPACE_TEXT)
 
 
 def _free_space(path: Path) -> str:
@@ -58,7 +60,8 @@ def reporting_disk_full(path: str | os.PathLike, what: str = ""):
     except Exception as exc:
         if not is_disk_full(exc):
             raise
-        path = Path(path)
+        # the file the OS named, when it did (e.g. a cache written elsewhere), else the writer's path
+        path = Path(exc.filename if isinstance(exc, OSError) and exc.filename else path)
         detail = f" ({what})" if what else ""
         raise DiskFullError(f"no space left on {path}{detail}; {_free_space(path)} there. Free some space "
                             "and continue with --resume") from exc

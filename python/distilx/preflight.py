@@ -20,7 +20,8 @@ __all__ = ["usable_positions", "check_positions", "check_eval_input", "training_
 
 def _position_offset(embeddings: nn.Module) -> int:
     """Rows of the position table a model never uses for tokens (padding_idx + 1 for RoBERTa)."""
-    if hasattr(embeddings, "create_position_ids_from_input_ids") and getattr(embeddings, "padding_idx", None) is not None:
+    counts_from_padding = hasattr(embeddings, "create_position_ids_from_input_ids")
+    if counts_from_padding and getattr(embeddings, "padding_idx", None) is not None:
         return embeddings.padding_idx + 1
     return 0
 

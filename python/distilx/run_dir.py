@@ -27,9 +27,10 @@ import os
 import secrets
 import socket
 import time
+import warnings
 from pathlib import Path, PurePath
 
-from .checkpoint import latest_checkpoint, owned_checkpoint_folders, remove_checkpoint_files
+from .checkpoint import files_not_from_a_save, latest_checkpoint, owned_checkpoint_folders, remove_checkpoint_files
 
 __all__ = ["RunFolder", "OutputDirError", "MARKER", "LOCK"]
 
@@ -46,10 +47,11 @@ def _ours(name: str) -> bool:
     return name in (MARKER, LOCK) or name.startswith(MARKER + ".tmp-")
 
 
-def _foreign_entries(path: Path, recorded: set[str] = frozenset()) -> list[str]:
+def _foreign_entries(path: Path) -> list[str]:
+    """Everything in a folder without a marker except distilx's own bookkeeping files."""
     if not path.is_dir():
         return []
-    return sorted(p.name for p in path.iterdir() if not _ours(p.name) and p.name not in recorded)
+    return sorted(p.name for p in path.iterdir() if not _ours(p.name))
 
 
 def _listing(names: list[str]) -> str:
@@ -68,7 +70,7 @@ def _refuse_protected(path: Path, protected: dict[str, str | os.PathLike | None]
     for role, source in protected.items():
         if not source:
             continue
-        folder = Path(source) if Path(source).is_dir() else Path(source).parent
+        folder = Path(source).parent if Path(source).is_file() else Path(source)  # a tokenizer may be a file
         if _same_folder(path, folder):
             raise OutputDirError(f"output_dir {path} is the {role}'s folder ({source}): the run would overwrite "
                                  f"the {role}'s files; pick another --output-dir")
@@ -98,6 +100,9 @@ def _lock(path: Path) -> int:
         os.close(fd)
         raise OutputDirError(f"{path} is in use by another distilx process ({holder}); wait for it to end or "
                              "pick another --output-dir") from None
+    except OSError as exc:  # a file system without flock (some network and FUSE mounts)
+        warnings.warn(f"cannot lock {path / LOCK} ({exc.strerror}): nothing keeps a second process out of "
+                      "this folder; run one process per folder", stacklevel=3)
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     return fd
@@ -108,16 +113,41 @@ def _safe_relative(name: str) -> bool:
     return bool(parts) and not PurePath(name).is_absolute() and ".." not in parts
 
 
+def _recorded(marker: dict) -> set[str]:
+    return {PurePath(name).as_posix() for name in marker["files"] if _safe_relative(name)}
+
+
+def _left_after_removal(path: Path, marker: dict) -> list[str]:
+    """What `_remove_recorded` would leave behind: entries the earlier run did not write."""
+    recorded, left = _recorded(marker), []
+
+    def visit(folder: Path, prefix: str) -> None:
+        owned = set(owned_checkpoint_folders(folder, marker["run_id"])) if prefix else set()
+        for entry in folder.iterdir():
+            name = prefix + entry.name
+            if not prefix and _ours(entry.name):
+                continue
+            if entry in owned:
+                left.extend(f"{name}/{f}" for f in files_not_from_a_save(entry))
+            elif name not in recorded:
+                left.append(name)
+            elif entry.is_dir() and not entry.is_symlink():
+                visit(entry, name + "/")
+
+    visit(path, "")
+    return sorted(left)
+
+
 def _remove_recorded(path: Path, marker: dict) -> None:
     """Delete what an earlier run recorded in its marker (deepest paths first) and nothing else."""
-    for name in sorted(filter(_safe_relative, marker["files"]), key=lambda n: len(PurePath(n).parts), reverse=True):
+    for name in sorted(_recorded(marker), key=lambda n: len(PurePath(n).parts), reverse=True):
         target = path / name
         if target.is_symlink() or target.is_file():
             target.unlink()
         elif target.is_dir():
             for folder in owned_checkpoint_folders(target, marker["run_id"]):
                 remove_checkpoint_files(folder)
-            with contextlib.suppress(OSError):  # not empty: something foreign stays, and says so below
+            with contextlib.suppress(OSError):  # not empty: cannot happen after _left_after_removal
                 target.rmdir()
 
 
@@ -126,9 +156,8 @@ class RunFolder:
 
     Use as a context manager (or call `release`): leaving it unlocks the folder."""
 
-    def __init__(self, path: Path, run_id: str, created: str, files: set[str], lock_fd: int, continued: bool):
+    def __init__(self, path: Path, run_id: str, created: str, files: set[str], lock_fd: int):
         self.path, self.run_id, self.created = path, run_id, created
-        self.continued = continued  # True when this process resumes the folder's earlier run
         self._files, self._lock_fd = files, lock_fd
 
     @classmethod
@@ -148,7 +177,7 @@ class RunFolder:
         try:
             marker = _read_marker(path)  # again, now that nobody else can change it
             if marker is not None and resume:
-                return cls(path, marker["run_id"], marker.get("created", "?"), set(marker["files"]), fd, True)
+                return cls(path, marker["run_id"], marker.get("created", "?"), set(marker["files"]), fd)
             if marker is not None:
                 if not overwrite:
                     newest = latest_checkpoint(path / "checkpoints")
@@ -157,11 +186,11 @@ class RunFolder:
                         f"{path} holds another distilx run (run {marker['run_id']} started {marker.get('created')}"
                         f"{progress}): continue it with --resume, pick another --output-dir, or replace it with "
                         "--overwrite-output-dir (deletes only the files that run wrote)")
+                foreign = _left_after_removal(path, marker)
+                if foreign:  # decided before deleting anything: an overwrite happens whole or not at all
+                    raise OutputDirError(cls._foreign_message(path, foreign))
                 _remove_recorded(path, marker)
-            foreign = _foreign_entries(path)
-            if foreign:
-                raise OutputDirError(cls._foreign_message(path, foreign))
-            run = cls(path, secrets.token_hex(8), time.strftime("%Y-%m-%d %H:%M:%S"), set(), fd, False)
+            run = cls(path, secrets.token_hex(8), time.strftime("%Y-%m-%d %H:%M:%S"), set(), fd)
             run._write_marker()
             return run
         except BaseException:

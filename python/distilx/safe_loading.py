@@ -46,6 +46,6 @@ def refusing_code(path: str | os.PathLike):
     except pickle.UnpicklingError as exc:
         if isinstance(exc, RefusedFileError):
             raise
-        raise RefusedFileError(f"{_pickled_files(Path(path))}: refused to load: it holds pickled objects other than tensors "
-                               f"and plain containers, which could run code ({_reason(exc)}); distilx only loads "
-                               "safetensors files and weights-only pickles") from None
+        raise RefusedFileError(f"{_pickled_files(Path(path))}: refused to load: it holds pickled objects other than "
+                               f"tensors and plain containers, which could run code ({_reason(exc)}); distilx only "
+                               "loads safetensors files and weights-only pickles") from None

@@ -154,14 +154,16 @@ def _gather(obj, env: DistEnv) -> list:
     return out
 
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
-                   "special_tokens_map.json")
+def _tokenizer_files(source: Path) -> list[Path]:
+    """The tokenizer files of `source` (a folder or one file) that belong next to the student."""
+    names = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
+             "special_tokens_map.json")
+    return [source / n for n in names if (source / n).is_file()] if source.is_dir() else [source]
 
 
 def _copy_tokenizer_files(source: Path, output_dir: Path) -> None:
     """Tokenizer files next to the student so that AutoTokenizer / pipeline() load the folder."""
-    files = [source / n for n in TOKENIZER_FILES if (source / n).is_file()] if source.is_dir() else [source]
-    for f in files:
+    for f in _tokenizer_files(source):
         if f.name == "tokenizer.json":
             # packaged tokenizer.json files may force truncation/padding to a fixed length: drop them
             data = json.loads(f.read_text(encoding="utf-8"))
@@ -389,17 +391,19 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     # --- outputs (rank 0): HF folder, tokenizer, config, metrics, plot; then evaluation ---
     eval_metrics = None
     if env.is_main:
-        with run.writing("config.json", "model.safetensors", *TOKENIZER_FILES):  # and any other file they write
+        copied = [f.name for f in _tokenizer_files(tokenizer_source)]
+        with run.writing("config.json", "model.safetensors", *copied):  # and whatever else save_pretrained writes
             student.save_pretrained(output_dir, safe_serialization=True)
             _copy_tokenizer_files(tokenizer_source, output_dir)
         log.close()
         # the summary and the plot first: they stay even if the evaluation fails
         summary = {"steps": step, "skipped_steps": skipped, "tokens_seen": tokens_seen,
                    "final": history[-1] if history else None, "eval": None}
-        run.record("metrics.json", "loss_curves.png")
+        run.record("metrics.json")
         (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         try:
             from .plots import plot_run
+            run.record("loss_curves.png")
             plot_run(output_dir)
         except ImportError:  # matplotlib is optional
             pass
