@@ -13,7 +13,8 @@ from . import chunked
 from .defaults import IGNORE_INDEX
 
 
-def _logits_impl(backend: str):
+def logits_impl(backend: str):
+    """The per-row KL + CE implementation of a backend (contract: `chunked.chunked_logits_loss`)."""
     if backend == "triton":
         from ..triton_kernels import fused_logits_loss
 
@@ -68,7 +69,7 @@ class LogitsLoss(torch.autograd.Function):
         n_mlm = (labels != IGNORE_INDEX).sum().clamp_min(1).double()
         grad_scales = torch.stack([alpha_kl * temperature / n_kl, alpha_mlm / n_mlm])
         write_grad = ctx.needs_input_grad[0]
-        kl_rows, ce_rows, grad = _logits_impl(backend)(
+        kl_rows, ce_rows, grad = logits_impl(backend)(
             student, teacher, labels, kl_mask, grad_scales, temperature, has_kl, has_ce, write_grad
         )
         kl = (kl_rows.sum() * (temperature * temperature) / n_kl).to(kl_rows.dtype)
