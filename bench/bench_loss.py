@@ -3,7 +3,7 @@
 Providers, all in one run on the same inputs:
   distilx        distilx.distillation_loss (Triton on CUDA, the chunked PyTorch path on CPU)
   distilx-torch  (CUDA only) the chunked PyTorch path on the GPU
-  eager          the DistilBERT formula in eager PyTorch (loss_reference.reference_distillation_loss)
+  eager          the DistilBERT formula in eager PyTorch (distilx.losses.reference)
   liger          (CUDA, when liger-kernel imports) Liger-Kernel's LigerCrossEntropyLoss + LigerKLDIVLoss
                  on log_softmax(s/T) (Liger's KL takes log-probs and has no temperature / T^2)
 Inputs: N rows x V vocabulary, 15% of rows labelled, every row real (no padding), alpha_cos = 0.
@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 
 import distilx
-from distilx.loss_reference import reference_distillation_loss
+from distilx.losses import ALPHA_KL, ALPHA_MLM, IGNORE_INDEX, TEMPERATURE
+from distilx.losses.reference import reference_distillation_loss
 
-TEMPERATURE, ALPHA_KL, ALPHA_MLM = 2.0, 5.0, 2.0
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # spec-sheet HBM bandwidth (bytes/s) by device-name fragment
 PEAK_BANDWIDTH = {"H200": 4.8e12, "H100 80GB HBM3": 3.35e12, "H100 SXM": 3.35e12, "H100 NVL": 3.9e12,
@@ -66,7 +66,7 @@ def provider_fns(device: str):
         except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
             print(f"# liger-kernel not importable ({type(exc).__name__}): skipped", flush=True)
         else:
-            ce, kl = LigerCrossEntropyLoss(ignore_index=-100), LigerKLDIVLoss(reduction="batchmean")
+            ce, kl = LigerCrossEntropyLoss(ignore_index=IGNORE_INDEX), LigerKLDIVLoss(reduction="batchmean")
 
             def run_liger(s, t, labels):
                 log_ps = F.log_softmax(s.float() / TEMPERATURE, dim=-1)
@@ -84,7 +84,7 @@ def make_inputs(n, vocab, dtype, device, seed=0):
     s = torch.empty(n, vocab, dtype=dtype, device=device).normal_(0, 3, generator=gen)
     t = torch.empty(n, vocab, dtype=dtype, device=device).normal_(0, 3, generator=gen)
     labels = torch.randint(0, vocab, (n,), device=device, generator=gen)
-    labels[torch.rand(n, device=device, generator=gen) < 0.85] = -100
+    labels[torch.rand(n, device=device, generator=gen) < 0.85] = IGNORE_INDEX
     return s.requires_grad_(True), t, labels
 
 

@@ -1,10 +1,11 @@
-"""Training throughput: the distilx loop vs a plain transcription of the reference distiller loop.
+"""Training throughput: the distilx loop vs a plain transcription of DistilBERT's distiller loop.
 
-Both sides use the same teacher, the same student shape and the same batch shape, in one process:
+The "reference" side is the recipe's own training step (docs/recipe.md). Both sides use the same
+teacher, the same student shape and the same batch shape, in one process:
 - reference: pre-tokenized sequences (the reference binarizes offline, so tokenization is NOT
   timed for it), a Python collator (pad + prepare_batch_mlm's frequency-smoothed multinomial
   masking, 80/10/10), full-vocabulary logits of teacher and student at every position, and the
-  eager loss (distilx.loss_reference.reference_distillation_loss: KLDivLoss(batchmean) x T^2,
+  eager loss (distilx.losses.reference: KLDivLoss(batchmean) x T^2,
   CrossEntropy, CosineEmbeddingLoss), AdamW, clip 5;
 - distilx: `distilx.train` (Rust stream that also tokenizes on the fly, MLM head only on the loss
   rows, the fused/chunked loss), same optimizer settings, KL on every real token (same semantics).
@@ -28,8 +29,8 @@ import torch
 
 from distilx import TrainConfig, assets, train
 from distilx.data import Tokenizer, encode
-from distilx.loss_reference import reference_distillation_loss
-from distilx.student import init_student, load_teacher
+from distilx.losses.reference import reference_distillation_loss
+from distilx.models import init_student, load_teacher
 
 
 def make_teacher(device: str):

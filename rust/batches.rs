@@ -3,7 +3,7 @@
 //! batches, batch order shuffled) padded only to their longest row.
 
 use crate::error::{Error, Result};
-use crate::masking::Rng;
+use crate::splitmix::Rng;
 use crate::sequences::Row;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

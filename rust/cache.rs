@@ -12,69 +12,30 @@
 //! ```
 //! A truncated, corrupt or foreign file is detected on open (length, magic, version, checksum) and
 //! a cache built with another tokenizer is refused (tokenizer hash).
+//!
+//! This module is the file format only: [`Writer`] writes documents it is given, [`Cache`] reads
+//! them; `passes::build_cache` feeds a writer from a corpus and `source::cache` reads a cache as a
+//! document source.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::corpus::{expand_inputs, DocReader, ReadOptions, ReadStats};
 use crate::error::{Error, Result};
-use crate::masking::mix;
-use crate::tokenize::{thread_pool, Tokenizer};
+use crate::splitmix::{hash_bytes, Hasher};
+use crate::tokenize::Tokenizer;
 
 const MAGIC: &[u8; 8] = b"DSTXCACH";
 const VERSION: u32 = 1;
 const HEADER: usize = 64;
+/// Seeds of the body checksum and of the tokenizer fingerprint.
+const CHECKSUM_SEED: u64 = 0xC4EC;
+const TOKENIZER_SEED: u64 = 0x70CE;
 
 /// A stable fingerprint of a tokenizer file's bytes.
 pub fn tokenizer_hash(tok: &Tokenizer) -> Result<u64> {
     let bytes = std::fs::read(&tok.source).map_err(|e| Error::io(&tok.source, e))?;
-    Ok(hash_bytes(&bytes, 0x70CE))
-}
-
-/// A fast streaming 64-bit hash (splitmix over 8-byte words, the length mixed in at the end).
-struct Hasher {
-    h: u64,
-    pending: [u8; 8],
-    n_pending: usize,
-    len: u64,
-}
-
-impl Hasher {
-    fn new(seed: u64) -> Self {
-        Hasher { h: mix(seed), pending: [0; 8], n_pending: 0, len: 0 }
-    }
-    fn update(&mut self, mut data: &[u8]) {
-        self.len += data.len() as u64;
-        if self.n_pending > 0 {
-            let take = (8 - self.n_pending).min(data.len());
-            self.pending[self.n_pending..self.n_pending + take].copy_from_slice(&data[..take]);
-            self.n_pending += take;
-            data = &data[take..];
-            if self.n_pending < 8 {
-                return;
-            }
-            self.h = mix(self.h ^ u64::from_le_bytes(self.pending));
-            self.n_pending = 0;
-        }
-        let mut chunks = data.chunks_exact(8);
-        for c in &mut chunks {
-            self.h = mix(self.h ^ u64::from_le_bytes(c.try_into().unwrap()));
-        }
-        let rest = chunks.remainder();
-        self.pending[..rest.len()].copy_from_slice(rest);
-        self.n_pending = rest.len();
-    }
-    fn finish(mut self) -> u64 {
-        self.pending[self.n_pending..].fill(0);
-        mix(mix(self.h ^ u64::from_le_bytes(self.pending)) ^ self.len)
-    }
-}
-
-fn hash_bytes(data: &[u8], seed: u64) -> u64 {
-    let mut h = Hasher::new(seed);
-    h.update(data);
-    h.finish()
+    Ok(hash_bytes(&bytes, TOKENIZER_SEED))
 }
 
 pub struct Cache {
@@ -121,7 +82,7 @@ impl Cache {
         if map.len() as u64 != file_len || want_len as u64 != file_len {
             return Err(corrupt(path, &format!("it is {} bytes but its header promises {} (truncated or overwritten)", map.len(), file_len.max(want_len as u64))));
         }
-        if verify_checksum && hash_bytes(&map[HEADER..], 0xC4EC) != checksum {
+        if verify_checksum && hash_bytes(&map[HEADER..], CHECKSUM_SEED) != checksum {
             return Err(corrupt(path, "checksum mismatch (the file is corrupt)"));
         }
         if let Some(t) = tokenizer {
@@ -172,129 +133,126 @@ impl Cache {
             }
         }
     }
+}
 
-    /// Count of every id over the whole cache (for frequency masking).
-    pub fn token_counts(&self, vocab_size: u32) -> Vec<u64> {
-        let mut counts = vec![0u64; vocab_size as usize];
-        let bytes = &self.map[self.ids_at..self.offsets_at];
-        if self.id_bytes == 2 {
-            for c in bytes.chunks_exact(2) {
-                let id = u16::from_le_bytes([c[0], c[1]]) as usize;
-                if id < counts.len() {
-                    counts[id] += 1;
-                }
-            }
-        } else {
-            for c in bytes.chunks_exact(4) {
-                let id = u32::from_le_bytes(c.try_into().unwrap()) as usize;
-                if id < counts.len() {
-                    counts[id] += 1;
-                }
-            }
-        }
-        counts
+/// Writes a cache: documents are appended to temporary files beside `path`; `finish` joins them,
+/// checksums the body, writes the header and renames the result to `path`. Dropped unfinished
+/// (an error while building), it removes its temporary files.
+pub struct Writer {
+    path: PathBuf,
+    /// The cache being written (header first, as zeros), the document offsets and the word-start
+    /// bits: three files joined at the end, so memory stays bounded.
+    tmp: [PathBuf; 3],
+    out: BufWriter<File>,
+    offsets: BufWriter<File>,
+    words: Option<BufWriter<File>>,
+    id_bytes: usize,
+    documents: u64,
+    tokens: u64,
+    bits: u8,
+    nbits: u32,
+    encoded: Vec<u8>,
+}
+
+fn io_error(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io(p, e)
+}
+
+impl Writer {
+    /// Start a cache at `path` for ids below `vocab_size`, with a word-start bit per token if `word_starts`.
+    pub fn create(path: &Path, vocab_size: u32, word_starts: bool) -> Result<Self> {
+        // Temporary names unique to this build (process id, build number): ranks or threads that
+        // each build the same missing cache must not write into one another's files; each renames
+        // a complete file, and the last rename wins.
+        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let build_no = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sibling = |tag: &str| {
+            let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "cache".into());
+            name.push(format!(".{}-{build_no}.{tag}", std::process::id()));
+            path.with_file_name(name)
+        };
+        let tmp = [sibling("tmp-build"), sibling("tmp-offsets"), sibling("tmp-words")];
+        let create = |p: &Path| -> Result<BufWriter<File>> { Ok(BufWriter::with_capacity(1 << 20, File::create(p).map_err(io_error(p))?)) };
+        let mut out = create(&tmp[0])?;
+        out.write_all(&[0u8; HEADER]).map_err(io_error(&tmp[0]))?;
+        let mut offsets = create(&tmp[1])?;
+        offsets.write_all(&0u64.to_le_bytes()).map_err(io_error(&tmp[1]))?;
+        let words = if word_starts { Some(create(&tmp[2])?) } else { None };
+        Ok(Writer {
+            path: path.to_path_buf(),
+            tmp,
+            out,
+            offsets,
+            words,
+            id_bytes: if vocab_size <= 65536 { 2 } else { 4 },
+            documents: 0,
+            tokens: 0,
+            bits: 0,
+            nbits: 0,
+            encoded: Vec::with_capacity(1 << 16),
+        })
     }
-}
 
-/// What building a cache met.
-#[derive(Clone, Debug, Default)]
-pub struct BuildReport {
-    pub read: ReadStats,
-    pub documents: u64,
-    pub tokens: u64,
-}
+    pub fn documents(&self) -> u64 {
+        self.documents
+    }
 
-/// Tokenize `inputs` once into a cache at `path` (written to a temporary name, then renamed).
-pub fn build(inputs: &[String], tokenizer: &Tokenizer, path: &Path, read: ReadOptions, num_threads: Option<usize>, word_starts: bool) -> Result<BuildReport> {
-    let files = expand_inputs(inputs)?;
-    let pool = thread_pool(num_threads)?;
-    let id_bytes: usize = if tokenizer.vocab_size <= 65536 { 2 } else { 4 };
-    // Temporary names unique to this build (process id, build number): ranks or threads that each
-    // build the same missing cache must not write into one another's files; each renames a
-    // complete file, and the last rename wins.
-    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let build_no = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let sibling = |tag: &str| {
-        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "cache".into());
-        name.push(format!(".{}-{build_no}.{tag}", std::process::id()));
-        path.with_file_name(name)
-    };
-    let (tmp, tmp_off, tmp_words) = (sibling("tmp-build"), sibling("tmp-offsets"), sibling("tmp-words"));
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| Error::io(&p, e)
-    };
-    let result = (|| -> Result<BuildReport> {
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io(&tmp))?);
-        let mut offs = BufWriter::with_capacity(1 << 20, File::create(&tmp_off).map_err(io(&tmp_off))?);
-        let mut words = BufWriter::with_capacity(1 << 20, File::create(&tmp_words).map_err(io(&tmp_words))?);
-        out.write_all(&[0u8; HEADER]).map_err(io(&tmp))?;
-        let mut reader = DocReader::new(files, read);
-        let mut tokens: u64 = 0;
-        let mut docs: u64 = 0;
-        let mut bits: u8 = 0;
-        let mut nbits = 0;
-        let mut hasher_ids = Vec::with_capacity(1 << 16);
-        offs.write_all(&0u64.to_le_bytes()).map_err(io(&tmp_off))?;
-        loop {
-            let items = reader.next_docs(4 << 20)?;
-            if items.is_empty() {
-                break;
-            }
-            let encoded = crate::stream::tokenize_docs(tokenizer, &items, word_starts, &pool)?;
-            for d in encoded {
-                hasher_ids.clear();
-                for &id in &d.ids {
-                    if id_bytes == 2 {
-                        hasher_ids.extend_from_slice(&(id as u16).to_le_bytes());
-                    } else {
-                        hasher_ids.extend_from_slice(&id.to_le_bytes());
-                    }
-                }
-                out.write_all(&hasher_ids).map_err(io(&tmp))?;
-                if word_starts {
-                    for i in 0..d.ids.len() {
-                        let start = i == 0 || d.word_ids[i] != d.word_ids[i - 1];
-                        bits |= (start as u8) << nbits;
-                        nbits += 1;
-                        if nbits == 8 {
-                            words.write_all(&[bits]).map_err(io(&tmp_words))?;
-                            bits = 0;
-                            nbits = 0;
-                        }
-                    }
-                }
-                tokens += d.ids.len() as u64;
-                docs += 1;
-                offs.write_all(&tokens.to_le_bytes()).map_err(io(&tmp_off))?;
+    /// Append a document: its ids and (when word starts are kept) each token's word index.
+    pub fn push(&mut self, ids: &[u32], word_ids: &[u32]) -> Result<()> {
+        self.encoded.clear();
+        for &id in ids {
+            if self.id_bytes == 2 {
+                self.encoded.extend_from_slice(&(id as u16).to_le_bytes());
+            } else {
+                self.encoded.extend_from_slice(&id.to_le_bytes());
             }
         }
-        if nbits > 0 {
-            words.write_all(&[bits]).map_err(io(&tmp_words))?;
+        self.out.write_all(&self.encoded).map_err(io_error(&self.tmp[0]))?;
+        if let Some(words) = self.words.as_mut() {
+            for i in 0..ids.len() {
+                let start = i == 0 || word_ids[i] != word_ids[i - 1];
+                self.bits |= (start as u8) << self.nbits;
+                self.nbits += 1;
+                if self.nbits == 8 {
+                    words.write_all(&[self.bits]).map_err(io_error(&self.tmp[2]))?;
+                    self.bits = 0;
+                    self.nbits = 0;
+                }
+            }
         }
-        if docs == 0 {
-            return Err(Error::InvalidInput("the corpus holds no document (empty files?); nothing to cache".into()));
+        self.tokens += ids.len() as u64;
+        self.documents += 1;
+        self.offsets.write_all(&self.tokens.to_le_bytes()).map_err(io_error(&self.tmp[1]))?;
+        Ok(())
+    }
+
+    /// Complete the file (built with the tokenizer whose `tokenizer_hash` is given) and move it to
+    /// its path. Returns (documents, tokens).
+    pub fn finish(mut self, tokenizer_hash: u64) -> Result<(u64, u64)> {
+        let [tmp, tmp_offsets, tmp_words] = self.tmp.clone();
+        let word_starts = self.words.is_some();
+        if let Some(mut words) = self.words.take() {
+            if self.nbits > 0 {
+                words.write_all(&[self.bits]).map_err(io_error(&tmp_words))?;
+            }
+            words.flush().map_err(io_error(&tmp_words))?;
         }
-        offs.flush().map_err(io(&tmp_off))?;
-        words.flush().map_err(io(&tmp_words))?;
-        drop(offs);
-        drop(words);
-        for (p, keep) in [(&tmp_off, true), (&tmp_words, word_starts)] {
+        self.offsets.flush().map_err(io_error(&tmp_offsets))?;
+        for (p, keep) in [(&tmp_offsets, true), (&tmp_words, word_starts)] {
             if keep {
-                let mut f = File::open(p).map_err(io(p))?;
-                std::io::copy(&mut f, &mut out).map_err(io(&tmp))?;
+                let mut f = File::open(p).map_err(io_error(p))?;
+                std::io::copy(&mut f, &mut self.out).map_err(io_error(&tmp))?;
             }
         }
-        out.flush().map_err(io(&tmp))?;
-        drop(out);
+        self.out.flush().map_err(io_error(&tmp))?;
         // Checksum the body (read back in blocks: memory stays bounded), then write the header.
-        let mut f = File::open(&tmp).map_err(io(&tmp))?;
-        let file_len = f.metadata().map_err(io(&tmp))?.len();
-        let mut hasher = Hasher::new(0xC4EC);
+        let mut f = File::open(&tmp).map_err(io_error(&tmp))?;
+        let file_len = f.metadata().map_err(io_error(&tmp))?.len();
+        let mut hasher = Hasher::new(CHECKSUM_SEED);
         let mut block = vec![0u8; 1 << 20];
         let mut skip = HEADER;
         loop {
-            let n = f.read(&mut block).map_err(io(&tmp))?;
+            let n = f.read(&mut block).map_err(io_error(&tmp))?;
             if n == 0 {
                 break;
             }
@@ -302,32 +260,125 @@ pub fn build(inputs: &[String], tokenizer: &Tokenizer, path: &Path, read: ReadOp
             skip -= from;
             hasher.update(&block[from..n]);
         }
-        let checksum = hasher.finish();
         let mut h = Vec::with_capacity(HEADER);
         h.extend_from_slice(MAGIC);
         h.extend_from_slice(&VERSION.to_le_bytes());
-        h.extend_from_slice(&(id_bytes as u32).to_le_bytes());
-        h.extend_from_slice(&docs.to_le_bytes());
-        h.extend_from_slice(&tokens.to_le_bytes());
-        h.extend_from_slice(&tokenizer_hash(tokenizer)?.to_le_bytes());
+        h.extend_from_slice(&(self.id_bytes as u32).to_le_bytes());
+        h.extend_from_slice(&self.documents.to_le_bytes());
+        h.extend_from_slice(&self.tokens.to_le_bytes());
+        h.extend_from_slice(&tokenizer_hash.to_le_bytes());
         h.extend_from_slice(&(word_starts as u32).to_le_bytes());
         h.extend_from_slice(&0u32.to_le_bytes());
-        h.extend_from_slice(&checksum.to_le_bytes());
+        h.extend_from_slice(&hasher.finish().to_le_bytes());
         h.extend_from_slice(&file_len.to_le_bytes());
-        {
-            use std::io::{Seek, SeekFrom};
-            let mut f = std::fs::OpenOptions::new().write(true).open(&tmp).map_err(io(&tmp))?;
-            f.seek(SeekFrom::Start(0)).map_err(io(&tmp))?;
-            f.write_all(&h).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        Ok(BuildReport { read: reader.stats.clone(), documents: docs, tokens })
-    })();
-    let _ = std::fs::remove_file(&tmp_off);
-    let _ = std::fs::remove_file(&tmp_words);
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&tmp).map_err(io_error(&tmp))?;
+        f.seek(SeekFrom::Start(0)).map_err(io_error(&tmp))?;
+        f.write_all(&h).map_err(io_error(&tmp))?;
+        f.sync_all().map_err(io_error(&tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(io_error(&self.path))?;
+        Ok((self.documents, self.tokens))
     }
-    result
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // After a successful finish the build file was renamed away; these are leftovers only.
+        for p in &self.tmp {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::splitmix::Rng;
+    use crate::testutil::tmpdir;
+
+    /// Documents of random ids below `vocab` with random word indices (runs of 1-3 tokens).
+    fn docs(n: usize, vocab: u32) -> Vec<(Vec<u32>, Vec<u32>)> {
+        let mut rng = Rng::new(5, 0, vocab as u64);
+        (0..n)
+            .map(|_| {
+                let len = rng.below(40); // empty documents included
+                let ids: Vec<u32> = (0..len).map(|_| rng.below(vocab as usize) as u32).collect();
+                let mut word = 0;
+                let words = (0..len).map(|i| {
+                    if i > 0 && rng.below(3) == 0 {
+                        word += 1;
+                    }
+                    word
+                });
+                (ids, words.collect())
+            })
+            .collect()
+    }
+
+    fn write(path: &Path, vocab: u32, word_starts: bool, docs: &[(Vec<u32>, Vec<u32>)]) {
+        let mut w = Writer::create(path, vocab, word_starts).unwrap();
+        for (ids, words) in docs {
+            w.push(ids, words).unwrap();
+        }
+        assert_eq!(w.finish(42).unwrap(), (docs.len() as u64, docs.iter().map(|d| d.0.len() as u64).sum()));
+    }
+
+    #[test]
+    fn round_trip_with_both_id_widths_and_word_starts() {
+        let dir = tmpdir("cache-round-trip");
+        for (vocab, width, word_starts) in [(30_000, 2, true), (70_000, 4, true), (500, 2, false)] {
+            let path = dir.join(format!("c{vocab}.dxc"));
+            let want = docs(300, vocab);
+            write(&path, vocab, word_starts, &want);
+            let c = Cache::open(&path, None, true).unwrap();
+            assert_eq!((c.id_bytes, c.num_documents(), c.has_word_starts()), (width, 300, word_starts));
+            for (i, (ids, words)) in want.iter().enumerate() {
+                let (mut got_ids, mut got_words) = (Vec::new(), Vec::new());
+                c.document(i as u64, &mut got_ids, Some(&mut got_words));
+                assert_eq!(&got_ids, ids, "document {i}");
+                // Without the bits every token is its own word.
+                let want_words: Vec<u32> = if word_starts { words.clone() } else { (0..ids.len() as u32).collect() };
+                assert_eq!(got_words, want_words, "document {i}");
+            }
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("tmp-")).collect();
+            assert!(left.is_empty(), "temporary files left behind");
+        }
+    }
+
+    #[test]
+    fn truncated_corrupt_and_foreign_files_are_refused() {
+        let dir = tmpdir("cache-corrupt");
+        let path = dir.join("c.dxc");
+        write(&path, 1000, true, &docs(50, 1000));
+        let data = std::fs::read(&path).unwrap();
+        let refused = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            match Cache::open(&p, None, true) {
+                Err(Error::CorruptCache(m)) => m,
+                Err(e) => panic!("{name}: {e}"),
+                Ok(_) => panic!("{name} was accepted"),
+            }
+        };
+        assert!(refused("trunc.dxc", &data[..data.len() - 10]).contains("truncated"));
+        let mut flipped = data.clone();
+        flipped[HEADER + 30] ^= 0xFF;
+        assert!(refused("flip.dxc", &flipped).contains("checksum"));
+        assert!(refused("junk.dxc", b"hello").contains("not a distilx cache"));
+        let mut version = data.clone();
+        version[8] = 9;
+        assert!(refused("version.dxc", &version).contains("format version 9"));
+        // Not verifying the checksum skips reading the body, nothing else.
+        assert!(Cache::open(&dir.join("flip.dxc"), None, false).is_ok());
+        assert!(matches!(Cache::open(&dir.join("trunc.dxc"), None, false), Err(Error::CorruptCache(_))));
+    }
+
+    #[test]
+    fn an_unfinished_build_leaves_nothing_behind() {
+        let dir = tmpdir("cache-unfinished");
+        let path = dir.join("c.dxc");
+        let mut w = Writer::create(&path, 1000, true).unwrap();
+        w.push(&[1, 2, 3], &[0, 0, 1]).unwrap();
+        drop(w); // an error while building
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
 }

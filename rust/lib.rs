@@ -3,22 +3,56 @@
 //! Pure Rust; the Python binding lives in `py.rs` alone, behind the `python` feature, so
 //! `cargo test` builds and tests everything here without Python.
 //!
-//! Pipeline: [`corpus`] (files -> documents) -> [`tokenize`] (documents -> ids) ->
-//! [`sequences`] (ids -> `[CLS] … [SEP]` rows) -> [`batches`] (rows -> planned batches) ->
-//! [`masking`] (batches -> input_ids / attention_mask / labels), driven by [`stream`]; [`cache`]
-//! stores tokenized documents for multi-epoch runs.
+//! Pipeline: [`corpus`] (files -> documents) -> [`tokenize`] (documents -> ids), both behind a
+//! [`source`] (or a [`cache`] of tokenized documents) -> [`sequences`] (ids -> `[CLS] … [SEP]`
+//! rows) -> [`batches`] (rows -> planned batches) -> [`masking`] (batches -> input_ids /
+//! attention_mask / labels), driven by [`producer`] on a thread of [`stream`]. [`options`] holds
+//! every stream option; [`passes`] reads a whole corpus (token counts, row counts, cache
+//! building); [`splitmix`] is the shared randomness and hashing.
+
+/// A struct of cumulative `u64` counters with `add_growth(now, before)`, which adds what a later
+/// snapshot of a counter set holds beyond an earlier one (a producer publishes its growth), and
+/// `items()`, each counter with its name (what Python's statistics dicts show).
+macro_rules! counters {
+    ($(#[$meta:meta])* pub struct $name:ident { $($field:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Default)]
+        pub struct $name {
+            $(pub $field: u64,)+
+        }
+
+        impl $name {
+            pub fn add_growth(&mut self, now: &Self, before: &Self) {
+                $(self.$field += now.$field - before.$field;)+
+            }
+
+            pub fn items(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field)),+]
+            }
+        }
+    };
+}
 
 pub mod batches;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod cache;
 pub mod corpus;
 pub mod error;
 pub mod masking;
+pub mod options;
+pub mod passes;
+mod producer;
 pub mod sequences;
+pub mod source;
+pub mod splitmix;
 pub mod stream;
 pub mod tokenize;
 pub mod wordpiece;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(test)]
+mod testutil;
 
 pub use error::{Error, Result};

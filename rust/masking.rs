@@ -1,60 +1,19 @@
 //! Dynamic masking, a pure function of (seed, epoch, row or batch key) and the ids: a
-//! counter-based RNG (splitmix64) keyed by those numbers, so threads, prefetch depth and resume
-//! never change a mask, and a new epoch gives new masks.
+//! counter-based RNG ([`crate::splitmix`]) keyed by those numbers, so threads, prefetch depth and
+//! resume never change a mask, and a new epoch gives new masks.
 //!
 //! Targets are chosen by one of three modes, then each target becomes `[MASK]` with
 //! `mask_replace_prob`, a random non-special id with `random_replace_prob`, else stays:
 //! - uniform: every non-special token independently with `mlm_probability` (BERT/RoBERTa);
-//! - frequency: exactly round(p · eligible tokens) per batch, drawn without replacement with
-//!   weight count^-0.7 (DistilBERT's smoothing) — weighted reservoir keys u^(1/w);
+//! - frequency: a fixed number of targets per batch ([`TargetCount`]), drawn without replacement
+//!   with weight count^-smoothing (DistilBERT's smoothing) — weighted reservoir keys u^(1/w);
 //! - whole_word: every word (a run of tokens of one pre-tokenized word) with `mlm_probability`,
 //!   all its tokens together.
 //!
 //! Special tokens and padding are never targets.
 
 use crate::error::{Error, Result};
-
-/// splitmix64's finalizer: a bijective 64-bit mix.
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A tiny counter-based generator: its whole state is derived from the key.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64, epoch: u64, key: u64) -> Self {
-        Rng(mix(seed ^ mix(epoch.wrapping_add(0x5851_F42D_4C95_7F2D) ^ mix(key))))
-    }
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    #[inline]
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-    /// Uniform in [0, n).
-    #[inline]
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
-    }
-    /// Fisher-Yates shuffle.
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
-        }
-    }
-}
+use crate::splitmix::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -63,22 +22,28 @@ pub enum Mode {
     WholeWord,
 }
 
-impl Mode {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "uniform" => Ok(Mode::Uniform),
-            "frequency" => Ok(Mode::Frequency),
-            "whole_word" => Ok(Mode::WholeWord),
-            o => Err(Error::InvalidConfig(format!("masking must be \"uniform\", \"frequency\" or \"whole_word\", not {o:?}"))),
-        }
-    }
+/// How many targets frequency masking draws per batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetCount {
+    /// round(p x eligible tokens): the rate `uniform` gives in expectation, so switching modes keeps it.
+    Eligible,
+    /// ceil(p x all real tokens, [CLS]/[SEP] included): DistilBERT's original count.
+    AllTokens,
 }
 
-pub struct Masker {
+/// What to mask and how (the masking options of a stream).
+#[derive(Clone, Debug)]
+pub struct MaskConfig {
     pub mode: Mode,
     pub mlm_probability: f64,
     pub mask_replace_prob: f64,
     pub random_replace_prob: f64,
+    pub targets: TargetCount,
+    pub smoothing: f64,
+}
+
+pub struct Masker {
+    pub cfg: MaskConfig,
     pub mask_id: u32,
     pub pad_id: u32,
     /// special[id]: never a target.
@@ -103,28 +68,9 @@ pub struct MaskedBatch {
 pub const IGNORE: i64 = -100;
 
 impl Masker {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        mode: Mode,
-        mlm_probability: f64,
-        mask_replace_prob: f64,
-        random_replace_prob: f64,
-        vocab_size: u32,
-        special_ids: &[u32],
-        mask_id: u32,
-        pad_id: u32,
-        token_counts: Option<&[u64]>,
-        smoothing: f64,
-    ) -> Result<Self> {
-        let prob_ok = |p: f64| (0.0..=1.0).contains(&p);
-        if !prob_ok(mlm_probability) || !prob_ok(mask_replace_prob) || !prob_ok(random_replace_prob) {
-            return Err(Error::InvalidConfig("mlm_probability, mask_replace_prob and random_replace_prob must lie in [0, 1]".into()));
-        }
-        if mask_replace_prob + random_replace_prob > 1.0 + 1e-12 {
-            return Err(Error::InvalidConfig(format!(
-                "mask_replace_prob + random_replace_prob = {} exceeds 1; the rest (kept unchanged) cannot be negative",
-                mask_replace_prob + random_replace_prob)));
-        }
+    /// A masker over a vocabulary of `vocab_size` ids; `token_counts` (one per id) is needed by
+    /// frequency masking. `cfg` is checked by `StreamOptions::validate`.
+    pub fn new(cfg: &MaskConfig, vocab_size: u32, special_ids: &[u32], mask_id: u32, pad_id: u32, token_counts: Option<&[u64]>) -> Result<Self> {
         let n = vocab_size as usize;
         let mut special = vec![false; n];
         for &s in special_ids {
@@ -136,21 +82,18 @@ impl Masker {
         if replacements.is_empty() {
             return Err(Error::InvalidTokenizer("the vocabulary has no non-special token to mask".into()));
         }
-        let weights = if mode == Mode::Frequency {
+        let weights = if cfg.mode == Mode::Frequency {
             let counts = token_counts.ok_or_else(|| Error::InvalidConfig("frequency masking needs a token-count table".into()))?;
             if counts.len() != n {
                 return Err(Error::InvalidConfig(format!(
-                    "the token-count table has {} entries but the vocabulary {}; recompute it for this tokenizer", counts.len(), n)));
+                    "token_counts must hold one count per id ({n} for this vocabulary), got {}; compute it with distilx.data.count_tokens for this tokenizer",
+                    counts.len())));
             }
-            if !smoothing.is_finite() {
-                // NaN weights would exclude every token (no target at all), an infinite exponent all but the rarest.
-                return Err(Error::InvalidConfig(format!("smoothing must be a finite number (DistilBERT uses 0.7), got {smoothing}")));
-            }
-            counts.iter().enumerate().map(|(i, &c)| if special[i] { 0.0 } else { (c.max(1) as f64).powf(-smoothing) }).collect()
+            counts.iter().enumerate().map(|(i, &c)| if special[i] { 0.0 } else { (c.max(1) as f64).powf(-cfg.smoothing) }).collect()
         } else {
             Vec::new()
         };
-        Ok(Masker { mode, mlm_probability, mask_replace_prob, random_replace_prob, mask_id, pad_id, special, replacements, weights })
+        Ok(Masker { cfg: cfg.clone(), mask_id, pad_id, special, replacements, weights })
     }
 
     #[inline]
@@ -162,9 +105,9 @@ impl Masker {
     #[inline]
     fn corrupt(&self, rng: &mut Rng, id: u32) -> u32 {
         let u = rng.unit();
-        if u < self.mask_replace_prob {
+        if u < self.cfg.mask_replace_prob {
             self.mask_id
-        } else if u < self.mask_replace_prob + self.random_replace_prob {
+        } else if u < self.cfg.mask_replace_prob + self.cfg.random_replace_prob {
             self.replacements[rng.below(self.replacements.len())]
         } else {
             id
@@ -188,11 +131,11 @@ impl Masker {
         }
         let mut labels = vec![IGNORE; n * cols];
         let mut targets = 0usize;
-        match self.mode {
+        match self.cfg.mode {
             Mode::Uniform => {
                 // Bernoulli(p) per eligible token from 32-bit slices of one 64-bit draw (two tokens
                 // per draw): p is resolved to 2^-32, far below any statistical effect.
-                let threshold = (self.mlm_probability * 4_294_967_296.0).min(4_294_967_296.0) as u64;
+                let threshold = (self.cfg.mlm_probability * 4_294_967_296.0).min(4_294_967_296.0) as u64;
                 for (r, ids) in rows.iter().enumerate() {
                     let mut rng = Rng::new(seed, epoch, keys[r]);
                     let base = r * cols;
@@ -229,7 +172,7 @@ impl Masker {
                         }
                         // A new word decides for all its tokens (a missing flag = a new word).
                         if starts.get(c).copied().unwrap_or(true) || c == 0 || self.is_special(ids[c - 1]) {
-                            chosen = rng.unit() < self.mlm_probability;
+                            chosen = rng.unit() < self.cfg.mlm_probability;
                         }
                         if chosen {
                             targets += 1;
@@ -253,7 +196,15 @@ impl Masker {
                         }
                     }
                 }
-                let k = ((self.mlm_probability * cand.len() as f64).round() as usize).min(cand.len());
+                let k = match self.cfg.targets {
+                    TargetCount::Eligible => (self.cfg.mlm_probability * cand.len() as f64).round() as usize,
+                    TargetCount::AllTokens => {
+                        // As DistilBERT computes it: ceil(p * lengths.sum()) over the real tokens.
+                        let real: usize = rows.iter().map(|ids| ids.len().min(cols)).sum();
+                        (self.cfg.mlm_probability * real as f64).ceil() as usize
+                    }
+                }
+                .min(cand.len());
                 if k > 0 && k < cand.len() {
                     cand.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
                 }
@@ -274,6 +225,11 @@ impl Masker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::splitmix::Rng;
+
+    fn cfg(mode: Mode) -> MaskConfig {
+        MaskConfig { mode, mlm_probability: 0.15, mask_replace_prob: 0.8, random_replace_prob: 0.1, targets: TargetCount::Eligible, smoothing: 0.7 }
+    }
 
     fn rows(n: usize, len: usize, seed: u64) -> Vec<Vec<u32>> {
         let mut rng = Rng::new(seed, 0, 0);
@@ -329,7 +285,7 @@ mod tests {
         let data = rows(8000, 128, 1); // ~1M tokens
         for mode in [Mode::Uniform, Mode::Frequency] {
             let counts: Vec<u64> = (0..1000u64).map(|i| 1 + (i * 37) % 500).collect();
-            let m = Masker::new(mode, 0.15, 0.8, 0.1, 1000, &[0, 1, 2, 3, 4], 3, 0, Some(&counts), 0.7).unwrap();
+            let m = Masker::new(&cfg(mode), 1000, &[0, 1, 2, 3, 4], 3, 0, Some(&counts)).unwrap();
             let (rate, mk, rnd, _) = rates(&m, &data, 0);
             assert!((rate - 0.15).abs() < 0.005, "{mode:?} rate {rate}");
             assert!((mk - 0.8).abs() < 0.01, "{mode:?} mask share {mk}");
@@ -341,7 +297,7 @@ mod tests {
     fn deterministic_and_epoch_dependent() {
         let data = rows(4, 100, 2);
         let refs: Vec<&[u32]> = data.iter().map(|r| r.as_slice()).collect();
-        let m = Masker::new(Mode::Uniform, 0.15, 0.8, 0.1, 1000, &[0, 1, 2, 3, 4], 3, 0, None, 0.7).unwrap();
+        let m = Masker::new(&cfg(Mode::Uniform), 1000, &[0, 1, 2, 3, 4], 3, 0, None).unwrap();
         let a = m.mask(&refs, &[], &[1, 2, 3, 4], 9, 100, 0, 0);
         let b = m.mask(&refs, &[], &[1, 2, 3, 4], 9, 100, 0, 0);
         let c = m.mask(&refs, &[], &[1, 2, 3, 4], 9, 100, 0, 1);
@@ -357,7 +313,7 @@ mod tests {
         let refs: Vec<&[u32]> = data.iter().map(|r| r.as_slice()).collect();
         let srefs: Vec<&[bool]> = starts.iter().map(|r| r.as_slice()).collect();
         let keys: Vec<u64> = (0..200).collect();
-        let m = Masker::new(Mode::WholeWord, 0.15, 0.8, 0.1, 1000, &[0, 1, 2, 3, 4], 3, 0, None, 0.7).unwrap();
+        let m = Masker::new(&cfg(Mode::WholeWord), 1000, &[0, 1, 2, 3, 4], 3, 0, None).unwrap();
         let out = m.mask(&refs, &srefs, &keys, 0, 128, 0, 0);
         let (mut words, mut chosen) = (0usize, 0usize);
         for (r, row) in data.iter().enumerate() {
@@ -375,5 +331,30 @@ mod tests {
         // ~16.8k words: the share of words chosen is mlm_probability within a few standard errors.
         let rate = chosen as f64 / words as f64;
         assert!((rate - 0.15).abs() < 0.01, "whole-word rate {rate} over {words} words");
+    }
+
+    #[test]
+    fn frequency_target_counts() {
+        // Rows of different lengths, [CLS] ... [SEP]: 2 specials per row, padded to 128.
+        let data: Vec<Vec<u32>> = rows(40, 128, 4).into_iter().enumerate().map(|(i, r)| {
+            let keep = 20 + (i * 13) % 100;
+            let mut r = r[..keep].to_vec();
+            r.push(2);
+            r
+        }).collect();
+        let refs: Vec<&[u32]> = data.iter().map(|r| r.as_slice()).collect();
+        let keys: Vec<u64> = (0..40).collect();
+        let counts: Vec<u64> = (0..1000u64).map(|i| 1 + i % 50).collect();
+        let real: usize = data.iter().map(|r| r.len()).sum();
+        let eligible = real - 2 * data.len();
+        for (targets, want) in [
+            (TargetCount::Eligible, (0.15 * eligible as f64).round() as usize),
+            (TargetCount::AllTokens, (0.15 * real as f64).ceil() as usize),
+        ] {
+            let m = Masker::new(&MaskConfig { targets, ..cfg(Mode::Frequency) }, 1000, &[0, 1, 2, 3, 4], 3, 0, Some(&counts)).unwrap();
+            let out = m.mask(&refs, &[], &keys, 9, 128, 0, 0);
+            assert_eq!(out.targets, want, "{targets:?}");
+            assert_eq!(out.labels.iter().filter(|&&l| l != IGNORE).count(), want);
+        }
     }
 }

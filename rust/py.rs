@@ -9,18 +9,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use numpy::{PyArray1, PyArrayMethods};
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::{PyAttributeError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString};
 
-use crate::batches::{BatchShape, Padding};
-use crate::cache::{self, Cache};
-use crate::corpus::{DocPos, OnBadJson, ReadOptions};
+use crate::cache::Cache;
+use crate::corpus::DocPos;
 use crate::error::Error;
-use crate::masking::{Masker, Mode};
-use crate::sequences::{RowStart, SeqConfig};
-use crate::stream::{Poll, Position, Stream, StreamConfig};
+use crate::options::{StreamOptions, Value};
+use crate::passes;
+use crate::sequences::RowStart;
+use crate::source::Corpus;
+use crate::stream::{Poll, Position, Stream};
 use crate::tokenize::{self, Backend};
 
 fn to_py(e: Error) -> PyErr {
@@ -127,16 +128,110 @@ impl PyTokenizer {
     }
 }
 
-fn read_options(paragraphs: bool, text_field: String, on_bad_json: &str, max_document_bytes: usize) -> PyResult<ReadOptions> {
-    let on_bad_json = match on_bad_json {
-        "skip" => OnBadJson::Skip,
-        "raise" => OnBadJson::Raise,
-        o => return Err(PyValueError::new_err(format!("on_bad_json must be \"skip\" or \"raise\", not {o:?}"))),
-    };
-    if max_document_bytes == 0 {
-        return Err(PyValueError::new_err("max_document_bytes must be >= 1"));
+/// An option value from Python: None, bool, int (numpy's too), float or str.
+fn to_value(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if v.is_none() {
+        Ok(Value::None)
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        Ok(Value::Bool(b.is_true()))
+    } else if let Ok(i) = v.extract::<i128>() {
+        Ok(Value::Int(i))
+    } else if let Ok(x) = v.extract::<f64>() {
+        Ok(Value::Float(x))
+    } else if let Ok(s) = v.extract::<String>() {
+        Ok(Value::Str(s))
+    } else {
+        let kind = v.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        Err(PyTypeError::new_err(format!("{name}: a stream option is None, a bool, an int, a float or a str, not {kind}")))
     }
-    Ok(ReadOptions { paragraphs, text_field, on_bad_json, max_document_bytes })
+}
+
+fn from_value<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::None => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any(),
+        Value::Float(x) => PyFloat::new(py, *x).into_any(),
+        Value::Str(s) => PyString::new(py, s).into_any(),
+    })
+}
+
+/// Every stream option, typed, defaulted and validated in Rust (`rust/options.rs`).
+#[pyclass(name = "StreamOptions", module = "distilx._native", frozen)]
+#[derive(Clone)]
+struct PyStreamOptions {
+    inner: StreamOptions,
+}
+
+impl PyStreamOptions {
+    /// `options` when given, else the defaults.
+    fn or_default(options: Option<&PyStreamOptions>) -> StreamOptions {
+        options.map(|o| o.inner.clone()).unwrap_or_default()
+    }
+}
+
+#[pymethods]
+impl PyStreamOptions {
+    #[new]
+    #[pyo3(signature = (**options))]
+    fn new(options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut values = Vec::new();
+        for (k, v) in options.into_iter().flatten() {
+            let name: String = k.extract()?;
+            let value = to_value(&name, &v)?;
+            values.push((name, value));
+        }
+        let inner = StreamOptions::from_values(values.iter().map(|(n, v)| (n.as_str(), v.clone()))).map_err(to_py)?;
+        Ok(PyStreamOptions { inner })
+    }
+
+    fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        match self.inner.get(name) {
+            Some(v) => from_value(py, &v),
+            None => Err(PyAttributeError::new_err(format!("StreamOptions has no option {name:?}"))),
+        }
+    }
+
+    /// Every option and its value.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, v) in self.inner.values() {
+            d.set_item(name, from_value(py, &v)?)?;
+        }
+        Ok(d)
+    }
+
+    /// One dict per option, in declaration order: name, type (as `_native.pyi` spells it),
+    /// default, doc, changes_batches (part of a resume state's fingerprint).
+    #[staticmethod]
+    fn fields(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+        let out = PyList::empty(py);
+        for f in StreamOptions::fields() {
+            let d = PyDict::new(py);
+            d.set_item("name", f.name)?;
+            d.set_item("type", f.python_type)?;
+            d.set_item("default", from_value(py, &f.default)?)?;
+            d.set_item("doc", f.doc)?;
+            d.set_item("changes_batches", f.changes_batches)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyStreamOptions>().is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    fn __repr__(&self) -> String {
+        let changed: Vec<String> = self
+            .inner
+            .values()
+            .into_iter()
+            .filter(|(name, v)| StreamOptions::default().get(name).as_ref() != Some(v))
+            .map(|(name, v)| format!("{name}={v}"))
+            .collect();
+        format!("StreamOptions({})", changed.join(", "))
+    }
 }
 
 /// Position as a flat tuple: (epoch, file, byte_offset, doc_index, token_offset, batch_in_window, batches_done).
@@ -154,76 +249,24 @@ fn lock(s: &Mutex<Stream>) -> std::sync::MutexGuard<'_, Stream> {
 #[pymethods]
 impl PyStream {
     #[new]
-    #[pyo3(signature = (files, tokenizer, *, seq_len, batch_size, mlm_probability, mask_replace_prob,
-        random_replace_prob, masking, seed, rank, world_size, packing, min_seq_len, max_unk_ratio,
-        padding, pad_to_multiple_of, shuffle, drop_last, window_batches, num_threads, prefetch,
-        text_field, paragraphs, on_bad_json, max_document_bytes, token_counts, smoothing, cache))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (files, tokenizer, options, *, token_counts=None, cache=None))]
     fn new(
         py: Python<'_>,
         files: Vec<String>,
         tokenizer: &PyTokenizer,
-        seq_len: usize,
-        batch_size: usize,
-        mlm_probability: f64,
-        mask_replace_prob: f64,
-        random_replace_prob: f64,
-        masking: &str,
-        seed: u64,
-        rank: u64,
-        world_size: u64,
-        packing: bool,
-        min_seq_len: usize,
-        max_unk_ratio: f64,
-        padding: &str,
-        pad_to_multiple_of: usize,
-        shuffle: bool,
-        drop_last: bool,
-        window_batches: usize,
-        num_threads: Option<usize>,
-        prefetch: usize,
-        text_field: String,
-        paragraphs: bool,
-        on_bad_json: &str,
-        max_document_bytes: usize,
-        token_counts: Option<Vec<u64>>,
-        smoothing: f64,
+        options: &PyStreamOptions,
+        token_counts: Option<PyReadonlyArray1<'_, u64>>,
         cache: Option<PathBuf>,
     ) -> PyResult<Self> {
         let tok = tokenizer.inner.clone();
-        let mode = Mode::parse(masking).map_err(to_py)?;
-        let padding = Padding::parse(padding).map_err(to_py)?;
-        let read = read_options(paragraphs, text_field, on_bad_json, max_document_bytes)?;
-        let masker = Masker::new(
-            mode,
-            mlm_probability,
-            mask_replace_prob,
-            random_replace_prob,
-            tok.vocab_size,
-            &tok.special_ids,
-            tok.mask_id,
-            tok.pad_id,
-            token_counts.as_deref(),
-            smoothing,
-        )
-        .map_err(to_py)?;
-        let cfg = StreamConfig {
-            seq: SeqConfig { seq_len, packing, min_seq_len, max_unk_ratio, cls_id: tok.cls_id, sep_id: tok.sep_id, unk_id: tok.unk_id, word_starts: false },
-            shape: BatchShape { batch_size, seq_len, padding, pad_to_multiple_of, shuffle, drop_last },
-            seed,
-            rank,
-            world_size,
-            read,
-            num_threads,
-            prefetch,
-            window_batches,
-        };
+        let opts = options.inner.clone();
+        let counts = token_counts.map(|c| c.as_array().to_vec());
         let stream = detached(py, move || {
-            let cache = match cache {
-                Some(p) => Some(Arc::new(Cache::open(&p, Some(&tok), true)?)),
-                None => None,
+            let corpus = match cache {
+                Some(p) => Corpus::Cache(Arc::new(Cache::open(&p, Some(&tok), true)?)),
+                None => Corpus::files(&files)?,
             };
-            Stream::new(&files, tok, cfg, masker, cache)
+            Stream::new(corpus, tok, opts, counts)
         })?;
         Ok(PyStream { inner: Mutex::new(stream) })
     }
@@ -256,14 +299,14 @@ impl PyStream {
         (p.epoch, p.window.doc.file, p.window.doc.offset, p.window.doc.index, p.window.offset, p.batch_in_window, p.batches_done)
     }
 
-    fn seek(&self, py: Python<'_>, pos: PosTuple) {
-        let position = Position {
-            epoch: pos.0,
-            window: RowStart { doc: DocPos { file: pos.1, offset: pos.2, index: pos.3 }, offset: pos.4 },
-            batch_in_window: pos.5,
-            batches_done: pos.6,
+    fn seek(&self, py: Python<'_>, position: PosTuple) {
+        let to = Position {
+            epoch: position.0,
+            window: RowStart { doc: DocPos { file: position.1, offset: position.2, index: position.3 }, offset: position.4 },
+            batch_in_window: position.5,
+            batches_done: position.6,
         };
-        py.detach(|| lock(&self.inner).seek(position));
+        py.detach(|| lock(&self.inner).seek(to));
     }
 
     fn set_epoch(&self, py: Python<'_>, epoch: u64) {
@@ -285,89 +328,63 @@ impl PyStream {
     }
 
     fn files(&self) -> Vec<PathBuf> {
-        lock(&self.inner).files().iter().map(|f| f.path.clone()).collect()
+        match lock(&self.inner).corpus() {
+            Corpus::Files(files) => files.iter().map(|f| f.path.clone()).collect(),
+            Corpus::Cache(_) => Vec::new(),
+        }
+    }
+
+    #[getter]
+    fn options(&self) -> PyStreamOptions {
+        PyStreamOptions { inner: lock(&self.inner).options().clone() }
+    }
+
+    #[getter]
+    fn token_counts<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<u64>>> {
+        lock(&self.inner).token_counts().map(|c| PyArray1::from_slice(py, c))
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = lock(&self.inner).stats();
         let d = PyDict::new(py);
-        d.set_item("documents", s.read.documents)?;
-        d.set_item("lines", s.read.lines)?;
-        d.set_item("bytes", s.read.bytes)?;
-        d.set_item("sequences", s.seq.sequences)?;
-        d.set_item("tokens", s.seq.tokens)?;
-        d.set_item("batches", s.batches)?;
-        d.set_item("padded_tokens", s.padded_tokens)?;
-        d.set_item("target_tokens", s.target_tokens)?;
-        d.set_item("skipped_lines", s.read.skipped_lines)?;
-        d.set_item("empty_lines", s.read.empty_lines)?;
-        d.set_item("oversized_lines", s.read.oversized_lines)?;
-        d.set_item("bad_json_lines", s.read.bad_json_lines)?;
-        d.set_item("invalid_bytes", s.read.invalid_bytes)?;
-        d.set_item("empty_documents", s.seq.empty_documents)?;
-        d.set_item("dropped_short", s.seq.dropped_short)?;
-        d.set_item("dropped_unk", s.seq.dropped_unk)?;
-        d.set_item("files_opened", s.read.files_opened)?;
+        let engine = [("batches", s.batches), ("padded_tokens", s.padded_tokens), ("target_tokens", s.target_tokens)];
+        for (k, v) in s.read.items().into_iter().chain(s.seq.items()).chain(engine) {
+            d.set_item(k, v)?;
+        }
         Ok(d)
     }
 }
 
-/// Count every id over the corpus (one tokenization pass), for frequency masking.
+/// Count every id over the corpus (one tokenization pass, reading as `options` say), for
+/// frequency masking.
 #[pyfunction]
-#[pyo3(signature = (files, tokenizer, *, num_threads=None, text_field="text".to_string(), paragraphs=false, on_bad_json="skip", max_document_bytes=16<<20))]
-#[allow(clippy::too_many_arguments)]
-fn count_tokens<'py>(
-    py: Python<'py>,
-    files: Vec<String>,
-    tokenizer: &PyTokenizer,
-    num_threads: Option<usize>,
-    text_field: String,
-    paragraphs: bool,
-    on_bad_json: &str,
-    max_document_bytes: usize,
-) -> PyResult<Bound<'py, PyArray1<u64>>> {
-    let read = read_options(paragraphs, text_field, on_bad_json, max_document_bytes)?;
+#[pyo3(signature = (files, tokenizer, options=None))]
+fn count_tokens<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenizer, options: Option<&PyStreamOptions>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    let opts = PyStreamOptions::or_default(options);
     let tok = tokenizer.inner.clone();
-    let counts = detached(py, move || crate::stream::count_tokens(&files, &tok, read, num_threads))?;
+    let counts = detached(py, move || passes::count_tokens(&Corpus::files(&files)?, &opts.tokenizing(&tok)?))?;
     Ok(PyArray1::from_vec(py, counts))
 }
 
-/// Token counts of a cache (no tokenization).
+/// Tokenize a corpus once (reading as `options` say) into a memory-mapped cache file. Returns
+/// documents, tokens and the reading counters.
 #[pyfunction]
-fn cache_token_counts<'py>(py: Python<'py>, path: PathBuf, tokenizer: &PyTokenizer) -> PyResult<Bound<'py, PyArray1<u64>>> {
-    let tok = tokenizer.inner.clone();
-    let counts = detached(py, move || Ok(Cache::open(&path, Some(&tok), false)?.token_counts(tok.vocab_size)))?;
-    Ok(PyArray1::from_vec(py, counts))
-}
-
-/// Tokenize a corpus once into a memory-mapped cache file. Returns its statistics.
-#[pyfunction]
-#[pyo3(signature = (files, tokenizer, path, *, num_threads=None, text_field="text".to_string(), paragraphs=false, on_bad_json="skip", max_document_bytes=16<<20, word_starts=true))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (files, tokenizer, path, options=None, *, word_starts=true))]
 fn build_cache<'py>(
     py: Python<'py>,
     files: Vec<String>,
     tokenizer: &PyTokenizer,
     path: PathBuf,
-    num_threads: Option<usize>,
-    text_field: String,
-    paragraphs: bool,
-    on_bad_json: &str,
-    max_document_bytes: usize,
+    options: Option<&PyStreamOptions>,
     word_starts: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let read = read_options(paragraphs, text_field, on_bad_json, max_document_bytes)?;
+    let opts = PyStreamOptions::or_default(options);
     let tok = tokenizer.inner.clone();
-    let r = detached(py, move || cache::build(&files, &tok, &path, read, num_threads, word_starts))?;
+    let r = detached(py, move || passes::build_cache(&Corpus::files(&files)?, &opts.tokenizing(&tok)?, &path, word_starts))?;
     let d = PyDict::new(py);
-    d.set_item("documents", r.documents)?;
-    d.set_item("tokens", r.tokens)?;
-    d.set_item("lines", r.read.lines)?;
-    d.set_item("bytes", r.read.bytes)?;
-    d.set_item("skipped_lines", r.read.skipped_lines)?;
-    d.set_item("bad_json_lines", r.read.bad_json_lines)?;
-    d.set_item("invalid_bytes", r.read.invalid_bytes)?;
-    d.set_item("oversized_lines", r.read.oversized_lines)?;
+    for (k, v) in r.read.items().into_iter().chain([("documents", r.documents), ("tokens", r.tokens)]) {
+        d.set_item(k, v)?;
+    }
     Ok(d)
 }
 
@@ -386,30 +403,24 @@ fn cache_info<'py>(py: Python<'py>, path: PathBuf, tokenizer: Option<&PyTokenize
 }
 
 /// Time each stage alone over a corpus (benchmarks only: the corpus is held in memory).
+#[cfg(feature = "bench")]
 #[pyfunction]
 #[pyo3(signature = (files, tokenizer, *, seq_len=128, batch_size=32, packing=false, num_threads=None))]
 fn stage_costs<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenizer, seq_len: usize, batch_size: usize, packing: bool, num_threads: Option<usize>) -> PyResult<Bound<'py, PyDict>> {
     let tok = tokenizer.inner.clone();
     let c = detached(py, move || {
-        let seq = SeqConfig { seq_len, packing, min_seq_len: 12, max_unk_ratio: 0.5, cls_id: tok.cls_id, sep_id: tok.sep_id, unk_id: tok.unk_id, word_starts: false };
-        let masker = Masker::new(Mode::Uniform, 0.15, 0.8, 0.1, tok.vocab_size, &tok.special_ids, tok.mask_id, tok.pad_id, None, 0.7)?;
-        crate::stream::stage_costs(&files, &tok, seq, batch_size, &masker, num_threads)
+        let opts = StreamOptions { seq_len, batch_size, packing, num_threads, ..StreamOptions::default() };
+        opts.validate()?;
+        let masker = crate::masking::Masker::new(&opts.mask(), tok.vocab_size, &tok.special_ids, tok.mask_id, tok.pad_id, None)?;
+        crate::bench::stage_costs(&files, &tok, opts.seq(&tok), batch_size, &masker, num_threads)
     })?;
     let d = PyDict::new(py);
     for (k, v) in [("documents", c.documents), ("bytes", c.bytes), ("tokens", c.tokens), ("rows", c.rows), ("padded_tokens", c.padded_tokens)] {
         d.set_item(k, v)?;
     }
-    for (k, v) in [
-        ("read_s", c.read_s),
-        ("tokenize_s", c.tokenize_s),
-        ("frame_s", c.frame_s),
-        ("mask_s", c.mask_s),
-        ("read_cpu", c.read_cpu),
-        ("tokenize_cpu", c.tokenize_cpu),
-        ("frame_cpu", c.frame_cpu),
-        ("mask_cpu", c.mask_cpu),
-    ] {
-        d.set_item(k, v)?;
+    for (stage, (wall, cpu)) in [("read", c.read), ("tokenize", c.tokenize), ("frame", c.frame), ("mask", c.mask)] {
+        d.set_item(format!("{stage}_s"), wall)?;
+        d.set_item(format!("{stage}_cpu"), cpu)?;
     }
     Ok(d)
 }
@@ -418,10 +429,11 @@ fn stage_costs<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenizer
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyStream>()?;
+    m.add_class::<PyStreamOptions>()?;
     m.add_function(wrap_pyfunction!(count_tokens, m)?)?;
-    m.add_function(wrap_pyfunction!(cache_token_counts, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(cache_info, m)?)?;
+    #[cfg(feature = "bench")]
     m.add_function(wrap_pyfunction!(stage_costs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -35,7 +35,7 @@ pub struct RowStart {
 impl RowStart {
     /// A corpus-unique number for this start (seeds the masks).
     pub fn key(&self) -> u64 {
-        crate::masking::mix(self.doc.index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.offset)
+        crate::splitmix::mix(self.doc.index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.offset)
     }
 }
 
@@ -59,13 +59,15 @@ pub struct SeqConfig {
     pub word_starts: bool,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct SeqStats {
-    pub sequences: u64,
-    pub tokens: u64,
-    pub dropped_short: u64,
-    pub dropped_unk: u64,
-    pub empty_documents: u64,
+counters! {
+    /// What framing met (all cumulative).
+    pub struct SeqStats {
+        sequences,
+        tokens,
+        dropped_short,
+        dropped_unk,
+        empty_documents,
+    }
 }
 
 /// Turns a stream of tokenized documents into rows, holding only the documents not yet consumed.
@@ -110,10 +112,6 @@ impl SequenceBuilder {
             self.front_offset = skip;
         }
         self.pending.push_back(doc);
-    }
-
-    pub fn pending_documents(&self) -> usize {
-        self.pending.len()
     }
 
     /// The next row; `None` when more documents are needed (or, with `at_end`, none are left).
@@ -254,7 +252,7 @@ mod tests {
         assert_eq!(b.stats.empty_documents, 1);
         // Word starts: CLS, then pairs (word index i/2), SEP.
         assert_eq!(rows[0].word_start, vec![true, true, false, true, false, true, false, true]);
-        assert_eq!(rows[1].word_start[1], true, "a chunk opens with a word start");
+        assert!(rows[1].word_start[1], "a chunk opens with a word start");
     }
 
     #[test]

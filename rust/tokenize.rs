@@ -92,43 +92,49 @@ fn lowercase_hint(vocab_txt: &Path) -> Option<bool> {
     v.get("do_lower_case")?.as_bool()
 }
 
-fn hf_from_vocab(vocab: &std::collections::HashMap<String, u32>, lowercase: bool) -> Result<tokenizers::Tokenizer> {
-    use tokenizers::models::wordpiece::WordPiece;
-    use tokenizers::normalizers::bert::BertNormalizer;
-    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-    let unk = UNK.iter().find(|t| vocab.contains_key(**t)).unwrap_or(&"[UNK]").to_string();
-    let model = WordPiece::builder()
-        .vocab(vocab.iter().map(|(k, v)| (k.clone(), *v)).collect::<ahash::AHashMap<String, u32>>())
-        .unk_token(unk)
-        .continuing_subword_prefix("##".into())
-        .max_input_chars_per_word(100)
-        .build()
-        .map_err(|e| Error::InvalidTokenizer(format!("cannot build WordPiece from vocab.txt: {e}")))?;
-    let mut tok = tokenizers::Tokenizer::new(model);
-    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
-        .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
-    tok.with_pre_tokenizer(Some(BertPreTokenizer));
-    // Like transformers' BertTokenizerFast: the special tokens present are matched as units.
-    let specials: Vec<tokenizers::AddedToken> = [CLS[0], SEP[0], PAD[0], MASK[0], UNK[0]]
-        .iter()
-        .filter(|t| vocab.contains_key(**t))
-        .map(|t| tokenizers::AddedToken::from(t.to_string(), true))
-        .collect();
-    tok.add_special_tokens(specials).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
-    Ok(tok)
-}
-
-fn parse_vocab_txt(text: &str) -> Result<std::collections::HashMap<String, u32>> {
-    let mut vocab = std::collections::HashMap::new();
-    // As the tokenizers library's WordPiece::read_file (and the fast path) read it: trailing
-    // whitespace trimmed, id = line number, a repeated token keeps its last line.
-    for (i, line) in text.lines().enumerate() {
-        vocab.insert(line.trim_end().to_string(), i as u32);
+/// The tokenizer.json that `BertWordPieceTokenizer(vocab, lowercase=lowercase)` of the tokenizers
+/// library builds from a BERT vocab.txt (one token per line, id = line number): BertNormalizer
+/// (clean text, CJK spacing, strip accents iff lowercase), `##` continuation, 100 chars per word
+/// at most, and [UNK] [SEP] [CLS] [PAD] [MASK] as special tokens when present. A vocab.txt is
+/// loaded as this JSON, so both kinds of file take one path.
+pub(crate) fn vocab_txt_as_tokenizer_json(vocab_txt: &str, lowercase: bool) -> Result<String> {
+    let mut vocab = serde_json::Map::new();
+    // Like tokenizers' WordPiece::read_file: one token per line, trailing whitespace trimmed,
+    // id = line number, a repeated token keeps its last line.
+    for (index, line) in vocab_txt.lines().enumerate() {
+        vocab.insert(line.trim_end().to_owned(), serde_json::Value::from(index as u64));
     }
     if vocab.is_empty() {
-        return Err(Error::InvalidTokenizer("vocab.txt is empty".into()));
+        return Err(Error::InvalidTokenizer("vocab.txt is empty; pass a BERT vocab.txt (one token per line)".into()));
     }
-    Ok(vocab)
+    if !vocab.contains_key("[UNK]") {
+        return Err(Error::InvalidTokenizer(
+            "vocab.txt has no [UNK] line; a BERT WordPiece vocabulary needs one".into(),
+        ));
+    }
+    let added: Vec<serde_json::Value> = ["[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]"]
+        .iter()
+        .filter_map(|t| {
+            vocab.get(*t).map(|id| {
+                serde_json::json!({"id": id, "content": t, "single_word": false, "lstrip": false,
+                                   "rstrip": false, "normalized": false, "special": true})
+            })
+        })
+        .collect();
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                       "strip_accents": null, "lowercase": lowercase},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": null,
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab},
+    });
+    Ok(json.to_string())
 }
 
 impl Tokenizer {
@@ -137,41 +143,30 @@ impl Tokenizer {
     /// tokenizer.json's own normalizer decides for it.
     pub fn from_path(path: &Path, lowercase: Option<bool>, backend: Backend) -> Result<Self> {
         let (file, is_json) = resolve(path)?;
-        let text = read_text(&file)?;
-        let (inner, vocab, added_specials) = if is_json {
-            let mut hf: tokenizers::Tokenizer = text.parse().map_err(|e| {
-                Error::InvalidTokenizer(format!("{} does not parse as a Hugging Face tokenizer.json ({e}); pass a valid tokenizer.json or a vocab.txt", file.display()))
-            })?;
-            hf.with_truncation(None).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
-            hf.with_padding(None);
-            let vocab = hf.get_vocab(true);
-            // Whichever backend encodes, the file's special added tokens are never masking targets.
-            let added_specials: Vec<u32> = hf.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
-            let fast = match backend {
-                Backend::Hf => None,
-                _ => FastWordPiece::from_tokenizer_json(&text)?,
-            };
-            let inner = match (fast, backend) {
-                (Some(f), _) => Inner::Fast(Box::new(f)),
-                (None, Backend::WordPiece) => {
-                    return Err(Error::InvalidConfig(format!(
-                        "backend=\"wordpiece\" cannot reproduce {} (not a BERT WordPiece tokenizer the fast path supports); use backend=\"auto\" or \"hf\"", file.display())))
-                }
-                (None, _) => Inner::Hf(Box::new(hf)),
-            };
-            (inner, vocab, added_specials)
-        } else {
-            let vocab = parse_vocab_txt(&text)?;
+        let mut text = read_text(&file)?;
+        if !is_json {
             let lower = lowercase.or_else(|| lowercase_hint(&file)).unwrap_or(true);
-            let inner = match backend {
-                Backend::Hf => Inner::Hf(Box::new(hf_from_vocab(&vocab, lower)?)),
-                Backend::WordPiece => Inner::Fast(Box::new(FastWordPiece::from_vocab_txt(&text, lower)?)),
-                Backend::Auto => match FastWordPiece::from_vocab_txt(&text, lower) {
-                    Ok(f) => Inner::Fast(Box::new(f)),
-                    Err(_) => Inner::Hf(Box::new(hf_from_vocab(&vocab, lower)?)),
-                },
-            };
-            (inner, vocab, Vec::new()) // vocab.txt: the five below are its only special tokens
+            text = vocab_txt_as_tokenizer_json(&text, lower)?;
+        }
+        let mut hf: tokenizers::Tokenizer = text.parse().map_err(|e| {
+            Error::InvalidTokenizer(format!("{} does not parse as a Hugging Face tokenizer.json ({e}); pass a valid tokenizer.json or a vocab.txt", file.display()))
+        })?;
+        hf.with_truncation(None).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+        hf.with_padding(None);
+        let vocab = hf.get_vocab(true);
+        // Whichever backend encodes, the file's special added tokens are never masking targets.
+        let added_specials: Vec<u32> = hf.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        let fast = match backend {
+            Backend::Hf => None,
+            _ => FastWordPiece::from_tokenizer_json(&text)?,
+        };
+        let inner = match (fast, backend) {
+            (Some(f), _) => Inner::Fast(Box::new(f)),
+            (None, Backend::WordPiece) => {
+                return Err(Error::InvalidConfig(format!(
+                    "backend=\"wordpiece\" cannot reproduce {} (not a BERT WordPiece tokenizer the fast path supports); use backend=\"auto\" or \"hf\"", file.display())))
+            }
+            (None, _) => Inner::Hf(Box::new(hf)),
         };
         Self::with_specials(inner, vocab, file, &added_specials)
     }

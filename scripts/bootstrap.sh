@@ -41,8 +41,9 @@ fi
 
 echo "bootstrap: building the Rust extension (release, abi3; a few minutes the first time)"
 # maturin re-checks every dependency through pip and prints a line for each: keep that in a log
-# and show it only when the build fails.
-if ! VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release -q > .venv/.distilx-build.log 2>&1; then
+# and show it only when the build fails. The development install adds the `bench` feature
+# (per-stage timings for bench/bench_data.py); the wheel (`maturin build`) leaves it out.
+if ! VIRTUAL_ENV="$PWD/.venv" .venv/bin/maturin develop --release --features python,bench -q > .venv/.distilx-build.log 2>&1; then
   cat .venv/.distilx-build.log >&2
   echo "bootstrap: the Rust extension failed to build (log above)" >&2
   exit 1

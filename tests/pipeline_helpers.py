@@ -12,10 +12,11 @@ from distilx import TrainConfig, assets
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def make_tiny_teacher(folder: Path, layers: int = 4, seed: int = 0) -> Path:
+def make_tiny_teacher(folder: Path, layers: int = 4, seed: int = 0, dropout: float = 0.1) -> Path:
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertForMaskedLM(config).save_pretrained(folder)
     for name in TOKENIZER_FILES:
         shutil.copyfile(assets.minilm_dir() / name, folder / name)

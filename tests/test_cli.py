@@ -1,12 +1,14 @@
 """The `distilx` command: train from a TOML file with flag overrides, eval, plot, clear errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from distilx.cli import main
+from distilx.cli import _SWITCHES, main
 from distilx.config import TrainConfig
 from pipeline_helpers import corpus_slice, make_tiny_teacher
 
@@ -68,3 +70,86 @@ def test_console_entry_point_runs():
     proc = subprocess.run([sys.executable, "-m", "distilx.cli", "train", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "--student-layers" in proc.stdout and "--resume" in proc.stdout
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())  # argparse wraps help text at spaces and hyphens
+
+
+def test_train_help_shows_each_fields_description_and_default():
+    from distilx.config import default_text
+
+    proc = subprocess.run([sys.executable, "-m", "distilx.cli", "train", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0
+    shown = _flat(proc.stdout)
+    assert "TrainConfig." not in shown
+    for f in dataclasses.fields(TrainConfig):
+        assert _flat(f.metadata["help"]) in shown, f.name
+        if f.name not in _SWITCHES:  # a switch (--resume, --overwrite-output-dir): no value, no default
+            assert _flat(f"{f.metadata['help']} (default: {default_text(f)})") in shown, f.name
+    assert _flat("peak learning rate (default: 0.0005)") in shown
+
+
+def test_config_docs_are_generated_from_the_fields():
+    from distilx.config import config_table
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert docs.read_text(encoding="utf-8") == config_table(), \
+        "docs/config.md is stale: regenerate it with `python -m distilx.config > docs/config.md`"
+
+
+def test_train_prints_the_table_plurals_and_the_resume_point(tmp_path, capsys):
+    teacher = make_tiny_teacher(tmp_path / "teacher")
+    train_file, heldout_file = corpus_slice(tmp_path)
+    out = tmp_path / "run"
+    args = ["train", "--teacher", str(teacher), "--train-files", str(train_file), "--eval-files", str(heldout_file),
+            "--output-dir", str(out), "--student-layers", "2", "--seq-len", "48", "--batch-size", "8",
+            "--kl-on", "targets", "--progress", "false", "--tensorboard", "false", "--eval-batches", "1",
+            "--save-every", "1"]
+    assert main(args + ["--max-steps", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "after 1 step (0 skipped)" in printed
+    table = printed[:printed.index("{")]
+    assert "teacher (4 layers)" in table and "student (2 layers)" in table
+    for row in ("masked-token accuracy", "perplexity (masked tokens)", "parameters", "top-1 agreement", "speed-up"):
+        assert row in table, row
+    metrics = json.loads(printed[printed.index("{"):printed.rindex("}") + 1])
+    assert f"{metrics['student_accuracy']:.1%}" in table and metrics["student_layers"] == 2
+
+    assert main(args + ["--max-steps", "2", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming from step 1 ({out / 'checkpoints' / 'step-00000001'})" in printed
+    assert "after 2 steps (0 skipped)" in printed
+
+
+def test_os_errors_are_one_line_messages(tmp_path, capsys):
+    teacher = make_tiny_teacher(tmp_path / "teacher")
+    train_file, _ = corpus_slice(tmp_path)
+    base = ["train", "--teacher", str(teacher), "--student-layers", "2", "--seq-len", "48", "--batch-size", "8",
+            "--max-steps", "1", "--progress", "false", "--tensorboard", "false", "--eval-batches", "0"]
+    capsys.readouterr()  # transformers' own progress bars while the teacher was saved
+    # an output folder below a regular file: NotADirectoryError from the loop's set-up
+    assert main(base + ["--train-files", str(train_file), "--output-dir", str(train_file / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("distilx train: error:") and "Not a directory" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    # a file that opens but cannot be read (EIO): OSError from the Rust data engine
+    assert main(base + ["--train-files", "/proc/self/mem", "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("distilx train: error:") and "/proc/self/mem" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_teacher_of_an_unsupported_kind_is_a_one_line_error(tmp_path, capsys):
+    from distilx.models import init_student, load_teacher
+
+    teacher = make_tiny_teacher(tmp_path / "teacher")
+    init_student(load_teacher(teacher), n_layers=2).save_pretrained(tmp_path / "distilbert")  # not a teacher (yet)
+    train_file, _ = corpus_slice(tmp_path)
+    capsys.readouterr()  # transformers' own progress bars while saving
+    assert main(["train", "--teacher", str(tmp_path / "distilbert"), "--tokenizer", str(teacher),
+                 "--train-files", str(train_file), "--output-dir", str(tmp_path / "o"), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "BertForMaskedLM or RobertaForMaskedLM" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

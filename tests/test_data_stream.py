@@ -3,6 +3,7 @@ sharding, resume, cache. Real text (the English corpus) and the real bert-base-u
 
 import gzip
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -309,3 +310,60 @@ def test_batches_are_torch_int64_without_copy_overhead(small_corpus, tokenizer_j
     b = next(iter(make(d, tokenizer_json)))
     for k in ("input_ids", "attention_mask", "labels"):
         assert b[k].dtype == torch.int64 and b[k].shape == (8, 64) and b[k].is_contiguous()
+
+
+def test_token_counts_equal_the_tokens_the_stream_reads(tmp_path, english_lines, tokenizer_json):
+    """Frequency masking's table counts exactly the documents the stream reads. On main the count
+    ignored max_document_bytes (data.count_tokens could not pass it; the stream's own pass used the
+    16 MiB default), so documents the stream skipped as oversized were counted."""
+    p = tmp_path / "c.txt"
+    docs = english_lines[:400]
+    p.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    limit = 300
+    kept = [d for d in docs if len(d.encode()) <= limit]
+    assert 50 < len(kept) < len(docs) - 50, "the limit must keep some documents and skip others"
+    ref = HFTokenizer.from_file(str(tokenizer_json))
+    ref.no_truncation()
+    ref.no_padding()
+    want = np.zeros(30522, dtype=np.uint64)
+    for enc in ref.encode_batch(kept, add_special_tokens=False):
+        np.add.at(want, enc.ids, 1)
+    stream = make(p, tokenizer_json, masking="frequency", max_document_bytes=limit, rank=1, world_size=2)
+    assert np.array_equal(stream.token_counts, want)
+    assert np.array_equal(distilx.data.count_tokens(p, tokenizer_json, max_document_bytes=limit), want)
+    # What the stream then reads: the kept documents only.
+    list(stream)
+    assert stream.stats()["oversized_lines"] == len(docs) - len(kept)
+
+
+def test_frequency_masking_target_counts(small_corpus, tok):
+    """Targets per batch: ours, round(p x eligible tokens) (the rate of the other modes), by default;
+    DistilBERT's ceil(p x all real tokens, [CLS]/[SEP] included) with frequency_targets="all_tokens"
+    — the count of its distiller's prepare_batch_mlm. Main had only the first (no such option)."""
+    d, _ = small_corpus
+    special = torch.tensor(tok.special_ids)
+    totals = {}
+    for targets in ("eligible", "all_tokens"):
+        n_targets = n_eligible = 0
+        for b in make(d, tok, masking="frequency", frequency_targets=targets, batch_size=16, seq_len=128):
+            real = b["attention_mask"] == 1
+            eligible = int((real & ~torch.isin(originals(b), special)).sum())
+            got = int((b["labels"] != -100).sum())
+            want = (math.floor(0.15 * eligible + 0.5) if targets == "eligible"
+                    else min(math.ceil(0.15 * int(real.sum())), eligible))
+            assert got == want, (targets, got, want)
+            n_targets, n_eligible = n_targets + got, n_eligible + eligible
+        totals[targets] = n_targets / n_eligible
+    assert abs(totals["eligible"] - 0.15) < 0.001
+    assert totals["all_tokens"] > totals["eligible"] * 1.01, totals
+
+
+def test_stream_options_reach_the_engine_and_bad_ones_are_refused(small_corpus, tok):
+    d, _ = small_corpus
+    s = make(d, tok, min_seq_len=40, prefetch=2)
+    assert (s.options.min_seq_len, s.options.prefetch, s.options.masking) == (40, 2, "uniform")
+    assert min(int(m.sum()) for b in s for m in b["attention_mask"]) >= 40
+    with pytest.raises(ValueError, match='unknown stream option "min_len"'):
+        make(d, tok, min_len=3)
+    with pytest.raises(ValueError, match="min_seq_len must be an integer"):
+        make(d, tok, min_seq_len="3")

@@ -7,7 +7,7 @@ import torch
 
 from distilx.data import MaskedLMStream, Tokenizer
 from distilx.evaluation import evaluate
-from distilx.student import init_student, load_teacher
+from distilx.models import init_student, load_teacher
 from pipeline_helpers import corpus_slice, make_tiny_teacher
 
 

@@ -5,7 +5,7 @@ stack and spill bytes (printed here: run with -s to see the table; DISTILX_PTXAS
 writes it). The selection (`compile_check.ci_cases`): every (block, warps) configuration the launchers
 can choose x every term-flag combination for bf16 logits on sm_80 and sm_90; every other
 (student, teacher) dtype pair for the training flags at V = 30522's block on sm_90; every cosine block
-size for bf16 on both, fp32/fp16 on sm_90. `python -m distilx.triton_kernels.compile_check --all`
+size for bf16 on both, fp32/fp16 on sm_90. `python tests/compile_check.py --all`
 compiles the full cross product.
 
 It runs in a subprocess: the test session has TRITON_INTERPRET=1, which replaces the compiler.
@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def reports():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton 3.9 warns when unset; 1 = its current default
     proc = subprocess.run(
-        [sys.executable, "-m", "distilx.triton_kernels.compile_check", "--json"],
+        [sys.executable, str(Path(__file__).with_name("compile_check.py")), "--json"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

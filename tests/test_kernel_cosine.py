@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import distilx
-from distilx.loss_reference import reference_distillation_loss
+from distilx.losses.reference import reference_distillation_loss
 from distilx.triton_kernels.cosine import config_for
 from test_loss_torch import rxnfp_batch, single_torch_thread  # noqa: F401 (autouse fixture)
 

@@ -13,7 +13,7 @@ import torch
 
 import distilx
 from conftest import has_cuda
-from distilx.loss_reference import chunked_logits_loss
+from distilx.losses.chunked import chunked_logits_loss
 from distilx.triton_kernels.distill_logits import fused_logits_loss
 
 pytestmark = [

@@ -3,7 +3,7 @@
 Real inputs: teacher logits from the rxnfp 12-layer BERT (a trained MLM head, so the distributions are
 peaked like a real teacher's) and student logits from a 6-layer DistilBERT-style copy of it, on
 real reaction SMILES with 15% of the tokens masked. Plus float64 gradcheck and the edge cases that
-losses.py documents.
+distilx/losses/api.py documents.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch
 
 import distilx
 from distilx import assets
-from distilx.loss_reference import chunk_rows_for, reference_distillation_loss
+from distilx.losses.chunked import chunk_rows_for
+from distilx.losses.reference import reference_distillation_loss
 
 SMILES_TOKEN = re.compile(
     r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>>?|\*|\$|\%[0-9]{2}|[0-9])"
@@ -130,6 +131,50 @@ def test_torch_path_equals_reference_values_and_gradients(kl_on, temperature):
     assert b["teacher_logits"].grad is None and b["teacher_hidden"].grad is None
 
 
+def distilbert_restrict_ce_to_mask(s_logits, t_logits, labels, attention_mask, s_hidden, t_hidden, temperature=2.0):
+    """DistilBERT's distiller step with restrict_ce_to_mask, transcribed: the KL on the masked positions
+    (masked_select on labels > -1), the MLM CE on them, the cosine on every real token (attention_mask)."""
+    vocab, hidden = s_logits.shape[-1], s_hidden.shape[-1]
+    mask = (labels > -1).unsqueeze(-1).expand_as(s_logits)
+    s_slct = torch.masked_select(s_logits, mask).view(-1, vocab)
+    t_slct = torch.masked_select(t_logits, mask).view(-1, vocab)
+    loss_ce = torch.nn.KLDivLoss(reduction="batchmean")(
+        torch.log_softmax(s_slct / temperature, dim=-1), torch.softmax(t_slct / temperature, dim=-1)) * temperature**2
+    loss_mlm = torch.nn.CrossEntropyLoss(ignore_index=-100)(s_logits.view(-1, vocab), labels.view(-1))
+    real = attention_mask.unsqueeze(-1).expand_as(s_hidden).bool()
+    s_h = torch.masked_select(s_hidden, real).view(-1, hidden)
+    t_h = torch.masked_select(t_hidden, real).view(-1, hidden)
+    loss_cos = torch.nn.CosineEmbeddingLoss(reduction="mean")(s_h, t_h, s_h.new_ones(s_h.shape[0]))
+    return 5.0 * loss_ce + 2.0 * loss_mlm + 1.0 * loss_cos, loss_ce, loss_mlm, loss_cos
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])  # triton: under TRITON_INTERPRET=1 without a GPU
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the interpreter's -inf arithmetic on masked-off lanes
+def test_hidden_rows_of_their_own_keep_the_cosine_on_every_real_token(backend):
+    """The training loop projects only the masked targets onto the vocabulary but passes the hidden states
+    of every real token: the loss must then be DistilBERT's restrict_ce_to_mask step, term for term."""
+    b = rxnfp_batch()
+    targets, real = b["labels"] != -100, b["attention_mask"].bool()
+    assert real.sum() > targets.sum() > 0
+    ours = distilx.distillation_loss(
+        b["student_logits"][targets], b["teacher_logits"][targets], b["labels"][targets], None,
+        b["student_hidden"][real], b["teacher_hidden"][real], kl_on="targets", backend=backend)
+    b2 = rxnfp_batch()
+    ref = distilbert_restrict_ce_to_mask(*_args(b2))
+    for name, a, r in zip(("loss", "kl", "mlm", "cos"), ours, ref):
+        torch.testing.assert_close(a, r.detach(), rtol=1e-5, atol=1e-6, msg=f"{name} differs")
+    ours.loss.backward()
+    ref[0].backward()
+    torch.testing.assert_close(b["student_logits"].grad, b2["student_logits"].grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(b["student_hidden"].grad, b2["student_hidden"].grad, rtol=1e-4, atol=1e-8)
+    # the oracle follows the same rule
+    b3 = rxnfp_batch()
+    oracle = reference_distillation_loss(
+        b3["student_logits"][targets], b3["teacher_logits"][targets], b3["labels"][targets], None,
+        b3["student_hidden"][real], b3["teacher_hidden"][real], kl_on="targets")
+    torch.testing.assert_close(oracle[3], ref[3].detach(), rtol=1e-5, atol=1e-6)
+
+
 def _small_case(n=6, vocab=13, hidden=5, seed=0):
     gen = torch.Generator().manual_seed(seed)
     s = torch.randn(n, vocab, generator=gen, dtype=torch.float64) * 2
@@ -170,12 +215,12 @@ def test_three_d_and_two_d_inputs_agree():
 
 def test_chunking_does_not_change_the_result(monkeypatch):
     """Many small chunks vs one chunk: identical values and gradients."""
-    from distilx import loss_reference
+    from distilx.losses import chunked
 
     b = rxnfp_batch()
     one = distilx.distillation_loss(*_args(b), backend="torch")
     g_one = torch.autograd.grad(one.loss, b["student_logits"])[0]
-    monkeypatch.setattr(loss_reference, "_MAX_CHUNK_ELEMENTS", 3 * 591)  # 3 rows per chunk
+    monkeypatch.setattr(chunked, "_MAX_CHUNK_ELEMENTS", 3 * 591)  # 3 rows per chunk
     b2 = rxnfp_batch()
     many = distilx.distillation_loss(*_args(b2), backend="torch")
     g_many = torch.autograd.grad(many.loss, b2["student_logits"])[0]
@@ -333,7 +378,7 @@ def test_second_backward_through_one_forward_raises():
 @pytest.mark.parametrize("kl_on", ["tokens", "targets"])
 def test_gathered_and_masked_row_modes_agree(kl_on):
     """gather_rows=True (CPU default, CE only on labelled rows) vs the sync-free masked mode (CUDA default)."""
-    from distilx.loss_reference import chunked_logits_loss
+    from distilx.losses.chunked import chunked_logits_loss
 
     b = rxnfp_batch()
     v = b["student_logits"].shape[-1]

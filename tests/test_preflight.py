@@ -16,7 +16,7 @@ import distilx.evaluation
 from distilx import TrainConfig, train
 from distilx.cli import main
 from distilx.preflight import check_positions, usable_positions
-from distilx.student import load_teacher
+from distilx.models import load_teacher
 from pipeline_helpers import run_config
 
 

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from transformers import (AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DistilBertForMaskedLM,
                           RobertaConfig, RobertaForMaskedLM)
 
-from distilx.student import check_vocab, init_student, load_teacher, student_layer_indices
+from distilx.models import check_vocab, init_student, load_teacher, student_layer_indices
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The training loop on real text with the real data engine and loss: exact resume, the non-finite
 guard, and the Hugging Face outputs."""
 
+import copy
 import json
 
 import pytest
@@ -80,9 +81,52 @@ def test_random_init_ablation_differs_from_teacher_init(setup, tmp_path):
     assert wa.shape == wb.shape and not torch.allclose(wa, wb)
 
 
+@pytest.mark.parametrize("kl_on", ["targets", "tokens"])
+def test_loop_loss_is_distilberts_step(setup, tmp_path, kl_on):
+    """The first step's logged terms equal DistilBERT's distiller on the same batch, transcribed from full
+    model outputs: KL on the masked targets (kl_on="targets", restrict_ce_to_mask) or every real token,
+    MLM on the targets, and the cosine on EVERY real token in both modes (dropout off: deterministic)."""
+    from distilx.models import init_student, load_teacher
+    from pipeline_helpers import make_tiny_teacher
+
+    teacher_dir = make_tiny_teacher(tmp_path / "teacher", dropout=0.0)
+    config = config_for((teacher_dir, *setup[1:]), tmp_path / "run", max_steps=1, eval_batches=0, kl_on=kl_on)
+    teacher = load_teacher(teacher_dir)
+    student = init_student(teacher, n_layers=2)
+    torch.manual_seed(3)
+    with torch.no_grad():  # move the student away from the teacher: a cosine term well above fp32 noise
+        for p in student.distilbert.transformer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    logged = train(config, student=copy.deepcopy(student)).history[0]
+    batch = next(iter(_make_stream(config, Tokenizer(str(teacher_dir)), DistEnv(0, 1, 0, torch.device("cpu")))))
+    student.eval()
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    with torch.no_grad():
+        s = student(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        t = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    vocab, temperature = s.logits.shape[-1], 2.0
+    kl_rows = (labels != -100) if kl_on == "targets" else mask.bool()
+    kl = torch.nn.functional.kl_div(torch.log_softmax(s.logits[kl_rows] / temperature, -1),
+                                    torch.softmax(t.logits[kl_rows] / temperature, -1),
+                                    reduction="batchmean") * temperature**2
+    mlm = torch.nn.functional.cross_entropy(s.logits.view(-1, vocab), labels.view(-1), ignore_index=-100)
+    real = mask.bool()
+    hs, ht = s.hidden_states[-1][real], t.hidden_states[-1][real]
+    cos = torch.nn.functional.cosine_embedding_loss(hs, ht, hs.new_ones(hs.shape[0]))
+    targets = labels != -100
+    cos_on_targets = torch.nn.functional.cosine_embedding_loss(
+        s.hidden_states[-1][targets], t.hidden_states[-1][targets], hs.new_ones(int(targets.sum())))
+    assert abs(cos_on_targets - cos) > 1e-3 * cos  # the two row sets give different terms: the test can tell
+    assert logged["cos"] == pytest.approx(cos.item(), rel=1e-5)
+    # fp32 sums in another order: the KL of near-equal distributions is a difference of large terms
+    assert logged["kl"] == pytest.approx(kl.item(), rel=1e-5, abs=1e-6)
+    assert logged["mlm"] == pytest.approx(mlm.item(), rel=1e-5)
+    assert logged["loss"] == pytest.approx((5 * kl + 2 * mlm + cos).item(), rel=1e-5)
+
+
 def poison(teacher_dir, out_dir, token_id=None):
     """A copy of the teacher whose embedding row `token_id` (all rows if None) is NaN."""
-    from distilx.student import load_teacher
+    from distilx.models import load_teacher
 
     model = load_teacher(teacher_dir)
     with torch.no_grad():
@@ -109,7 +153,7 @@ def test_non_finite_steps_are_skipped_and_counted(setup, tmp_path):
     in_second = set(batches[1].flatten().tolist()) - set(batches[0].flatten().tolist())
     token = min(in_second, key=lambda t: (abs(counts[t] - 2), t))
     poisoned = [bool((ids == token).any()) for ids in batches]
-    from distilx.student import init_student, load_teacher
+    from distilx.models import init_student, load_teacher
     student = init_student(load_teacher(setup[0]), n_layers=2)  # from the clean teacher
     teacher = poison(setup[0], tmp_path, token)
     result = train(config, teacher=teacher, student=student)
@@ -126,7 +170,7 @@ def test_non_finite_steps_are_skipped_and_counted(setup, tmp_path):
 
 def test_consecutive_non_finite_steps_stop_the_run(setup, tmp_path):
     config = config_for(setup, tmp_path / "allnan", max_nonfinite=3, eval_batches=0)
-    from distilx.student import init_student, load_teacher
+    from distilx.models import init_student, load_teacher
     student = init_student(load_teacher(setup[0]), n_layers=2)
     with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
         train(config, teacher=poison(setup[0], tmp_path), student=student)

@@ -11,6 +11,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def cargo_version() -> str:
+    """The version as Cargo.toml writes it: the one place it is defined."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
+
+
+def test_version_has_one_source():
+    import distilx
+    import distilx._native
+
+    assert distilx.__version__ == distilx._native.__version__ == cargo_version()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject  # maturin reads Cargo.toml
+
+
 def maturin() -> str:
     exe = Path(sys.executable).with_name("maturin")
     found = str(exe) if exe.exists() else shutil.which("maturin")
@@ -32,12 +50,15 @@ def test_abi3_wheel_builds_installs_and_imports(tmp_path, tokenizer_json):
     py = venv / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheels[0])], check=True, timeout=300)
     code = (
-        "import distilx, distilx._native as n, sys\n"
+        "import distilx, distilx._native as n, sys, importlib.metadata as md\n"
         "assert 'site-packages' in n.__file__, n.__file__\n"
+        f"assert md.version('distilx') == distilx.__version__ == {cargo_version()!r}, md.version('distilx')\n"
         f"t = n.Tokenizer({str(tokenizer_json)!r})\n"
         "print(t.encode(['Hello, wheel!'])[0], t.backend)\n"
     )
-    res = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only the installed wheel counts
+    res = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=clean_env)
     assert res.returncode == 0, res.stderr
     from tokenizers import Tokenizer as HFTokenizer
     ref = HFTokenizer.from_file(str(tokenizer_json))
@@ -47,3 +68,5 @@ def test_abi3_wheel_builds_installs_and_imports(tmp_path, tokenizer_json):
     # The stubs and the package travel in the wheel.
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "distilx" / "_native.pyi").is_file() and (site / "distilx" / "data.py").is_file()
+    assert (site / "distilx" / "models" / "adapters.py").is_file() and (site / "distilx" / "losses" / "api.py").is_file()
+    assert not list((site / "distilx").rglob("compile_check.py"))  # a dev tool (tests/), not shipped

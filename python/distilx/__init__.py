@@ -3,14 +3,14 @@
 Public API (imported lazily so that `import distilx` stays cheap and each part loads only
 what it needs):
 
-- data engine: `MaskedLMStream`, `encode`, `Tokenizer`, `build_cache`
+- data engine: `MaskedLMStream`, `StreamOptions`, `encode`, `Tokenizer`, `build_cache`
 - fused loss: `distillation_loss`, `DistillationLoss`, `DistillationLossOutput`
+- fused-linear loss (from the vocabulary projection's inputs, no N x V logits):
+  `fused_linear_distillation_loss`, `FusedLinearDistillationLoss`
 - pipeline: `init_student`, `TrainConfig`, `train`, `evaluate`
 """
 
 from importlib import import_module
-
-__version__ = "0.1.0"
 
 # public name -> module (relative to this package) that defines it
 _EXPORTS = {
@@ -18,10 +18,13 @@ _EXPORTS = {
     "encode": "data",
     "Tokenizer": "data",
     "build_cache": "data",
+    "StreamOptions": "data",
     "distillation_loss": "losses",
     "DistillationLoss": "losses",
     "DistillationLossOutput": "losses",
-    "init_student": "student",
+    "fused_linear_distillation_loss": "losses",
+    "FusedLinearDistillationLoss": "losses",
+    "init_student": "models",
     "TrainConfig": "config",
     "train": "training",
     "evaluate": "evaluation",
@@ -31,6 +34,10 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
+    if name == "__version__":
+        # compiled into the extension from Cargo.toml, which maturin also writes into the wheel's metadata
+        from ._native import __version__
+        return __version__
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'distilx' has no attribute {name!r}")

@@ -7,7 +7,8 @@ options, bad data, a bad tokenizer or a corrupt cache ValueError — each messag
 """
 
 from os import PathLike
-from typing import Optional, Sequence, Union
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -51,8 +52,8 @@ class Tokenizer:
     def backend(self) -> str:
         """"wordpiece" (fast path) or "hf" (tokenizers crate): the path in use."""
     @property
-    def path(self) -> str:
-        """The tokenizer file loaded."""
+    def path(self) -> Path:
+        """The tokenizer file loaded (the tokenizer.json or vocab.txt inside a directory given)."""
     def encode(self, texts: Sequence[str], *, num_threads: Optional[int] = None) -> list[list[int]]:
         """Ids of each text (no special tokens), encoded in parallel on `num_threads` threads (None: one per core)."""
     def word_ids(self, texts: Sequence[str]) -> list[list[int]]:
@@ -60,38 +61,70 @@ class Tokenizer:
     def token_to_id(self, token: str) -> Optional[int]:
         """The id of `token`, or None when it is not in the vocabulary."""
 
-class Stream:
-    """The engine behind `distilx.MaskedLMStream` (which documents every option and supplies the
-    defaults). All keyword arguments are required here.
+class StreamOptions:
+    """Every option of a masked-LM stream, typed, defaulted and validated in Rust (`rust/options.rs`,
+    where each option's documentation lives; `fields()` returns it). `StreamOptions(**options)`
+    raises ValueError naming the option for an unknown name, a value of the wrong type, or one
+    outside its rule. Read an option as an attribute. One line per option below (its type and
+    default; a test compares them with the Rust declaration).
+    """
 
-    - files: files, directories (recursive; .txt/.jsonl, optionally .gz/.zst) and globs, in order.
-    - seq_len, batch_size: row length (with [CLS]/[SEP]) and rows per batch.
-    - mlm_probability, mask_replace_prob, random_replace_prob: 15% targets, 80% [MASK], 10% random.
-    - masking: "uniform" | "frequency" (exact count per batch, p ∝ count^-smoothing; needs
-      token_counts) | "whole_word".
-    - seed, rank, world_size: determinism and sharding (document i belongs to rank i % world_size;
-      with world_size > 1 every rank yields the same number of batches, found by a counting pass).
-    - packing, min_seq_len, max_unk_ratio: framing and filters.
-    - padding ("fixed" | "dynamic"), pad_to_multiple_of, shuffle, drop_last, window_batches: batching.
-    - num_threads, prefetch: the thread pool and the queue depth.
-    - text_field, paragraphs, on_bad_json ("skip" | "raise"), max_document_bytes: reading.
+    seq_len: int = 128
+    batch_size: int = 32
+    mlm_probability: float = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    masking: Literal["uniform", "frequency", "whole_word"] = "uniform"
+    frequency_targets: Literal["eligible", "all_tokens"] = "eligible"
+    smoothing: float = 0.7
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    packing: bool = False
+    min_seq_len: int = 12
+    max_unk_ratio: float = 0.5
+    padding: Literal["fixed", "dynamic"] = "fixed"
+    pad_to_multiple_of: int = 8
+    shuffle: bool = True
+    drop_last: bool = True
+    window_batches: int = 64
+    num_threads: Optional[int] = None
+    prefetch: int = 16
+    text_field: str = "text"
+    paragraphs: bool = False
+    on_bad_json: Literal["skip", "raise"] = "skip"
+    max_document_bytes: int = 16 << 20
+
+    def __init__(self, **options: Any) -> None: ...
+    @staticmethod
+    def fields() -> list[dict[str, Any]]:
+        """One dict per option, in declaration order: name, type (as spelled above), default, doc,
+        changes_batches (whether it changes the batches, i.e. belongs in a resume fingerprint)."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every option and its value."""
+
+class Stream:
+    """The engine behind `distilx.MaskedLMStream` (which loads the tokenizer, token counts and
+    cache, and keeps the resume state).
+
+    - files: files, directories (recursive; .txt/.jsonl, optionally .gz/.zst) and globs, in order
+      (empty with a cache).
+    - options: every other setting (see `StreamOptions`).
+    - token_counts: frequency masking's table, one count per id (None: counted over the corpus now,
+      reading as `options` say).
     - cache: path of a cache from `build_cache` (files are then ignored).
     """
 
-    def __init__(self, files: Sequence[str], tokenizer: Tokenizer, *, seq_len: int, batch_size: int,
-                 mlm_probability: float, mask_replace_prob: float, random_replace_prob: float, masking: str,
-                 seed: int, rank: int, world_size: int, packing: bool, min_seq_len: int, max_unk_ratio: float,
-                 padding: str, pad_to_multiple_of: int, shuffle: bool, drop_last: bool, window_batches: int,
-                 num_threads: Optional[int], prefetch: int, text_field: str, paragraphs: bool, on_bad_json: str,
-                 max_document_bytes: int, token_counts: Optional[Sequence[int]], smoothing: float,
-                 cache: Optional[_Path]) -> None: ...
+    def __init__(self, files: Sequence[str], tokenizer: Tokenizer, options: StreamOptions, *,
+                 token_counts: Optional[npt.NDArray[np.uint64]] = None, cache: Optional[_Path] = None) -> None: ...
     def next_batch(self) -> Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """(input_ids, attention_mask, labels), each int64 [B, L] (labels -100 off target), or None at
         the end of the epoch — the epoch counter then advances. Blocks (GIL released) until ready;
         restarts its producer when called in a forked child."""
     def position(self) -> _Position:
-        """(epoch, file, byte_offset, doc_index, token_offset, batch_in_window, batches_done): the
-        position after the last batch handed out."""
+        """(epoch, file, offset, doc_index, token_offset, batch_in_window, batches_done): the
+        position after the last batch handed out. `offset` is the byte offset of the window's first
+        document in its (decompressed) file, or its place in this rank's order for a cache."""
     def seek(self, position: _Position) -> None:
         """Continue from a `position()` of an identically configured stream."""
     def set_epoch(self, epoch: int) -> None:
@@ -103,34 +136,38 @@ class Stream:
         """Batches per epoch when known (world_size > 1, after count_batches(), or after one full epoch)."""
     def count_batches(self) -> int:
         """Count an epoch's batches now (one tokenization pass, no masking)."""
-    def files(self) -> list[str]:
-        """The corpus files, in reading order."""
+    def files(self) -> list[Path]:
+        """The corpus files, in reading order (empty for a cache)."""
+    @property
+    def options(self) -> StreamOptions: ...
+    @property
+    def token_counts(self) -> Optional[npt.NDArray[np.uint64]]:
+        """Frequency masking's table (given or counted); None for the other maskings."""
     def stats(self) -> dict[str, int]:
         """Cumulative counters: documents, lines, bytes, sequences, tokens, batches, padded_tokens,
         target_tokens, skipped_lines, empty_lines, oversized_lines, bad_json_lines, invalid_bytes,
         empty_documents, dropped_short, dropped_unk, files_opened."""
 
-def count_tokens(files: Sequence[str], tokenizer: Tokenizer, *, num_threads: Optional[int] = None,
-                 text_field: str = "text", paragraphs: bool = False, on_bad_json: str = "skip",
-                 max_document_bytes: int = ...) -> npt.NDArray[np.uint64]:
-    """Occurrences of every id over the corpus (one pass), shape [vocab_size]."""
+def count_tokens(files: Sequence[str], tokenizer: Tokenizer, options: Optional[StreamOptions] = None) -> npt.NDArray[np.uint64]:
+    """Occurrences of every id over the corpus (one pass, every rank's documents, read as `options`
+    say: text_field, paragraphs, on_bad_json, max_document_bytes, num_threads), shape [vocab_size]."""
 
-def cache_token_counts(path: _Path, tokenizer: Tokenizer) -> npt.NDArray[np.uint64]:
-    """Occurrences of every id in a cache (no tokenization)."""
-
-def build_cache(files: Sequence[str], tokenizer: Tokenizer, path: _Path, *, num_threads: Optional[int] = None,
-                text_field: str = "text", paragraphs: bool = False, on_bad_json: str = "skip",
-                max_document_bytes: int = ..., word_starts: bool = True) -> dict[str, int]:
-    """Tokenize a corpus into a memory-mapped cache (written to a temporary name, then renamed);
-    returns documents, tokens, lines, bytes, skipped_lines, bad_json_lines, invalid_bytes, oversized_lines."""
+def build_cache(files: Sequence[str], tokenizer: Tokenizer, path: _Path, options: Optional[StreamOptions] = None, *,
+                word_starts: bool = True) -> dict[str, int]:
+    """Tokenize a corpus (read as `options` say) into a memory-mapped cache (written to a temporary
+    name, then renamed); returns documents, tokens and the reading counters of `Stream.stats()`
+    (lines, bytes, skipped_lines, empty_lines, oversized_lines, bad_json_lines, invalid_bytes,
+    files_opened)."""
 
 def cache_info(path: _Path, tokenizer: Optional[Tokenizer] = None) -> dict[str, int]:
     """Validate a cache (length, magic, version, checksum, and the tokenizer when given) and return
-    documents, tokens, id_bytes, word_starts. ValueError when it is truncated, corrupt or foreign."""
+    documents, tokens, id_bytes, word_starts (a bool). ValueError when it is truncated, corrupt or
+    foreign."""
 
 def stage_costs(files: Sequence[str], tokenizer: Tokenizer, *, seq_len: int = 128, batch_size: int = 32,
-                packing: bool = False, num_threads: Optional[int] = None) -> dict[str, float]:
-    """Benchmark helper (`bench/bench_data.py`): run read -> tokenize -> frame -> mask one stage at a
-    time over a corpus held in memory; returns documents, bytes, tokens, rows, padded_tokens and, per
-    stage, wall seconds (`read_s`, `tokenize_s`, `frame_s`, `mask_s`) and process CPU seconds
-    (`read_cpu`, ...)."""
+                packing: bool = False, num_threads: Optional[int] = None) -> dict[str, Union[int, float]]:
+    """Benchmark helper (`bench/bench_data.py`), present only in builds with the `bench` cargo
+    feature (scripts/bootstrap.sh builds the development install with it; the wheel has none): run
+    read -> tokenize -> frame -> mask one stage at a time over a corpus held in memory; returns
+    documents, bytes, tokens, rows, padded_tokens and, per stage, wall seconds (`read_s`,
+    `tokenize_s`, `frame_s`, `mask_s`) and process CPU seconds (`read_cpu`, ...)."""

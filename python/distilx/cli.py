@@ -6,9 +6,10 @@
     distilx plot RUN_DIR
     distilx demo                                                   # the embedded default
 
-Every TrainConfig field is a `train` flag (`student_layers` -> `--student-layers`); lists are
-comma-separated (`--train-files a.txt,b.txt`). Errors print one line and exit with status 2
-(bad usage or input) or 1 (the run failed), never a traceback for a user mistake.
+Every TrainConfig field is a `train` flag (`student_layers` -> `--student-layers`, its help and
+default from config.py, listed in docs/config.md); lists are comma-separated (`--train-files
+a.txt,b.txt`). Errors print one line and exit with status 2 (bad usage or input, paths that cannot be
+read or written) or 1 (the run failed), never a traceback for a user mistake.
 """
 
 from __future__ import annotations
@@ -22,24 +23,25 @@ __all__ = ["main"]
 
 
 # TrainConfig booleans given as bare flags (`--resume`, not `--resume true`)
-_SWITCHES = {"resume": "continue the run in output_dir from its newest intact checkpoint",
-             "overwrite_output_dir": "replace an earlier distilx run in output_dir (deletes only the files it "
-                                     "wrote; `--overwrite` for short)"}
+_SWITCHES = ("resume", "overwrite_output_dir")
 
 
 def _train_parser(sub) -> None:
-    from .config import TrainConfig
+    from .config import TrainConfig, default_text
 
-    p = sub.add_parser("train", help="distil a teacher into a student (see TrainConfig for every field)",
-                       description="Distil a BERT-family teacher into a shallower student.")
+    p = sub.add_parser("train", help="distil a teacher into a student (every TrainConfig field is a flag)",
+                       description="Distil a BERT-family teacher into a shallower student. Flags override "
+                                   "the --config file; the fields are listed in docs/config.md.")
     p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        text = f.metadata["help"].replace("%", "%%")  # argparse formats help strings with %
         if f.name in _SWITCHES:
-            p.add_argument(flag, dest=f.name, action="store_const", const="true", default=None,
-                           help=_SWITCHES[f.name])
+            p.add_argument(flag, dest=f.name, action="store_const", const="true", default=None, help=text)
             continue
-        p.add_argument(flag, dest=f.name, default=None, metavar="VALUE", help=f"TrainConfig.{f.name}")
+        repeatable = f.default_factory is not dataclasses.MISSING and isinstance(f.default_factory(), dict)
+        p.add_argument(flag, dest=f.name, default=None, metavar="NAME=VALUE" if repeatable else "VALUE",
+                       action="append" if repeatable else "store", help=f"{text} (default: {default_text(f)})")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -72,6 +74,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args) -> int:
     from .config import TrainConfig
+    from .report import metrics_table, plural
     from .training import train
 
     config = TrainConfig.load(args.config) if args.config else TrainConfig()
@@ -79,8 +82,10 @@ def _cmd_train(args) -> int:
     config = config.override(overrides)
     result = train(config)
     if result.eval_metrics is not None:
+        print(metrics_table(result.eval_metrics))
         print(json.dumps(result.eval_metrics, indent=2))
-    print(f"student saved to {result.output_dir} after {result.steps} steps ({result.skipped_steps} skipped)")
+    print(f"student saved to {result.output_dir} after {plural(result.steps, 'step')} "
+          f"({result.skipped_steps} skipped)")
     return 0
 
 
@@ -129,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "demo": _cmd_demo}[args.command]
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as exc:
-        print(f"distilx {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (FloatingPointError, DiskFullError) as exc:
+    except (FloatingPointError, DiskFullError) as exc:  # before OSError: a full disk is no bad input
         print(f"distilx {args.command}: the run stopped: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, OSError, ModuleNotFoundError) as exc:  # bad input, unreadable/unwritable paths
+        print(f"distilx {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         from .distributed import teardown_distributed
         teardown_distributed()

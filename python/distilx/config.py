@@ -2,8 +2,9 @@
 
 Load it from a TOML (or JSON, or YAML when PyYAML is installed) file with `TrainConfig.load`,
 override fields with `TrainConfig.override({"lr": 1e-4})` (what the CLI flags do), and save the
-resolved config next to the outputs with `save`. Defaults are the reference DistilBERT recipe
-(REFERENCE.md) except where a comment says otherwise.
+resolved config next to the outputs with `save`. Each field is a `knob(default, help)`: its help
+string is the one source of `distilx train --help` and of docs/config.md. Defaults are the DistilBERT
+recipe (docs/recipe.md) except where the help says otherwise.
 """
 
 from __future__ import annotations
@@ -11,71 +12,115 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TrainConfig"]
+from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
+
+__all__ = ["TrainConfig", "knob", "config_table", "default_text"]
+
+
+def knob(default, help: str, choices: tuple[str, ...] | None = None, valid: tuple | None = None):
+    """A TrainConfig field with its one-line description: the single source of `distilx train --help`,
+    docs/config.md (`python -m distilx.config` writes its table) and, with `choices` or `valid` (a
+    range below), of validation."""
+    metadata = {"help": help, "choices": choices, "valid": valid}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# Valid ranges: (test, the range in words). A list field's items are each tested; None (an unset
+# optional field) passes; NaN fails every test.
+POSITIVE = (lambda v: 0 < v < math.inf, "> 0")
+NON_NEGATIVE = (lambda v: 0 <= v < math.inf, ">= 0")
+AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
+SHARE = (lambda v: 0 <= v <= 1, "in [0, 1]")
+BETA = (lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 @dataclass
 class TrainConfig:
     # --- what to distil ---
-    teacher: str = ""  # folder of a BERT / RoBERTa masked-LM teacher (config.json + weights)
-    tokenizer: str | None = None  # tokenizer.json, vocab.txt or folder; None = the teacher's folder
-    train_files: list[str] = field(default_factory=list)  # corpus files, one document per line
-    eval_files: list[str] = field(default_factory=list)  # held-out files for the end-of-run evaluation
-    output_dir: str = "distilx-run"  # student, tokenizer, config, metrics, plots and checkpoints go here
+    teacher: str = knob("", "folder of a BERT / RoBERTa masked-LM teacher (config.json + weights)")
+    tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
+    train_files: list[str] = knob([], "corpus files, one document per line")
+    eval_files: list[str] = knob([], "held-out files for the end-of-run evaluation")
+    output_dir: str = knob("distilx-run", "student, tokenizer, config, metrics, plots and checkpoints go here")
 
     # --- the student ---
-    student_layers: int | None = None  # layers to keep; None = half the teacher's (rounded up)
-    student_layer_indices: list[int] | None = None  # explicit teacher layers to copy (overrides student_layers)
-    student_init: str = "teacher"  # "teacher" (copy kept layers) or "random" (same shape, fresh weights: ablation)
+    student_layers: int | None = knob(None, "layers to keep; None = half the teacher's (rounded up)",
+                                      valid=AT_LEAST_ONE)
+    student_layer_indices: list[int] | None = knob(None, "explicit teacher layers to copy (overrides student_layers)")
+    student_init: str = knob("teacher", "'teacher' copies the kept teacher layers; 'random': same shape, fresh "
+                             "weights (the ablation)", choices=("teacher", "random"))
 
     # --- data (the Rust engine does masking, padding and batching) ---
-    seq_len: int = 128  # tokens per sequence, [CLS] and [SEP] included
-    batch_size: int = 32  # sequences per micro-batch per process
-    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size*grad_accum*world)
-    masking: str = "uniform"  # "uniform" (BERT style), "frequency" (reference's smoothed counts) or "whole_word"
-    mlm_probability: float = 0.15  # share of real tokens that become prediction targets
-    padding: str = "dynamic"  # "dynamic" pads to the longest sequence in the batch, "fixed" to seq_len
-    packing: bool = False  # pack several documents into one sequence (fewer pad tokens)
-    data_threads: int | None = None  # tokenizer/engine threads; None = the engine's default
+    seq_len: int = knob(128, "tokens per sequence, [CLS] and [SEP] included")
+    batch_size: int = knob(32, "sequences per micro-batch per process")
+    grad_accum: int = knob(1, "micro-batches per optimizer step (effective batch = batch_size*grad_accum*world)",
+                           valid=AT_LEAST_ONE)
+    masking: str = knob("frequency", "'frequency' (the recipe: DistilBERT's count^-0.7 smoothing, one counting pass "
+                        "over train_files at start; target count round(p x eligible tokens), "
+                        "data frequency_targets=all_tokens gives DistilBERT's ceil(p x all tokens)), 'uniform' "
+                        "(BERT: no counting pass) or 'whole_word'")
+    mlm_probability: float = knob(0.15, "share of real tokens that become prediction targets")
+    padding: str = knob("dynamic", "'dynamic' pads to the longest sequence in the batch, 'fixed' to seq_len")
+    packing: bool = knob(False, "pack several documents into one sequence (fewer pad tokens)")
+    data_threads: int | None = knob(None, "tokenizer/engine threads; None = the engine's default")
+    data: dict[str, Any] = knob({}, "any other MaskedLMStream option by name, e.g. min_seq_len=8,text_field=body "
+                                "(CLI: --data NAME=VALUE,...); names, types, defaults and help: "
+                                "distilx.data.options_help(), from rust/options.rs")
 
-    # --- the loss (REFERENCE.md: T=2, 5/2/1) ---
-    temperature: float = 2.0  # softmax temperature of the KL term (the KL is scaled by T^2)
-    alpha_kl: float = 5.0  # weight of KL(teacher || student)
-    alpha_mlm: float = 2.0  # weight of the student's masked-LM cross-entropy
-    alpha_cos: float = 1.0  # weight of 1 - cos(h_student, h_teacher) on the last hidden states
-    kl_on: str = "tokens"  # "tokens": every real token (reference); "targets": masked positions only (much cheaper on CPU)
-    loss_backend: str = "auto"  # "auto" (Triton on GPU, PyTorch elsewhere), "triton" or "torch"
+    # --- the loss (docs/recipe.md: T=2, 5/2/1) ---
+    temperature: float = knob(TEMPERATURE, "softmax temperature of the KL term (the KL is scaled by T^2)",
+                              valid=POSITIVE)
+    alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student)", valid=NON_NEGATIVE)
+    alpha_mlm: float = knob(ALPHA_MLM, "weight of the student's masked-LM cross-entropy", valid=NON_NEGATIVE)
+    alpha_cos: float = knob(ALPHA_COS, "weight of 1 - cos(h_student, h_teacher) over every real token's last "
+                            "hidden state", valid=NON_NEGATIVE)
+    kl_on: str = knob(KL_ON, "rows of the KL term: 'tokens', every real token (DistilBERT), or 'targets', the "
+                      "masked positions only (much cheaper on CPU; the cosine stays on every real token)",
+                      choices=KL_ON_CHOICES)
+    loss_backend: str = knob("auto", "'auto' (Triton on GPU, PyTorch elsewhere), 'triton' or 'torch'",
+                             choices=BACKENDS)
 
-    # --- optimisation (REFERENCE.md: AdamW 5e-4, betas 0.9/0.98, eps 1e-6, warmup 5%, clip 5) ---
-    lr: float = 5e-4  # peak learning rate
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # AdamW betas
-    adam_eps: float = 1e-6  # AdamW epsilon
-    weight_decay: float = 0.0  # AdamW decay; never applied to biases and LayerNorm weights
-    warmup_ratio: float = 0.05  # share of the optimizer steps with linear warmup, then linear decay to 0
-    max_grad_norm: float = 5.0  # gradient-norm clip; 0 disables clipping
-    max_steps: int | None = None  # optimizer steps; None = `epochs` passes over the corpus
-    epochs: int = 3  # passes over the corpus when max_steps is None
-    seed: int = 56  # seeds the student init (random), dropout and the masking
+    # --- optimisation (docs/recipe.md: AdamW 5e-4, betas 0.9/0.98, eps 1e-6, warmup 5%, clip 5) ---
+    lr: float = knob(5e-4, "peak learning rate", valid=POSITIVE)
+    adam_betas: list[float] = knob([0.9, 0.98], "AdamW betas", valid=BETA)
+    adam_eps: float = knob(1e-6, "AdamW epsilon", valid=POSITIVE)
+    weight_decay: float = knob(0.0, "AdamW decay; never applied to biases and LayerNorm weights", valid=NON_NEGATIVE)
+    warmup_ratio: float = knob(0.05, "share of the optimizer steps with linear warmup, then linear decay to 0",
+                               valid=SHARE)
+    max_grad_norm: float = knob(5.0, "gradient-norm clip; 0 disables clipping", valid=NON_NEGATIVE)
+    max_steps: int | None = knob(None, "optimizer steps; None = `epochs` passes over the corpus", valid=AT_LEAST_ONE)
+    epochs: int = knob(3, "passes over the corpus when max_steps is None", valid=AT_LEAST_ONE)
+    seed: int = knob(56, "seeds the student init (random), dropout and the masking", valid=NON_NEGATIVE)
 
     # --- hardware ---
-    device: str = "auto"  # "auto" (cuda:LOCAL_RANK when available, else cpu), "cpu" or "cuda"
-    precision: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU), "bf16", "fp16" or "fp32"
+    device: str = knob("auto", "'auto' (cuda:LOCAL_RANK when available, else cpu), 'cpu', 'cuda' or 'cuda:N'")
+    precision: str = knob("auto", "'auto' (bf16 autocast on GPU, fp32 on CPU), 'bf16', 'fp16' or 'fp32'",
+                          choices=("auto", "bf16", "fp16", "fp32"))
 
     # --- run control and outputs ---
-    log_every: int = 10  # optimizer steps between metric lines (progress bar updates every step)
-    save_every: int = 500  # optimizer steps between checkpoints (one is always written at the end)
-    keep_last: int = 3  # checkpoints kept on disk; older ones are deleted
-    max_nonfinite: int = 10  # consecutive non-finite steps (skipped) before the run stops with an error
-    resume: bool = False  # continue from the newest checkpoint in output_dir/checkpoints
-    overwrite_output_dir: bool = False  # replace an earlier run in output_dir (deletes only the files that run wrote)
-    eval_batches: int = 20  # held-out batches evaluated at the end (0 skips the evaluation)
-    progress: bool = True  # show a progress bar on rank 0
-    tensorboard: bool = True  # also log to output_dir/tensorboard when tensorboard is installed
+    log_every: int = knob(10, "optimizer steps between metric lines (the progress bar updates every step)",
+                          valid=AT_LEAST_ONE)
+    save_every: int = knob(500, "optimizer steps between checkpoints (one is always written at the end)",
+                           valid=AT_LEAST_ONE)
+    keep_last: int = knob(3, "checkpoints of this run kept on disk; older ones are deleted", valid=AT_LEAST_ONE)
+    max_nonfinite: int = knob(10, "consecutive non-finite steps (skipped) before the run stops with an error",
+                              valid=AT_LEAST_ONE)
+    resume: bool = knob(False, "continue the run in output_dir from its newest intact checkpoint (refused if the "
+                        "checkpoint was written by another configuration; every difference is named)")
+    overwrite_output_dir: bool = knob(False, "replace an earlier distilx run in output_dir: deletes only the files "
+                                      "it wrote (`--overwrite` for short)")
+    eval_batches: int = knob(20, "held-out batches evaluated at the end (0 skips the evaluation)", valid=NON_NEGATIVE)
+    progress: bool = knob(True, "show a progress bar on rank 0")
+    tensorboard: bool = knob(True, "also log to output_dir/tensorboard when tensorboard is installed")
 
     # ---------------------------------------------------------------- helpers
     @classmethod
@@ -122,58 +167,50 @@ class TrainConfig:
 
     def validated(self) -> "TrainConfig":
         """Check values that would otherwise fail deep inside the run; returns self."""
-        choices = {"student_init": ("teacher", "random"), "kl_on": ("tokens", "targets"),
-                   "masking": ("uniform", "frequency", "whole_word"), "padding": ("dynamic", "fixed"),
-                   "device": ("auto", "cpu", "cuda"), "precision": ("auto", "bf16", "fp16", "fp32"),
-                   "loss_backend": ("auto", "triton", "torch")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed and not (name == "device" and str(self.device).startswith("cuda:")):
-                raise ValueError(f"{name}={getattr(self, name)!r}; choose one of {allowed}")
-        for name in ("batch_size", "grad_accum", "seq_len", "keep_last", "max_nonfinite", "log_every", "save_every",
-                     "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None to train for `epochs`)")
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ValueError(f"mlm_probability={self.mlm_probability} must be in (0, 1)")
+        for f in dataclasses.fields(self):
+            allowed = f.metadata["choices"]
+            if allowed is not None and getattr(self, f.name) not in allowed:
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r}; choose one of {allowed}")
+        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", str(self.device)):
+            raise ValueError(f"device={self.device!r}; choose one of ('auto', 'cpu', 'cuda') or 'cuda:N'")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["valid"] is not None:
+                test, words = f.metadata["valid"]
+                if any(v is not None and not test(v) for v in (value if isinstance(value, list) else [value])):
+                    raise ValueError(f"{f.name}={value} is out of range: valid is {words}")
+        self.stream_options()  # the data fields, checked by the engine's own rules (rust/options.rs)
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
-        for name, (valid, text) in _VALID_RANGES.items():
-            values = getattr(self, name)
-            for value in values if isinstance(values, list) else [values]:
-                if value is not None and not valid(value):
-                    raise ValueError(f"{name}={values} is out of range: valid is {text}")
         if self.resume and self.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
                              "output_dir, --overwrite-output-dir replaces it")
         return self
+
+    # Fields that are stream options under the same name (the others: data_threads -> num_threads,
+    # and the run's rank / world size).
+    _STREAM_FIELDS = ("seq_len", "batch_size", "mlm_probability", "masking", "padding", "packing", "seed")
+
+    def stream_options(self, rank: int = 0, world_size: int = 1) -> dict:
+        """The MaskedLMStream options of this run on `rank` of `world_size`: the data fields, then
+        `data`; validated by the engine (ValueError naming the option)."""
+        from ._native import StreamOptions
+
+        own = {name: getattr(self, name) for name in self._STREAM_FIELDS}
+        own.update(num_threads=self.data_threads, rank=rank, world_size=world_size)
+        clash = sorted(set(own) & set(self.data))
+        if clash:
+            raise ValueError(f"data sets {clash}, which the run sets itself (TrainConfig fields, data_threads for "
+                             "num_threads, the launcher for rank/world_size); set them there instead")
+        options = {**own, **self.data}
+        StreamOptions(**options)
+        return options
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-
-
-# field: (test, the valid range in words); each value of a list field is tested; None (unset) passes.
-# NaN fails every test.
-_VALID_RANGES = {
-    "temperature": (lambda v: 0 < v < math.inf, "> 0"),
-    "lr": (lambda v: 0 < v < math.inf, "> 0"),
-    "adam_betas": (lambda v: 0 <= v < 1, "[0, 1) for each beta"),
-    "adam_eps": (lambda v: 0 < v < math.inf, "> 0"),
-    "weight_decay": (lambda v: 0 <= v < math.inf, ">= 0"),
-    "warmup_ratio": (lambda v: 0 <= v <= 1, "[0, 1] (a share of the optimizer steps)"),
-    "max_grad_norm": (lambda v: 0 <= v < math.inf, ">= 0 (0 disables clipping)"),
-    "alpha_kl": (lambda v: 0 <= v < math.inf, ">= 0"),
-    "alpha_mlm": (lambda v: 0 <= v < math.inf, ">= 0"),
-    "alpha_cos": (lambda v: 0 <= v < math.inf, ">= 0"),
-    "eval_batches": (lambda v: v >= 0, ">= 0 (0 skips the evaluation)"),
-    "seed": (lambda v: v >= 0, ">= 0"),
-    "student_layers": (lambda v: v >= 1, ">= 1, or None for half the teacher's layers"),
-    "data_threads": (lambda v: v >= 1, ">= 1, or None for the engine's default"),
-}
 
 
 def _yaml_problem(exc) -> str:
@@ -186,8 +223,35 @@ def _yaml_problem(exc) -> str:
     return problem + where
 
 
+def default_text(f: dataclasses.Field) -> str:
+    """A field's default as it is written on the command line (lists comma-separated)."""
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or '""'
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or '""'
+    return '""' if value == "" else str(value)
+
+
+def config_table() -> str:
+    """docs/config.md, generated from the fields (`python -m distilx.config > docs/config.md`)."""
+    lines = ["# TrainConfig fields", "",
+             "Generated from `python/distilx/config.py` by `python -m distilx.config > docs/config.md` "
+             "(a test checks it is current). Every field is a key of a `.toml` / `.json` / `.yaml` run "
+             "config and a `distilx train` flag (`student_layers` -> `--student-layers`; lists are "
+             "comma-separated; `none` clears an optional field).", "",
+             "| field | default | description |", "|---|---|---|"]
+    for f in dataclasses.fields(TrainConfig):
+        lines.append(f"| `{f.name}` | `{default_text(f)}` | {f.metadata['help']} |")
+    return "\n".join(lines) + "\n"
+
+
 def _coerce(name, value, hint):
     """Convert `value` (possibly a CLI string) to the annotated type of field `name`."""
+    if typing.get_origin(hint) is dict:
+        return _stream_options(name, value)
     args = typing.get_args(hint)
     optional = type(None) in args or hint is type(None)
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
@@ -219,3 +283,29 @@ def _coerce(name, value, hint):
         return base(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config field {name}: cannot read {value!r} as {hint}") from exc
+
+
+def _stream_options(name: str, value) -> dict:
+    """A `data` table: a dict (TOML/JSON), or CLI text "NAME=VALUE[,NAME=VALUE...]" (one string or a
+    list of them), each VALUE read as the option's type in the engine's declaration."""
+    if isinstance(value, dict):
+        return dict(value)
+    from ._native import StreamOptions
+
+    types = {f["name"]: f["type"] for f in StreamOptions.fields()}
+    out = {}
+    for item in [value] if isinstance(value, str) else value:
+        for pair in filter(None, (p.strip() for p in str(item).split(","))):
+            key, sep, text = pair.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ValueError(f"{name}: {pair!r} is not NAME=VALUE (e.g. --{name} min_seq_len=8)")
+            kind = types.get(key, "str")  # an unknown name is reported by the engine, with the known ones
+            optional = kind.startswith("Optional[")
+            base = {"int": int, "float": float, "bool": bool}.get(kind.removeprefix("Optional[").removesuffix("]"), str)
+            out[key] = _coerce(f"{name}.{key}", text.strip(), base | None if optional else base)
+    return out
+
+
+if __name__ == "__main__":
+    print(config_table(), end="")

@@ -24,12 +24,16 @@ import torch
 
 from . import _native
 
-__all__ = ["MaskedLMStream", "Tokenizer", "encode", "build_cache", "count_tokens"]
+__all__ = ["MaskedLMStream", "StreamOptions", "Tokenizer", "encode", "build_cache", "count_tokens", "options_help"]
 
 PathLike = Union[str, os.PathLike]
 
 #: `distilx.Tokenizer(path, *, lowercase=None, backend="auto")` — see `_native.pyi` for the API.
 Tokenizer = _native.Tokenizer
+
+#: Every stream option, typed, defaulted and validated in Rust (`rust/options.rs`):
+#: `StreamOptions(seq_len=64, masking="frequency")`; `StreamOptions.fields()` lists them.
+StreamOptions = _native.StreamOptions
 
 _STATE_VERSION = 1
 
@@ -80,26 +84,30 @@ def encode(texts: Sequence[str], tokenizer: Union[PathLike, Tokenizer], *, backe
     return _as_tokenizer(tokenizer, backend).encode(list(texts), num_threads=num_threads)
 
 
-def count_tokens(files: Union[PathLike, Sequence[PathLike]], tokenizer: Union[PathLike, Tokenizer], *,
-                 num_threads: int | None = None, text_field: str = "text", paragraphs: bool = False,
-                 on_bad_json: str = "skip") -> np.ndarray:
+def options_help() -> str:
+    """One line per stream option: name, type, default and its documentation (from `rust/options.rs`)."""
+    return "\n".join(f"{f['name']} ({f['type']}, default {f['default']!r}): {f['doc']}" for f in StreamOptions.fields())
+
+
+def count_tokens(files: Union[PathLike, Sequence[PathLike]], tokenizer: Union[PathLike, Tokenizer],
+                 **options: Any) -> np.ndarray:
     """How often each id occurs in the corpus (one tokenization pass): the table frequency masking
-    weighs by. Save it with `np.save` and pass the file as `token_counts=` to skip the pass later."""
-    return _native.count_tokens(_as_file_list(files), _as_tokenizer(tokenizer), num_threads=num_threads,
-                                text_field=text_field, paragraphs=paragraphs, on_bad_json=on_bad_json)
+    weighs by. `options` are stream options (the reading ones matter: text_field, paragraphs,
+    on_bad_json, max_document_bytes, num_threads), so a stream with the same options reads exactly
+    the documents counted. Save it with `np.save` and pass the file as `token_counts=` to skip the
+    pass later."""
+    return _native.count_tokens(_as_file_list(files), _as_tokenizer(tokenizer), StreamOptions(**options))
 
 
-def build_cache(files: Union[PathLike, Sequence[PathLike]], tokenizer: Union[PathLike, Tokenizer], path: PathLike, *,
-                num_threads: int | None = None, text_field: str = "text", paragraphs: bool = False,
-                on_bad_json: str = "skip", max_document_bytes: int = 16 << 20) -> dict:
+def build_cache(files: Union[PathLike, Sequence[PathLike]], tokenizer: Union[PathLike, Tokenizer], path: PathLike,
+                **options: Any) -> dict:
     """Tokenize a corpus once into a memory-mapped cache file (ids as uint16 when the vocabulary
     allows, plus an index and word boundaries); pass it as `MaskedLMStream(..., cache=path)`.
-    Returns the build statistics. A truncated or corrupt cache is refused with a ValueError."""
+    `options` are stream options (the reading ones matter, as for `count_tokens`). Returns the
+    build statistics. A truncated or corrupt cache is refused with a ValueError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _native.build_cache(_as_file_list(files), _as_tokenizer(tokenizer), os.fspath(path), num_threads=num_threads,
-                               text_field=text_field, paragraphs=paragraphs, on_bad_json=on_bad_json,
-                               max_document_bytes=max_document_bytes)
+    return _native.build_cache(_as_file_list(files), _as_tokenizer(tokenizer), os.fspath(path), StreamOptions(**options))
 
 
 class MaskedLMStream:
@@ -107,33 +115,20 @@ class MaskedLMStream:
 
     Iterating yields one epoch of dicts `input_ids`, `attention_mask`, `labels` (int64 tensors
     [batch_size, L]; labels are -100 off target) from the current position; at its end the epoch
-    counter advances, so `for epoch in range(E): for batch in stream:` works. Every option is
-    documented in `distilx/_native.pyi` and docs/data.md.
+    counter advances, so `for epoch in range(E): for batch in stream:` works.
+
+    `files`: files, directories and globs (None with an existing `cache`). `tokenizer`: a
+    tokenizer.json, vocab.txt, a folder holding one, or a `Tokenizer` (`backend`, `lowercase`: how
+    to load it). `token_counts`: frequency masking's table (an array or an `.npy` path; default:
+    counted over the corpus). `cache`: a `build_cache` file (built from `files` first if missing).
+    Every other keyword is a stream option, validated in Rust (docs/data.md):
+
     """
 
     def __init__(self, files: Union[PathLike, Sequence[PathLike], None], tokenizer: Union[PathLike, Tokenizer], *,
-                 seq_len: int = 128, batch_size: int = 32, mlm_probability: float = 0.15,
-                 mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1, masking: str = "uniform",
-                 seed: int = 0, rank: int = 0, world_size: int = 1, packing: bool = False, min_seq_len: int = 12,
-                 max_unk_ratio: float = 0.5, padding: str = "fixed", pad_to_multiple_of: int = 8,
-                 shuffle: bool = True, drop_last: bool = True, window_batches: int = 64,
-                 num_threads: int | None = None, prefetch: int = 16, text_field: str = "text",
-                 paragraphs: bool = False, on_bad_json: str = "skip", max_document_bytes: int = 16 << 20,
-                 token_counts: Union[PathLike, np.ndarray, Sequence[int], None] = None, smoothing: float = 0.7,
-                 cache: PathLike | None = None, backend: str = "auto", lowercase: bool | None = None):
-        for name, value, low in (("seq_len", seq_len, 3), ("batch_size", batch_size, 1), ("world_size", world_size, 1),
-                                 ("prefetch", prefetch, 1), ("window_batches", window_batches, 1),
-                                 ("min_seq_len", min_seq_len, 0), ("pad_to_multiple_of", pad_to_multiple_of, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must satisfy 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be None (one per core) or an integer >= 1, got {num_threads!r}")
-        if not 0.0 <= max_unk_ratio <= 1.0:
-            raise ValueError(f"max_unk_ratio must lie in [0, 1], got {max_unk_ratio}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+                 token_counts: Union[PathLike, np.ndarray, Sequence[int], None] = None, cache: PathLike | None = None,
+                 backend: str = "auto", lowercase: bool | None = None, **options: Any):
+        self.options = StreamOptions(**options)
         self.tokenizer = _as_tokenizer(tokenizer, backend, lowercase)
         file_list = _as_file_list(files)
         cache_path = None
@@ -142,52 +137,34 @@ class MaskedLMStream:
             if not cache_path.exists():
                 if not file_list:
                     raise FileNotFoundError(f"cache {cache_path} does not exist and no files were given to build it from")
-                build_cache(file_list, self.tokenizer, cache_path, num_threads=num_threads, text_field=text_field,
-                            paragraphs=paragraphs, on_bad_json=on_bad_json, max_document_bytes=max_document_bytes)
+                build_cache(file_list, self.tokenizer, cache_path, **self.options.to_dict())
         elif not file_list:
             raise ValueError("no input files were given (pass a file, a directory, a glob, or a list of them)")
+        counts = None if token_counts is None else self._load_counts(token_counts)
+        self._native = _native.Stream(file_list, self.tokenizer, self.options, token_counts=counts,
+                                      cache=os.fspath(cache_path) if cache_path else None)
+        # What a resume state must match: the inputs and every option that changes the batches.
+        batch_options = {f["name"] for f in StreamOptions.fields() if f["changes_batches"]}
+        self._config = dict(files=file_list, tokenizer=os.fspath(self.tokenizer.path),
+                            cache=os.fspath(cache_path) if cache_path else None,
+                            **{k: v for k, v in self.options.to_dict().items() if k in batch_options})
 
-        counts = None
-        if masking == "frequency":
-            counts = self._load_counts(token_counts, file_list, cache_path, num_threads, text_field, paragraphs, on_bad_json)
-        self.token_counts: np.ndarray | None = counts
+    @property
+    def token_counts(self) -> np.ndarray | None:
+        """Frequency masking's table (given, or counted over the corpus at construction); None for
+        the other maskings."""
+        return self._native.token_counts
 
-        self._config = dict(files=file_list, tokenizer=os.fspath(self.tokenizer.path), seq_len=seq_len,
-                            batch_size=batch_size, mlm_probability=mlm_probability,
-                            mask_replace_prob=mask_replace_prob, random_replace_prob=random_replace_prob,
-                            masking=masking, seed=seed, rank=rank, world_size=world_size, packing=packing,
-                            min_seq_len=min_seq_len, max_unk_ratio=max_unk_ratio, padding=padding,
-                            pad_to_multiple_of=pad_to_multiple_of, shuffle=shuffle, drop_last=drop_last,
-                            window_batches=window_batches, text_field=text_field, paragraphs=paragraphs,
-                            max_document_bytes=max_document_bytes, smoothing=smoothing,
-                            cache=os.fspath(cache_path) if cache_path else None)
-        self._native = _native.Stream(
-            file_list, self.tokenizer, seq_len=seq_len, batch_size=batch_size, mlm_probability=float(mlm_probability),
-            mask_replace_prob=float(mask_replace_prob), random_replace_prob=float(random_replace_prob),
-            masking=masking, seed=seed, rank=rank, world_size=world_size, packing=packing, min_seq_len=min_seq_len,
-            max_unk_ratio=float(max_unk_ratio), padding=padding, pad_to_multiple_of=pad_to_multiple_of,
-            shuffle=shuffle, drop_last=drop_last, window_batches=window_batches, num_threads=num_threads,
-            prefetch=prefetch, text_field=text_field, paragraphs=paragraphs, on_bad_json=on_bad_json,
-            max_document_bytes=max_document_bytes,
-            token_counts=None if counts is None else [int(c) for c in counts], smoothing=float(smoothing),
-            cache=os.fspath(cache_path) if cache_path else None)
-
-    def _load_counts(self, token_counts, file_list, cache_path, num_threads, text_field, paragraphs, on_bad_json):
-        if token_counts is None:
-            if cache_path is not None:
-                return _native.cache_token_counts(os.fspath(cache_path), self.tokenizer)
-            return count_tokens(file_list, self.tokenizer, num_threads=num_threads, text_field=text_field,
-                                paragraphs=paragraphs, on_bad_json=on_bad_json)
+    def _load_counts(self, token_counts) -> np.ndarray:
         if isinstance(token_counts, (str, os.PathLike)):
             counts = np.load(os.fspath(token_counts))
         else:
             counts = np.asarray(token_counts)
-        if counts.ndim != 1 or counts.shape[0] != self.tokenizer.vocab_size:
-            raise ValueError(f"token_counts must be a 1-D table with one count per id ({self.tokenizer.vocab_size}), "
-                             f"got shape {counts.shape}; compute it with distilx.data.count_tokens")
-        if (counts < 0).any():
-            raise ValueError("token_counts must be non-negative")
-        return counts.astype(np.uint64)
+        if counts.ndim != 1 or (counts < 0).any():
+            raise ValueError(f"token_counts must be a 1-D table of non-negative counts, one per id "
+                             f"({self.tokenizer.vocab_size}), got shape {counts.shape}; compute it with "
+                             "distilx.data.count_tokens")
+        return np.ascontiguousarray(counts, dtype=np.uint64)
 
     # -- iteration -------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -218,7 +195,7 @@ class MaskedLMStream:
         return self._native.count_batches()
 
     @property
-    def files(self) -> list[str]:
+    def files(self) -> list[Path]:
         """The corpus files, in reading order (directories and globs expanded)."""
         return self._native.files()
 
@@ -259,6 +236,9 @@ class MaskedLMStream:
         self._native.seek(pos)
 
     def __repr__(self) -> str:
-        c = self._config
-        return (f"MaskedLMStream({len(c['files'])} file(s), seq_len={c['seq_len']}, batch_size={c['batch_size']}, "
-                f"masking={c['masking']!r}, rank={c['rank']}/{c['world_size']}, epoch={self.epoch})")
+        o = self.options
+        return (f"MaskedLMStream({len(self._config['files'])} file(s), seq_len={o.seq_len}, batch_size={o.batch_size}, "
+                f"masking={o.masking!r}, rank={o.rank}/{o.world_size}, epoch={self.epoch})")
+
+
+MaskedLMStream.__doc__ += "\n".join("    " + line for line in options_help().splitlines()) + "\n"

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from . import assets
+from .report import metrics_table, plural
 
 __all__ = ["fit_teacher_head", "run_demo", "DEMO_DEFAULTS"]
 
@@ -57,7 +58,8 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
     """
     from .data import MaskedLMStream, Tokenizer, count_tokens
     from .evaluation import evaluate
-    from .student import encode_hidden, load_teacher
+    from .losses import IGNORE_INDEX
+    from .models import adapter_for, load_teacher
     from .training import _copy_tokenizer_files
 
     out_dir = Path(out_dir)
@@ -68,6 +70,7 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
         warnings.simplefilter("ignore")  # "no trained MLM head": that is what we fit here
         teacher = load_teacher(minilm)
     teacher.requires_grad_(False).eval()
+    adapter = adapter_for(teacher)
     head = teacher.cls.predictions
     tokenizer = Tokenizer(str(minilm / "tokenizer.json"))
     # Start the output bias at the log unigram frequencies of the corpus: a fresh head then already
@@ -77,7 +80,8 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
         head.bias.copy_((counts + 0.1).log() - (counts + 0.1).sum().log())
     # The frozen sentence-embedding encoder alone keeps too little token identity for a head-only
     # fit (~5% held-out); also training the top `encoder_layers` layers costs only their backward.
-    top = teacher.bert.encoder.layer[len(teacher.bert.encoder.layer) - encoder_layers:] if encoder_layers else []
+    stack = adapter.layers(teacher)
+    top = stack[len(stack) - encoder_layers:] if encoder_layers else []
     head_params = [*head.transform.parameters(), head.bias]
     encoder_params = [p for layer in top for p in layer.parameters()]
     for p in head_params + encoder_params:
@@ -90,10 +94,10 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
     start, step, recent = time.perf_counter(), 0, []
     while step < steps:
         for batch in stream:
-            rows = batch["labels"] != -100
+            rows = batch["labels"] != IGNORE_INDEX
             with torch.set_grad_enabled(bool(encoder_params)):  # grads stop below the trained layers
-                hidden = encode_hidden(teacher, batch["input_ids"], batch["attention_mask"])[rows]
-            loss = torch.nn.functional.cross_entropy(head(hidden), batch["labels"][rows])
+                hidden = adapter.last_hidden(teacher, batch["input_ids"], batch["attention_mask"])[rows]
+            loss = torch.nn.functional.cross_entropy(adapter.mlm_logits(teacher, hidden), batch["labels"][rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -134,8 +138,8 @@ def demo_teacher(*, head_steps: int, seq_len: int, batch_size: int, lr: float, s
     train_file, _ = assets.english_corpus()
     folder = _head_cache_dir(head_steps, seq_len, batch_size, lr, seed, train_file, encoder_layers, encoder_lr)
     if refit or not (folder / "teacher_fit.json").is_file():
-        log(f"[1/3] fitting the MLM head of all-MiniLM-L6-v2 ({head_steps} steps, top {encoder_layers} encoder "
-            f"layers trained too; cached in {folder})")
+        log(f"[1/3] fitting the MLM head of all-MiniLM-L6-v2 ({plural(head_steps, 'step')}, top "
+            f"{encoder_layers} encoder layers trained too; cached in {folder})")
         fit_teacher_head(folder, steps=head_steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
                          encoder_layers=encoder_layers, encoder_lr=encoder_lr, seed=seed, log=log)
     else:
@@ -147,6 +151,7 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
              refit_teacher: bool = False, log=print) -> dict:
     """Fit (or reuse) the teacher, distil 6 -> 3 layers, evaluate both; returns the metrics."""
     from .config import TrainConfig
+    from .evaluation import evaluate
     from .run_dir import MARKER, RunFolder
     from .training import train
 
@@ -166,7 +171,7 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
         if output_dir.is_dir() and not (output_dir / MARKER).is_file():  # the cache of a distilx without markers
             shutil.rmtree(output_dir)
     output_dir = Path(output_dir)
-    log(f"[2/3] distilling 6 -> {d['student_layers']} layers for {d['steps']} steps "
+    log(f"[2/3] distilling 6 -> {d['student_layers']} layers for {plural(d['steps'], 'step')} "
         f"({d['batch_size']} x {d['seq_len']} tokens) into {output_dir}")
     config = TrainConfig(teacher=str(teacher_dir), train_files=[str(train_file)], eval_files=[str(heldout_file)],
                          output_dir=str(output_dir), student_layers=d["student_layers"], seq_len=d["seq_len"],
@@ -176,7 +181,6 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
                          overwrite_output_dir=True)  # a rerun replaces the previous demo student
     result = train(config)
     log("[3/3] evaluating teacher and student on held-out text (same masks)")
-    from .evaluation import evaluate
     metrics = evaluate(teacher_dir, output_dir, [heldout_file], seq_len=d["seq_len"], batch_size=d["batch_size"],
                        max_batches=d["eval_batches"], seed=1234)
     metrics["teacher_fit"] = fit
@@ -184,20 +188,28 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     with RunFolder.claim(output_dir, resume=True) as run, run.writing("demo_metrics.json"):  # part of the run
         (output_dir / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    rows = [("masked-token accuracy", f"{metrics['teacher_accuracy']:.1%}", f"{metrics['student_accuracy']:.1%}"),
-            ("perplexity (masked tokens)", f"{metrics['teacher_perplexity']:.1f}", f"{metrics['student_perplexity']:.1f}"),
-            ("parameters", f"{metrics['teacher_params'] / 1e6:.1f} M", f"{metrics['student_params'] / 1e6:.1f} M"),
-            ("forward time (batch)", f"{metrics['teacher_forward_s'] * 1e3:.0f} ms", f"{metrics['student_forward_s'] * 1e3:.0f} ms")]
     log("")
-    log(f"{'held-out (' + str(metrics['targets']) + ' masked tokens)':<34}{'teacher (6 layers)':>20}{'student (3 layers)':>20}")
-    for name, t, s in rows:
-        log(f"{name:<34}{t:>20}{s:>20}")
-    log(f"{'student/teacher top-1 agreement':<34}{metrics['top1_agreement']:>40.1%}")
-    log(f"{'student speed-up (same run)':<34}{metrics['speedup']:>39.2f}x")
+    log(metrics_table(metrics))
     log("")
-    log(f"The teacher is all-MiniLM-L6-v2 with an MLM head fitted for {fit['steps']} steps on this corpus "
+    log(f"The teacher is all-MiniLM-L6-v2 with an MLM head fitted for {plural(fit['steps'], 'step')} on this corpus "
         f"({fit['trained']}): a modest masked-LM teacher ({fit['heldout_accuracy']:.1%} held-out accuracy "
         f"when fitted).")
     log(f"Student saved to {output_dir} (AutoModelForMaskedLM / pipeline('fill-mask') load it). "
         f"Total time {metrics['seconds']:.0f} s.")
+    log(f"Also written there: {written_outputs(output_dir)}")
     return metrics
+
+
+# what the demo and train() leave next to the student, in the order the closing message names them
+_OUTPUTS = {"demo_metrics.json": "this table's metrics", "metrics.json": "run summary",
+            "metrics.jsonl": "losses per logged step", "loss_curves.png": "loss plot",
+            "tensorboard": "TensorBoard logs", "train_config.json": "resolved config"}
+
+
+def written_outputs(output_dir: Path) -> str:
+    """The metrics and plot files present in output_dir, each with what it holds."""
+    found = [f"{name}{'/' if (output_dir / name).is_dir() else ''} ({what})"
+             for name, what in _OUTPUTS.items() if (output_dir / name).exists()]
+    if not (output_dir / "loss_curves.png").exists():
+        found.append("no loss plot: matplotlib is not installed (pip install 'distilx[plots]')")
+    return "; ".join(found) + "."

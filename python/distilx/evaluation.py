@@ -4,7 +4,7 @@ Metrics (all on the masked-LM targets, i.e. labels != -100, of the same batches 
 - `*_accuracy`: top-1 masked-token accuracy;
 - `*_perplexity`: exp(mean cross-entropy) over the targets (masked-LM pseudo-perplexity);
 - `top1_agreement`: share of targets where student and teacher predict the same token;
-- `*_params`: parameter counts (tied tensors counted once);
+- `*_params`: parameter counts (tied tensors counted once); `*_layers`: encoder layers;
 - `speed_ratio`: student forward time / teacher forward time for full `model(...).logits` calls on
   the same batches, measured in this run (`speedup` = its inverse).
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .safe_loading import refusing_code
-from .student import encode_hidden, load_teacher, mlm_head
+from .losses import IGNORE_INDEX
+from .models import adapter_for, load_teacher
 
 __all__ = ["evaluate", "eval_stream", "count_parameters"]
 
@@ -31,16 +31,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _load_model(model) -> nn.Module:
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        import json
-        model_type = json.loads((path / "config.json").read_text()).get("model_type", "bert")
-        if model_type == "distilbert":
-            from transformers import DistilBertForMaskedLM
-            with refusing_code(path):
-                return DistilBertForMaskedLM.from_pretrained(str(path))
-        return load_teacher(path)
-    return model
+    return load_teacher(model) if isinstance(model, (str, Path)) else model
 
 
 def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
@@ -73,6 +64,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         files = [files]
     device = torch.device(device)
     teacher, student = _load_model(teacher), _load_model(student)
+    t_adapter, s_adapter = adapter_for(teacher), adapter_for(student)
     was_training = student.training
     teacher.eval().to(device)
     student.eval().to(device)
@@ -88,11 +80,11 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         ids = batch["input_ids"].to(device)
         mask = batch["attention_mask"].to(device)
         labels = batch["labels"].to(device)
-        rows = labels != -100
+        rows = labels != IGNORE_INDEX
         target = labels[rows]
         with amp:
-            t_logits = mlm_head(teacher, encode_hidden(teacher, ids, mask)[rows]).float()
-            s_logits = mlm_head(student, encode_hidden(student, ids, mask)[rows]).float()
+            t_logits = t_adapter.mlm_logits(teacher, t_adapter.last_hidden(teacher, ids, mask)[rows]).float()
+            s_logits = s_adapter.mlm_logits(student, s_adapter.last_hidden(student, ids, mask)[rows]).float()
         t_top, s_top = t_logits.argmax(-1), s_logits.argmax(-1)
         totals["targets"] += int(target.numel())
         totals["teacher_correct"] += int((t_top == target).sum())
@@ -130,6 +122,8 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         "top1_agreement": totals["agree"] / n,
         "teacher_params": count_parameters(teacher),
         "student_params": count_parameters(student),
+        "teacher_layers": len(t_adapter.layers(teacher)),
+        "student_layers": len(s_adapter.layers(student)),
         "teacher_forward_s": t_time,
         "student_forward_s": s_time,
         "speed_ratio": s_time / t_time,

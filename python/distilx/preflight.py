@@ -2,7 +2,7 @@
 
 - `check_positions`: seq_len must fit the position table of the teacher and of the student, or
   the run dies on a tensor-size error at the first long batch. RoBERTa-style models number
-  positions from padding_idx + 1, so their 514 rows hold 512 tokens.
+  positions from padding_idx + 1, so their 514 rows hold 512 tokens (the adapter table knows).
 - `check_eval_input`: the held-out files must give at least one batch, or the run trains for
   hours and then fails at the final evaluation.
 - `training_batches`: if the corpus gives no batch, the engine's error names the flag.
@@ -15,35 +15,27 @@ from typing import Iterator
 
 from torch import nn
 
+from .models import adapter_for
+
 __all__ = ["usable_positions", "check_positions", "check_eval_input", "training_batches"]
 
 
-def _position_offset(embeddings: nn.Module) -> int:
-    """Rows of the position table a model never uses for tokens (padding_idx + 1 for RoBERTa)."""
-    counts_from_padding = hasattr(embeddings, "create_position_ids_from_input_ids")
-    if counts_from_padding and getattr(embeddings, "padding_idx", None) is not None:
-        return embeddings.padding_idx + 1
-    return 0
-
-
-def usable_positions(model: nn.Module) -> int | None:
-    """The longest sequence `model` can embed, or None when it has no learned position table."""
-    embeddings = getattr(model.base_model, "embeddings", None)
-    table = getattr(embeddings, "position_embeddings", None)
-    if not isinstance(table, nn.Embedding):
-        return None
-    return table.num_embeddings - _position_offset(embeddings)
+def usable_positions(model: nn.Module) -> int:
+    """The longest sequence `model` can embed: its position table minus the rows its architecture
+    reserves (models/adapters.py)."""
+    adapter = adapter_for(model)
+    return adapter.embeddings(model).position_embeddings.num_embeddings - adapter.reserved_positions(model)
 
 
 def check_positions(seq_len: int, **models: nn.Module) -> None:
     """Raise if seq_len exceeds the positions of any of `models` (given by role: teacher=..., student=...)."""
     for role, model in models.items():
         limit = usable_positions(model)
-        if limit is not None and seq_len > limit:
-            offset = _position_offset(model.base_model.embeddings)
-            why = f" minus {offset} reserved (padding_idx + 1)" if offset else ""
+        if seq_len > limit:
+            reserved = adapter_for(model).reserved_positions(model)
+            why = f" minus {reserved} reserved (padding_idx + 1)" if reserved else ""
             raise ValueError(f"seq_len={seq_len} is longer than the {role} can embed: {limit} positions "
-                             f"(max_position_embeddings={limit + offset}{why}); set --seq-len {limit} or less")
+                             f"(max_position_embeddings={limit + reserved}{why}); set --seq-len {limit} or less")
 
 
 def check_eval_input(config, tokenizer) -> None:

@@ -30,11 +30,12 @@ from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoi
 from .config import TrainConfig
 from .diskfull import reporting_disk_full
 from .distributed import DistEnv, run_on_main, setup_distributed
+from .losses import IGNORE_INDEX
 from .metrics_log import MetricsLog
+from .models import adapter_for, check_vocab, init_student, load_teacher
 from .preflight import check_eval_input, check_positions, training_batches
 from .run_dir import RunFolder
 from .run_identity import resume_point, run_identity
-from .student import check_vocab, encode_hidden, init_student, load_teacher, mlm_head
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError"]
 
@@ -54,26 +55,32 @@ class TrainResult:
 
 
 class MaskedLMDistiller(nn.Module):
-    """Student forward for one batch: hidden states of the real tokens, logits of the loss rows.
+    """Student forward for one batch: logits of the rows the loss reads, hidden states of every real token.
 
-    Projecting only the rows the loss reads onto the vocabulary is where the CPU time goes
-    (kl_on="targets" reads ~15% of the tokens). It is an nn.Module so that DDP wraps it and its
-    forward triggers DDP's gradient synchronisation.
+    Projecting only the loss rows onto the vocabulary is where the CPU time goes (kl_on="targets"
+    reads ~15% of the tokens); the cosine term stays on every real token, as in DistilBERT (hidden
+    states are cheap). It is an nn.Module so that DDP wraps it and its forward triggers DDP's
+    gradient synchronisation.
     """
 
     def __init__(self, student: nn.Module):
         super().__init__()
         self.student = student
+        self.adapter = adapter_for(student)
 
-    def forward(self, input_ids, attention_mask, rows):
-        hidden = encode_hidden(self.student, input_ids, attention_mask)[rows]
-        return mlm_head(self.student, hidden), hidden
+    def forward(self, input_ids, attention_mask, logit_rows):
+        return _logits_and_hidden(self.adapter, self.student, input_ids, attention_mask, logit_rows)
+
+
+def _logits_and_hidden(adapter, model: nn.Module, input_ids, attention_mask, logit_rows):
+    """(MLM logits of `logit_rows` [n_rows, V], last hidden states of the real tokens [n_real, H])."""
+    hidden = adapter.last_hidden(model, input_ids, attention_mask)
+    return adapter.mlm_logits(model, hidden[logit_rows]), hidden[attention_mask.bool()]
 
 
 @torch.no_grad()
-def teacher_outputs(teacher: nn.Module, input_ids, attention_mask, rows):
-    hidden = encode_hidden(teacher, input_ids, attention_mask)[rows]
-    return mlm_head(teacher, hidden), hidden
+def teacher_outputs(teacher: nn.Module, input_ids, attention_mask, logit_rows):
+    return _logits_and_hidden(adapter_for(teacher), teacher, input_ids, attention_mask, logit_rows)
 
 
 def _seed_everything(seed: int) -> None:
@@ -108,7 +115,7 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _schedule(optimizer, total_steps: int, warmup_ratio: float):
-    """Linear warmup over warmup_ratio of the steps, then linear decay to 0 (the reference)."""
+    """Linear warmup over warmup_ratio of the steps, then linear decay to 0 (the recipe, docs/recipe.md)."""
     warmup = max(1, int(math.ceil(total_steps * warmup_ratio))) if warmup_ratio > 0 else 0
 
     def factor(step: int) -> float:
@@ -122,12 +129,7 @@ def _schedule(optimizer, total_steps: int, warmup_ratio: float):
 def _make_stream(config: TrainConfig, tokenizer, env: DistEnv):
     from .data import MaskedLMStream
 
-    kwargs = dict(seq_len=config.seq_len, batch_size=config.batch_size, mlm_probability=config.mlm_probability,
-                  masking=config.masking, seed=config.seed, rank=env.rank, world_size=env.world_size,
-                  packing=config.packing, padding=config.padding)
-    if config.data_threads is not None:
-        kwargs["num_threads"] = config.data_threads
-    return MaskedLMStream(list(config.train_files), tokenizer, **kwargs)
+    return MaskedLMStream(list(config.train_files), tokenizer, **config.stream_options(env.rank, env.world_size))
 
 
 def _endless(stream):
@@ -271,6 +273,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             stream.load_state_dict(state["stream"][env.rank])
             restore_rng(state["rng"][env.rank])
             step, skipped, tokens_seen = state["step"], state["skipped"], state["tokens_seen"]
+            if env.is_main:
+                print(f"resuming from step {step} ({ckpt})", flush=True)
 
     def checkpoint() -> None:
         streams = _gather(stream.state_dict(), env)  # each rank's own position and RNGs
@@ -316,7 +320,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             n_tokens = int(attention_mask.sum())  # CPU tensors: no device sync
             window_tokens += n_tokens
             tokens_seen += n_tokens * env.world_size
-            rows = (labels != -100) if config.kl_on == "targets" else attention_mask.bool()
+            # the vocabulary projection runs on the rows the KL and MLM terms read; the cosine on every real token
+            rows = (labels != IGNORE_INDEX) if config.kl_on == "targets" else attention_mask.bool()
             input_ids = batch["input_ids"].to(env.device, non_blocking=True)
             attention_mask = attention_mask.to(env.device, non_blocking=True)
             rows = rows.to(env.device, non_blocking=True)

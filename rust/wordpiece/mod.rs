@@ -159,27 +159,6 @@ impl FastWordPiece {
         }))
     }
 
-    /// Build from the contents of a BERT `vocab.txt` (one token per line, id = line number), as
-    /// the tokenizers library's `BertWordPieceTokenizer(vocab, lowercase=...)` does: BertNormalizer
-    /// (clean text, CJK spacing, strip accents iff lowercase), `##` continuation, 100 chars per word
-    /// at most, and [UNK] [SEP] [CLS] [PAD] [MASK] as special tokens when present.
-    pub fn from_vocab_txt(vocab: &str, lowercase: bool) -> Result<Self> {
-        let json = tokenizer_json_for_vocab_txt(vocab, lowercase)?;
-        Self::from_tokenizer_json(&json)?.ok_or_else(|| {
-            Error::InvalidTokenizer("vocab.txt could not be turned into a BERT WordPiece tokenizer".into())
-        })
-    }
-
-    /// The id of the unknown token.
-    pub fn unk_id(&self) -> u32 {
-        self.unk_id
-    }
-
-    /// The equivalent tokenizers-crate tokenizer (truncation and padding off).
-    pub fn reference(&self) -> &Tokenizer {
-        &self.reference
-    }
-
     /// Append the ids of `text` (no special tokens) to `ids`. When `word_ids` is given, push for
     /// each token the index (from 0 within this text) of the pre-tokenized word it belongs to,
     /// exactly as `tokenizers`' `Encoding::get_word_ids` numbers them.
@@ -374,46 +353,4 @@ struct WordState {
     buf: Vec<u8>,
     chars: usize,
     index: u32,
-}
-
-/// The tokenizer.json that `BertWordPieceTokenizer(vocab, lowercase=lowercase)` of the tokenizers
-/// library builds from a vocab.txt.
-fn tokenizer_json_for_vocab_txt(vocab_txt: &str, lowercase: bool) -> Result<String> {
-    let mut vocab = serde_json::Map::new();
-    // Like tokenizers' WordPiece::read_file: one token per line, trailing whitespace trimmed,
-    // id = line number, a repeated token keeps its last line.
-    for (index, line) in vocab_txt.lines().enumerate() {
-        vocab.insert(line.trim_end().to_owned(), serde_json::Value::from(index as u64));
-    }
-    if vocab.is_empty() {
-        return Err(Error::InvalidTokenizer("vocab.txt is empty; pass a BERT vocab.txt (one token per line)".into()));
-    }
-    if !vocab.contains_key("[UNK]") {
-        return Err(Error::InvalidTokenizer(
-            "vocab.txt has no [UNK] line; a BERT WordPiece vocabulary needs one".into(),
-        ));
-    }
-    let added: Vec<serde_json::Value> = ["[UNK]", "[SEP]", "[CLS]", "[PAD]", "[MASK]"]
-        .iter()
-        .filter_map(|t| {
-            vocab.get(*t).map(|id| {
-                serde_json::json!({"id": id, "content": t, "single_word": false, "lstrip": false,
-                                   "rstrip": false, "normalized": false, "special": true})
-            })
-        })
-        .collect();
-    let json = serde_json::json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
-                       "strip_accents": null, "lowercase": lowercase},
-        "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": null,
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
-        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
-                  "max_input_chars_per_word": 100, "vocab": vocab},
-    });
-    Ok(json.to_string())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::FastWordPiece;
+use crate::tokenize::vocab_txt_as_tokenizer_json;
 use tokenizers::Tokenizer;
 
 /// The bert-base-uncased tokenizer.json: $DISTILX_TEST_TOKENIZER_JSON, else the asset package in
@@ -306,7 +307,7 @@ fn vocab_txt_matches_the_tokenizer_json() {
     let json_path = tokenizer_json_path();
     let vocab_path = json_path.with_file_name("vocab.txt");
     let vocab = std::fs::read_to_string(&vocab_path).unwrap_or_else(|e| panic!("cannot read {}: {e}", vocab_path.display()));
-    let from_txt = FastWordPiece::from_vocab_txt(&vocab, true).unwrap();
+    let from_txt = FastWordPiece::from_tokenizer_json(&vocab_txt_as_tokenizer_json(&vocab, true).unwrap()).unwrap().expect("a BERT vocab.txt takes the fast path");
     let pair = Pair::new(&base_json().to_string(), "uncased");
     let mut rng = Rng(99);
     for _ in 0..500 {
@@ -316,7 +317,7 @@ fn vocab_txt_matches_the_tokenizer_json() {
         pair.fast.encode_into(&text, &mut b, None);
         assert_eq!(a, b, "{text:?}");
     }
-    assert!(FastWordPiece::from_vocab_txt("a\nb\n", true).is_err());
+    assert!(vocab_txt_as_tokenizer_json("a\nb\n", true).is_err(), "a vocab.txt without [UNK] is refused");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 """distilx's Triton kernels: one fused op per module (kernel + launcher).
 
-Imported lazily by `distilx.losses` only when backend="triton" is used, so `import distilx` never
+Imported lazily by `distilx.losses.autograd` only when backend="triton" is used, so `import distilx` never
 needs Triton. With no GPU the kernels run under TRITON_INTERPRET=1 (set it before this import).
 """
 

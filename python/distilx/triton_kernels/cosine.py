@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..loss_reference import COS_EPS
+from ..losses.defaults import COS_EPS
 
 MAX_HIDDEN = 16_384
 
@@ -64,7 +64,7 @@ def fused_cosine_loss(
     grad_scale: torch.Tensor,  # [] fp64
     write_grad: bool,
 ):
-    """Launcher with the contract of `loss_reference.cosine_rows` (fp32 per-row values)."""
+    """Launcher with the contract of `losses.chunked.cosine_rows` (fp32 per-row values)."""
     n_rows, hidden = student_hidden.shape
     if hidden > MAX_HIDDEN:
         raise ValueError(f"the Triton cosine loss supports hidden sizes up to {MAX_HIDDEN}, got {hidden}; use backend='torch'")

@@ -1,27 +1,16 @@
-"""The distillation loss in plain PyTorch: the chunked CPU/GPU path, and the oracle it is tested against.
+"""The distillation loss in plain PyTorch, chunked: the CPU path (and the GPU fallback) of `distillation_loss`.
 
-Two things live here, both with exactly the semantics of REFERENCE.md ("The loss"):
-
-* `reference_distillation_loss` — a line-by-line transcription of the DistilBERT reference
-  (distiller.py: KLDivLoss(batchmean) on the selected rows × T², CrossEntropyLoss(ignore_index=-100),
-  CosineEmbeddingLoss against a target of ones). It materialises several N×V fp32 tensors and relies on
-  autograd. It is the oracle for every test and the "eager formula" of the benchmark.
-* `chunked_logits_loss` / `cosine_rows` — the production PyTorch path. Rows are processed in chunks
-  and the student-logit gradient is formed during the forward (like the Triton kernel), so the
-  backward only scales it and peak extra memory stays near the size of that gradient.
-
-Both chunked functions return per-row values; `losses.py` turns them into the terms.
+Rows are processed in chunks and the student-logit gradient is formed during the forward (like the
+Triton kernel), so the backward only scales it and peak extra memory stays near the size of that
+gradient. Both functions return per-row values; `losses/autograd.py` turns them into the terms.
+Semantics: docs/losses.md; the oracle they are tested against: `losses/reference.py`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-IGNORE_INDEX = -100
-# CosineEmbeddingLoss's epsilon: cos = <a,b> / sqrt((|a|^2 + eps) (|b|^2 + eps)). Keeping the reference's
-# form (not F.cosine_similarity's clamp) makes the term smooth and identical to DistilBERT's.
-COS_EPS = 1e-12
+from .defaults import COS_EPS, IGNORE_INDEX
 
 # Chunk sizing of the PyTorch path. Up to 5 fp32 temporaries of one chunk are alive at once (6 are
 # counted, for allocator slack); together they stay below ~15% of the logits' own size (the gradient
@@ -29,59 +18,6 @@ COS_EPS = 1e-12
 _LIVE_TEMPORARIES = 6
 _EXTRA_FRACTION = 0.15
 _MAX_CHUNK_ELEMENTS = 1 << 22
-
-
-def reference_distillation_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    student_hidden: torch.Tensor | None = None,
-    teacher_hidden: torch.Tensor | None = None,
-    *,
-    temperature: float = 2.0,
-    alpha_kl: float = 5.0,
-    alpha_mlm: float = 2.0,
-    alpha_cos: float = 1.0,
-    kl_on: str = "tokens",
-):
-    """The eager DistilBERT formula. Returns (total, kl, mlm, cos); total carries autograd.
-
-    Computes in the student's dtype promoted to at least fp32 (fp64 stays fp64, for gradcheck).
-    Empty selections give a 0 term (the reference code would give NaN; distilx documents 0).
-    """
-    vocab = student_logits.shape[-1]
-    dtype = torch.promote_types(student_logits.dtype, torch.float32)
-    s = student_logits.reshape(-1, vocab).to(dtype)
-    t = teacher_logits.reshape(-1, vocab).to(dtype).detach()
-    lab = labels.reshape(-1)
-    real = torch.ones_like(lab, dtype=torch.bool) if attention_mask is None else attention_mask.reshape(-1) != 0
-    target = lab != IGNORE_INDEX
-    kl_rows = real if kl_on == "tokens" else target
-    zero = s[:0].sum()  # 0 that still carries autograd, and ignores NaN in unselected rows
-
-    kl = zero
-    if alpha_kl > 0:
-        s_sel, t_sel = s[kl_rows], t[kl_rows]
-        if s_sel.shape[0] > 0:
-            kl = F.kl_div(
-                F.log_softmax(s_sel / temperature, dim=-1),
-                F.softmax(t_sel / temperature, dim=-1),
-                reduction="batchmean",
-            ) * (temperature**2)
-    mlm = zero
-    if alpha_mlm > 0 and bool(target.any()):
-        mlm = F.cross_entropy(s, lab, ignore_index=IGNORE_INDEX)
-    cos = zero
-    if alpha_cos > 0 and student_hidden is not None and teacher_hidden is not None:
-        hidden = student_hidden.shape[-1]
-        hs = student_hidden.reshape(-1, hidden).to(dtype)[real]
-        ht = teacher_hidden.reshape(-1, hidden).to(dtype).detach()[real]
-        if hs.shape[0] > 0:
-            ones = hs.new_ones(hs.shape[0])
-            cos = F.cosine_embedding_loss(hs, ht, ones, reduction="mean")
-    total = alpha_kl * kl + alpha_mlm * mlm + alpha_cos * cos
-    return total, kl.detach(), mlm.detach(), cos.detach()
 
 
 def chunk_rows_for(n_rows: int, vocab: int, element_size: int) -> int:
@@ -102,6 +38,7 @@ def chunked_logits_loss(
     has_ce: bool,
     write_grad: bool,
     gather_rows: bool | None = None,
+    grad_buffer: torch.Tensor | None = None,
 ):
     """Per-row KL(softmax(t/T) ‖ softmax(s/T)) and CE(s, label), plus d(total)/d(student) if asked.
 
@@ -112,6 +49,9 @@ def chunked_logits_loss(
 
     gather_rows: compute the CE only on the rows that carry a label (~15%), found with nonzero();
     that is a host sync, so it is the default on CPU only (None = "on CPU"). Both modes are tested.
+    grad_buffer: [N, V] tensor (student dtype, rows contiguous) that receives the gradient instead of a new
+    one; it may be `student` itself (each chunk is read completely before its gradient is written), which is
+    how the fused-linear loss (losses/fused_linear.py) keeps one buffer per projected chunk.
     """
     n_rows, vocab = student.shape
     compute_dtype = torch.promote_types(student.dtype, torch.float32)
@@ -120,7 +60,9 @@ def chunked_logits_loss(
     # per-row values in fp32 (fp64 for fp64 inputs, so gradcheck sees full precision)
     kl_rows = torch.zeros(n_rows, dtype=compute_dtype, device=student.device)
     ce_rows = torch.zeros(n_rows, dtype=compute_dtype, device=student.device)
-    grad = torch.empty_like(student, memory_format=torch.contiguous_format) if write_grad else None
+    grad = None
+    if write_grad:
+        grad = torch.empty_like(student, memory_format=torch.contiguous_format) if grad_buffer is None else grad_buffer
     if n_rows == 0:
         return kl_rows, ce_rows, grad
     c_kl = grad_scales[0].to(compute_dtype)

@@ -2,8 +2,8 @@
 
 Triton lowers a kernel to PTX for any target; the `ptxas` shipped in the triton wheel then reports
 registers, stack and spill bytes per configuration (`ptxas -v`). This catches compile errors and
-register spills in CI long before a GPU is lent. Used by tests/test_kernel_compile.py; run as
-`python -m distilx.triton_kernels.compile_check` for a table.
+register spills in CI long before a GPU is lent. A development tool (not shipped in the wheel): used by
+tests/test_kernel_compile.py; run `python tests/compile_check.py` for a table (`--all` for every case).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import cosine, distill_logits
-from ..loss_reference import IGNORE_INDEX
+from distilx.losses.defaults import IGNORE_INDEX
+from distilx.triton_kernels import cosine, distill_logits
 
 TORCH_TO_TRITON = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 DTYPES = tuple(TORCH_TO_TRITON.values())
