@@ -8,7 +8,8 @@ the tiny real-vocabulary teacher of the test suite, checkpointing at every step.
 SIGKILLed at a random moment drawn from its own progress, as its output folder shows it: a random
 time into start-up, a random time after one of the next few steps was logged (the kills spread over
 the run), or while one of the next checkpoints is being written (its .tmp folder exists); the last
-kill lands at a random time in the final save. Then one last attempt runs to the end, and:
+kill lands in the final save, once it has written a randomly chosen one of its files. Then one last
+attempt runs to the end, and:
 - the final model.safetensors equals the uninterrupted run's, tensor for tensor, bit for bit;
 - metrics.jsonl holds the same records (timing fields aside), each step once, in order;
 - every checkpoint verifies against its checksums, all belong to the one run, no .tmp is left.
@@ -65,13 +66,17 @@ def _newest_step(out: Path, since_ns: int) -> int:
         return 0
 
 
-class Kill:
-    """When to SIGKILL an attempt: `after` seconds of start-up; once step `step` is logged, then `after`
-    seconds more ("step", or "final" for the last step: the final save); or as soon as checkpoint
-    `step` is being written (its .tmp folder exists)."""
+# what the final save writes, in order: a kill as soon as one of them exists lands inside that save
+FINAL_OUTPUTS = ("model.safetensors", "tokenizer.json", "metrics.json", "loss_curves.png")
 
-    def __init__(self, kind: str, step: int = 0, after: float = 0.0):
-        self.kind, self.step, self.after = kind, step, after
+
+class Kill:
+    """When to SIGKILL an attempt: `after` seconds after its start ("start-up"); `after` seconds after
+    step `step` is logged ("step"); as soon as checkpoint `step` is being written, i.e. its .tmp
+    folder exists ("checkpoint"); or as soon as the final save has written `output` ("final")."""
+
+    def __init__(self, kind: str, step: int = 0, after: float = 0.0, output: str = ""):
+        self.kind, self.step, self.after, self.output = kind, step, after, output
         self.reached = None
 
     def due(self, out: Path, elapsed: float, since_ns: int) -> bool:
@@ -79,17 +84,21 @@ class Kill:
             return elapsed >= self.after
         if self.kind == "checkpoint":
             return any((out / "checkpoints").glob(f"step-{self.step:08d}.tmp-*"))
-        if self.reached is None and _newest_step(out, since_ns) >= self.step:  # "step" and "final"
+        if self.kind == "final":
+            path = out / self.output
+            return path.is_file() and path.stat().st_mtime_ns >= since_ns
+        if self.reached is None and _newest_step(out, since_ns) >= self.step:
             self.reached = elapsed
         return self.reached is not None and elapsed >= self.reached + self.after
 
     def __str__(self) -> str:
         if self.kind == "start-up":
-            return f"during start-up ({self.after:.2f} s in)"
+            return f"{self.after:.2f} s after its start"
         if self.kind == "checkpoint":
             return f"while writing checkpoint step-{self.step:08d}"
-        during = " (during the final save)" if self.kind == "final" else ""
-        return f"{self.after:.3f} s after logging step {self.step}{during}"
+        if self.kind == "final":
+            return f"in the final save, once it had written {self.output}"
+        return f"{self.after:.3f} s after logging step {self.step}"
 
 
 def _run(command: list[str], env: dict, out: Path, kill: Kill | None) -> str:
@@ -100,7 +109,8 @@ def _run(command: list[str], env: dict, out: Path, kill: Kill | None) -> str:
         if kill is not None and kill.due(out, time.monotonic() - start, since_ns):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            return f"killed {kill}"
+            logged = _newest_step(out, since_ns)
+            return f"killed {kill} ({f'step {logged} logged by then' if logged else 'before its first step'})"
         time.sleep(0.002)
     if proc.returncode != 0:
         raise RuntimeError(f"attempt failed with status {proc.returncode}: {proc.stderr.read()[-2000:]}")
@@ -108,12 +118,12 @@ def _run(command: list[str], env: dict, out: Path, kill: Kill | None) -> str:
 
 
 def _draw_kill(rng: random.Random, done: int, steps: int, kills_left: int, timing: dict) -> Kill:
-    """A random moment of the next attempt, which resumes after step `done`; the last kill always
-    lands in the final save."""
+    """A random moment of the next attempt, which resumes after step `done`; the last kill lands in
+    the final save."""
     if done >= steps:  # a finished run only starts up and saves its outputs again
         return Kill("start-up", after=rng.uniform(0, timing["startup"] + timing["final"]))
     if kills_left == 1:
-        return Kill("final", steps, rng.uniform(0, timing["final"]))
+        return Kill("final", output=rng.choice(FINAL_OUTPUTS))
     kind = rng.choice(["start-up", "step", "step", "checkpoint"])
     if kind == "start-up":
         return Kill(kind, after=rng.uniform(0, timing["startup"]))
