@@ -59,8 +59,8 @@ def test_summary_and_plot_survive_a_failing_evaluation(tiny_run_inputs, tmp_path
 
 
 def test_positions_match_what_the_models_can_embed():
-    """RoBERTa numbers positions from padding_idx + 1: 66 rows hold 64 tokens. Checked against the
-    models' own forward passes: the limit embeds, one more token fails."""
+    """main had no position check. RoBERTa numbers positions from padding_idx + 1: 66 rows hold 64
+    tokens. Checked against the models' own forward passes: the limit embeds, one more token fails."""
     torch.manual_seed(0)
     small = dict(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     roberta = RobertaForMaskedLM(RobertaConfig(**small, max_position_embeddings=66, pad_token_id=1)).eval()
