@@ -15,6 +15,7 @@ use crate::corpus::{OnBadJson, ReadOptions};
 use crate::error::{Error, Result};
 use crate::masking::{MaskConfig, Mode, TargetCount};
 use crate::sequences::SeqConfig;
+use crate::specials::Role;
 use crate::source::{Shard, Tokenizing};
 use crate::tokenize::{thread_pool, Tokenizer};
 
@@ -330,17 +331,30 @@ impl StreamOptions {
         }
     }
 
-    pub fn seq(&self, tok: &Tokenizer) -> SeqConfig {
-        SeqConfig {
+    /// Framing and filters with `tok`'s specials; refused when its framing leaves no room for a
+    /// document in `seq_len`, or when packing has no suffix to separate documents with.
+    pub fn seq(&self, tok: &Tokenizer) -> Result<SeqConfig> {
+        let (prefix, suffix) = (tok.specials.prefix.clone(), tok.specials.suffix.clone());
+        if prefix.len() + suffix.len() >= self.seq_len {
+            return Err(Error::InvalidConfig(format!(
+                "seq_len={} leaves no room for text: {} frames every row with {} special tokens; raise seq_len",
+                self.seq_len, tok.source.display(), prefix.len() + suffix.len())));
+        }
+        if self.packing && suffix.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "packing=True separates documents with the special tokens that end a sequence, and {}'s template ends with none; use packing=False",
+                tok.source.display())));
+        }
+        Ok(SeqConfig {
             seq_len: self.seq_len,
             packing: self.packing,
             min_seq_len: self.min_seq_len,
             max_unk_ratio: self.max_unk_ratio,
-            cls_id: tok.cls_id,
-            sep_id: tok.sep_id,
-            unk_id: tok.unk_id,
+            prefix,
+            suffix,
+            unk_id: tok.specials.id(Role::Unk),
             word_starts: self.masking == Mode::WholeWord,
-        }
+        })
     }
 
     pub fn shape(&self) -> BatchShape {
