@@ -193,13 +193,13 @@ macro_rules! stream_options {
 }
 
 stream_options! {
-    /// Tokens per row, [CLS] and [SEP] included (>= 3).
+    /// Tokens per row, the tokenizer's framing ([CLS]/[SEP], <s>/</s>) included (>= 3).
     seq_len: usize = 128, batches;
     /// Rows per batch (>= 1).
     batch_size: usize = 32, batches;
     /// Share of the eligible (non-special) tokens that become prediction targets, in [0, 1].
     mlm_probability: f64 = 0.15, batches;
-    /// Share of the targets replaced by [MASK], in [0, 1].
+    /// Share of the targets replaced by the mask token ([MASK], <mask>), in [0, 1].
     mask_replace_prob: f64 = 0.8, batches;
     /// Share of the targets replaced by a random non-special id (mask_replace_prob + this <= 1;
     /// the rest keep their token).
@@ -221,11 +221,12 @@ stream_options! {
     /// Number of ranks (>= 1); with more than one, every rank yields the same number of batches
     /// (a counting pass at construction) and drop_last is on.
     world_size: u64 = 1, batches;
-    /// Fill rows to seq_len across documents ([SEP] between them) instead of one document per row.
+    /// Fill rows to seq_len across documents (each followed by the framing's [SEP] / </s>) instead of
+    /// one document per row.
     packing: bool = false, batches;
-    /// Rows shorter than this (in tokens, [CLS]/[SEP] included) are dropped.
+    /// Rows shorter than this (in tokens, the framing included) are dropped.
     min_seq_len: usize = 12, batches;
-    /// Rows (documents when packing) whose share of [UNK] is at least this are dropped, in [0, 1].
+    /// Rows (documents when packing) whose share of unknown tokens is at least this are dropped, in [0, 1].
     max_unk_ratio: f64 = 0.5, batches;
     /// "fixed": every batch padded to seq_len; "dynamic": rows grouped by length inside a window,
     /// each batch padded to its longest row.
