@@ -60,7 +60,7 @@ class TrainConfig:
                              "weights (the ablation)", choices=("teacher", "random"))
 
     # --- data (the Rust engine does masking, padding and batching) ---
-    seq_len: int = knob(128, "tokens per sequence, [CLS] and [SEP] included")
+    seq_len: int = knob(128, "tokens per sequence, the framing's special tokens ([CLS]/[SEP], <s>/</s>) included")
     batch_size: int = knob(32, "sequences per micro-batch per process")
     grad_accum: int = knob(1, "micro-batches per optimizer step (effective batch = batch_size*grad_accum*world)",
                            valid=AT_LEAST_ONE)
