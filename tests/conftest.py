@@ -63,3 +63,15 @@ def multilingual_texts():
     not trained on: every 5th of the held-back half (a few thousand)."""
     from distilx.sample_tokenizers import training_and_check_texts
     return training_and_check_texts()[1][::5]
+
+
+@pytest.fixture(scope="session")
+def tiny_run_inputs(tmp_path_factory):
+    """(teacher folder, train file, held-out file) for short real runs: the tiny real-vocabulary
+    teacher and a slice of the English corpus (tests/pipeline_helpers.py). Tests must not modify them."""
+    from pipeline_helpers import corpus_slice, make_tiny_teacher
+
+    root = tmp_path_factory.mktemp("tiny-run-inputs")
+    teacher = make_tiny_teacher(root / "teacher")
+    train_file, heldout_file = corpus_slice(root)
+    return teacher, train_file, heldout_file

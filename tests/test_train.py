@@ -13,7 +13,7 @@ from distilx.checkpoint import list_checkpoints
 from distilx.data import Tokenizer
 from distilx.distributed import DistEnv
 from distilx.training import NonFiniteLossError, _make_stream
-from pipeline_helpers import corpus_slice, make_tiny_teacher
+from pipeline_helpers import corpus_slice, make_tiny_teacher, run_config
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,7 @@ def setup(tmp_path_factory):
 
 
 def config_for(setup, out, **kw):
-    teacher, train_file, heldout_file = setup
-    base = dict(teacher=str(teacher), train_files=[str(train_file)], eval_files=[str(heldout_file)],
-                output_dir=str(out), student_layers=2, seq_len=48, batch_size=8, max_steps=6, log_every=1,
-                save_every=3, keep_last=2, eval_batches=2, progress=False, tensorboard=False, seed=7,
-                kl_on="targets", device="cpu")  # KL on ~50 target rows: cheap steps; CPU: bit-exact resume
-    base.update(kw)
-    return TrainConfig(**base)
+    return run_config(*setup, out, **kw)
 
 
 def losses(run_dir):

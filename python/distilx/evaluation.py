@@ -23,7 +23,7 @@ from torch import nn
 from .losses import IGNORE_INDEX
 from .models import adapter_for, load_teacher
 
-__all__ = ["evaluate", "count_parameters"]
+__all__ = ["evaluate", "eval_stream", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -32,6 +32,14 @@ def count_parameters(model: nn.Module) -> int:
 
 def _load_model(model) -> nn.Module:
     return load_teacher(model) if isinstance(model, (str, Path)) else model
+
+
+def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
+    """The held-out batches `evaluate` reads: uniform 15% masks drawn with `seed`, so runs compare."""
+    from .data import MaskedLMStream
+
+    return MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
+                          masking="uniform", seed=seed)
 
 
 @torch.no_grad()
@@ -43,7 +51,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     tokenizer: a distilx.Tokenizer or a path (default: the student's folder, else the teacher's).
     The masks are drawn by the data engine with `seed` (uniform 15%), so runs are comparable.
     """
-    from .data import MaskedLMStream, Tokenizer
+    from .data import Tokenizer
 
     if tokenizer is None:
         source = student if isinstance(student, (str, Path)) else teacher
@@ -62,8 +70,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     student.eval().to(device)
     amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda"
            else contextlib.nullcontext())
-    stream = MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
-                            masking="uniform", seed=seed)
+    stream = eval_stream(files, tokenizer, seq_len=seq_len, batch_size=batch_size, seed=seed)
     totals = {"targets": 0, "teacher_correct": 0, "student_correct": 0, "agree": 0,
               "teacher_nll": 0.0, "student_nll": 0.0}
     kept = []  # a few batches for the speed measurement
