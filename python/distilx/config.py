@@ -88,6 +88,10 @@ class TrainConfig:
                       choices=KL_ON_CHOICES)
     loss_backend: str = knob("auto", "'auto' (Triton on GPU, PyTorch elsewhere), 'triton' or 'torch'",
                              choices=BACKENDS)
+    fused_linear: str = knob("auto", "compute the vocabulary projections chunk by chunk together with the loss, "
+                             "never holding the N x V logits (large vocabularies): 'auto' when it saves memory "
+                             "that matters (distilx.losses.fused_linear.fused_linear_pays), 'on' or 'off'",
+                             choices=("auto", "on", "off"))
 
     # --- optimisation (docs/recipe.md: AdamW 5e-4, betas 0.9/0.98, eps 1e-6, warmup 5%, clip 5) ---
     lr: float = knob(5e-4, "peak learning rate", valid=POSITIVE)

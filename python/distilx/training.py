@@ -20,10 +20,12 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -54,33 +56,69 @@ class TrainResult:
     student: nn.Module | None = None  # the trained student (this process's copy, on its device)
 
 
-class MaskedLMDistiller(nn.Module):
-    """Student forward for one batch: logits of the rows the loss reads, hidden states of every real token.
+class TeacherSide(NamedTuple):
+    """What the loss needs from the frozen teacher for one batch (computed under no_grad)."""
 
-    Projecting only the loss rows onto the vocabulary is where the CPU time goes (kl_on="targets"
-    reads ~15% of the tokens); the cosine term stays on every real token, as in DistilBERT (hidden
-    states are cheap). It is an nn.Module so that DDP wraps it and its forward triggers DDP's
-    gradient synchronisation.
-    """
-
-    def __init__(self, student: nn.Module):
-        super().__init__()
-        self.student = student
-        self.adapter = adapter_for(student)
-
-    def forward(self, input_ids, attention_mask, logit_rows):
-        return _logits_and_hidden(self.adapter, self.student, input_ids, attention_mask, logit_rows)
-
-
-def _logits_and_hidden(adapter, model: nn.Module, input_ids, attention_mask, logit_rows):
-    """(MLM logits of `logit_rows` [n_rows, V], last hidden states of the real tokens [n_real, H])."""
-    hidden = adapter.last_hidden(model, input_ids, attention_mask)
-    return adapter.mlm_logits(model, hidden[logit_rows]), hidden[attention_mask.bool()]
+    head_input: torch.Tensor  # [n_rows, H_t]: the MLM head's transform of the loss rows
+    weight: torch.Tensor  # [V, H_t] vocabulary projection
+    bias: torch.Tensor | None  # [V]
+    hidden: torch.Tensor  # [n_real, H_t]: last hidden states of every real token (the cosine's rows)
 
 
 @torch.no_grad()
-def teacher_outputs(teacher: nn.Module, input_ids, attention_mask, logit_rows):
-    return _logits_and_hidden(adapter_for(teacher), teacher, input_ids, attention_mask, logit_rows)
+def teacher_side(teacher: nn.Module, input_ids, attention_mask, logit_rows) -> TeacherSide:
+    adapter = adapter_for(teacher)
+    hidden = adapter.last_hidden(teacher, input_ids, attention_mask)
+    weight, bias = adapter.decoder(teacher)
+    return TeacherSide(adapter.head_transform(teacher, hidden[logit_rows]), weight, bias,
+                       hidden[attention_mask.bool()])
+
+
+class MaskedLMDistiller(nn.Module):
+    """Student forward and the loss for one batch.
+
+    The vocabulary projection runs only on the rows the KL and MLM terms read (kl_on="targets" reads
+    ~15% of the tokens: that projection is where the CPU time goes); the cosine term stays on every real
+    token, as in DistilBERT (hidden states are cheap). With `fused_linear` ("auto": when
+    `fused_linear_pays`) the projections and the loss run chunk by chunk and the N x V logits are never
+    held (large vocabularies). The loss is computed inside forward so that DDP, which wraps this module,
+    sees every parameter the loss uses (the decoder weight included) in the graph of its output.
+    """
+
+    def __init__(self, student: nn.Module, loss_options: dict, fused_linear: str = "auto"):
+        super().__init__()
+        self.student = student
+        self.adapter = adapter_for(student)
+        self.loss_options = loss_options
+        self.fused_linear = fused_linear
+
+    def forward(self, input_ids, attention_mask, logit_rows, row_labels, teacher: TeacherSide):
+        from .losses import distillation_loss, fused_linear_distillation_loss
+
+        hidden = self.adapter.last_hidden(self.student, input_ids, attention_mask)
+        head_input = self.adapter.head_transform(self.student, hidden[logit_rows])
+        real_hidden = hidden[attention_mask.bool()]
+        weight, bias = self.adapter.decoder(self.student)
+        if self._use_fused_linear(head_input, weight):
+            return fused_linear_distillation_loss(
+                head_input, weight, teacher.head_input, teacher.weight, row_labels, student_bias=bias,
+                teacher_bias=teacher.bias, student_hidden=real_hidden, teacher_hidden=teacher.hidden,
+                **self.loss_options)
+        s_logits = F.linear(head_input, weight, bias)
+        with torch.no_grad():
+            t_logits = F.linear(teacher.head_input, teacher.weight, teacher.bias)
+        return distillation_loss(s_logits, t_logits, row_labels, None, real_hidden, teacher.hidden,
+                                 **self.loss_options)
+
+    def _use_fused_linear(self, head_input: torch.Tensor, weight: torch.Tensor) -> bool:
+        if self.fused_linear != "auto":
+            return self.fused_linear == "on"
+        from .losses.fused_linear import fused_linear_pays
+
+        device = head_input.device
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else weight.dtype
+        return fused_linear_pays(head_input.shape[0], weight.shape[0], weight.shape[1], device=device,
+                                 dtype=dtype, weight_dtype=weight.dtype)
 
 
 def _seed_everything(seed: int) -> None:
@@ -193,7 +231,6 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
 def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Module | None,
            student: nn.Module | None, stop_after: int | None) -> TrainResult:
     from .data import Tokenizer
-    from .losses import distillation_loss
 
     config = config.validated()
     if not config.train_files:
@@ -227,7 +264,9 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     if env.device.type == "cuda" and precision != "fp32":
         teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
     student.to(env.device).train()
-    distiller: nn.Module = MaskedLMDistiller(student)
+    loss_options = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
+                        alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
+    distiller: nn.Module = MaskedLMDistiller(student, loss_options, config.fused_linear)
     if env.distributed:
         distiller = nn.parallel.DistributedDataParallel(
             distiller, device_ids=[env.device.index] if env.device.type == "cuda" else None)
@@ -299,8 +338,6 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         bar = tqdm(total=total_steps, initial=step, desc="distil", unit="step", dynamic_ncols=True)
 
     # --- the loop: one optimizer step = grad_accum micro-batches ---
-    weights = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
-                   alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
     batches = training_batches(_endless(stream), config)  # an empty corpus is named at the first batch
     params = [p for p in student.parameters() if p.requires_grad]
     history: list[dict] = []
@@ -329,9 +366,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             # DDP: all-reduce gradients only on the last micro-batch of the step
             sync = micro == config.grad_accum - 1 or not env.distributed
             with (contextlib.nullcontext() if sync else distiller.no_sync()), _autocast(env, precision):
-                t_logits, t_hidden = teacher_outputs(teacher, input_ids, attention_mask, rows)
-                s_logits, s_hidden = distiller(input_ids, attention_mask, rows)
-                out = distillation_loss(s_logits, t_logits, row_labels, None, s_hidden, t_hidden, **weights)
+                out = distiller(input_ids, attention_mask, rows, row_labels,
+                                teacher_side(teacher, input_ids, attention_mask, rows))
                 scaler.scale(out.loss / config.grad_accum).backward()
             step_terms += torch.stack([out.loss.detach(), out.kl, out.mlm, out.cos]).double() / config.grad_accum
 
