@@ -53,6 +53,8 @@ impl Stream {
     /// here (token counts, the per-rank row count) stop with `Error::Interrupted` once `cancel` is set.
     pub fn new(corpus: Corpus, tokenizer: Arc<Tokenizer>, opts: StreamOptions, token_counts: Option<Vec<u64>>, cancel: &Cancel) -> Result<Self> {
         opts.validate()?;
+        corpus.check(&opts.read())?;
+        let seq = opts.seq(&tokenizer)?;
         if let Corpus::Cache(c) = &corpus {
             if opts.masking == Mode::WholeWord && !c.has_word_starts() {
                 // Without the bits every token would read as its own word: silently per-token masking.
@@ -67,8 +69,8 @@ impl Stream {
             _ => None,
         };
         let tok = &tokenizer;
-        let masker = Masker::new(&opts.mask(), tok.vocab_size, &tok.special_ids, tok.mask_id, tok.pad_id, token_counts.as_deref())?;
-        let mut engine = Engine { corpus, tokenizer: tokenizer.clone(), masker, seq: opts.seq(tok), shape: opts.shape(), opts: opts.clone(), limit: None };
+        let masker = Masker::new(&opts.mask(), tok.vocab_size, &tok.specials.ids, tok.specials.mask_id(), tok.specials.pad_id(), token_counts.as_deref())?;
+        let mut engine = Engine { corpus, tokenizer: tokenizer.clone(), masker, seq, shape: opts.shape(), opts: opts.clone(), limit: None };
         let mut known_batches = None;
         if opts.world_size > 1 {
             let counts = passes::count_rows(&engine.corpus, &opts.tokenizing(&tokenizer, cancel)?, &engine.seq, opts.world_size)?;
@@ -136,6 +138,13 @@ impl Stream {
         let n = if e.shape.drop_last { rows / b } else { rows.div_ceil(b) };
         self.known_batches = Some(n);
         Ok(n)
+    }
+
+    /// Stop the threads (the producer and its source's); the next poll starts them again from
+    /// the position. A caller that must not hold a lock the threads may wait for (Python's GIL,
+    /// when texts come from Python) stops them before dropping the stream.
+    pub fn stop(&mut self) {
+        self.stop_producer();
     }
 
     /// Stop the producer (if any) without blocking on a full queue.

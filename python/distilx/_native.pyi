@@ -10,7 +10,7 @@ cache ValueError — each message says what to fix (docs/data.md, "Limits and fa
 
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Literal, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ import numpy.typing as npt
 __version__: str
 
 _Path = Union[str, PathLike[str]]
+_Input = Union[str, "TextFeed"]
 _Position = tuple[int, int, int, int, int, int, int]
 
 class Tokenizer:
@@ -29,8 +30,12 @@ class Tokenizer:
     tokenizer_config.json beside it, else True). `backend`: "auto" (the fast WordPiece when it
     reproduces the tokenizer, else the tokenizers crate), "wordpiece" (error if it cannot), or "hf".
     Ids are identical to the Python `tokenizers` library's for the same tokenizer and text.
-    Raises ValueError for a file that does not parse or a vocabulary without [CLS], [SEP], [PAD],
-    [MASK] or [UNK].
+
+    Special tokens come from what the tokenizer declares (docs/data.md, "Tokenizers"): `<role>_token`
+    in a tokenizer_config.json or special_tokens_map.json beside it, then the tokenizer.json's
+    post_processor (framing), padding and model, then the usual names ([CLS]/<s>, …). Raises
+    ValueError for a file that does not parse, or a tokenizer without a pad or mask token or any
+    way to frame a sequence (the message names what is missing and where it looked).
     """
 
     def __init__(self, path: _Path, *, lowercase: Optional[bool] = None, backend: str = "auto") -> None: ...
@@ -38,18 +43,33 @@ class Tokenizer:
     def vocab_size(self) -> int:
         """Number of ids (largest id + 1, added tokens included)."""
     @property
-    def cls_id(self) -> int: ...
+    def cls_id(self) -> Optional[int]:
+        """The cls token's id ([CLS], <s>, …), None when the tokenizer has none."""
     @property
-    def sep_id(self) -> int: ...
+    def sep_id(self) -> Optional[int]:
+        """The sep token's id ([SEP], </s>, …), None when the tokenizer has none."""
     @property
     def pad_id(self) -> int: ...
     @property
     def mask_id(self) -> int: ...
     @property
-    def unk_id(self) -> int: ...
+    def unk_id(self) -> Optional[int]:
+        """None for a tokenizer without an unknown token (a byte-level BPE may have none)."""
     @property
     def special_ids(self) -> list[int]:
-        """Ids never masked nor drawn as random replacements: the five above plus added special tokens."""
+        """Ids never masked nor drawn as random replacements: the roles, the framing and added special tokens."""
+    @property
+    def special_tokens(self) -> dict[str, tuple[str, int]]:
+        """Each role the tokenizer declares ("cls", "sep", "pad", "mask", "unk", "bos", "eos") -> (token, id)."""
+    @property
+    def framing(self) -> tuple[list[int], list[int]]:
+        """(ids before, ids after) every sequence: the tokenizer's single-sequence template, e.g.
+        ([cls_id], [sep_id])."""
+    @property
+    def word_rule(self) -> str:
+        """What a word is for whole-word masking: "pre-tokenizer" (WordPiece: a word and its ## pieces),
+        "byte-level" (BPE: a word starts at a token beginning with Ġ or other whitespace) or
+        "metaspace" (SentencePiece: a word starts at ▁)."""
     @property
     def backend(self) -> str:
         """"wordpiece" (fast path) or "hf" (tokenizers crate): the path in use."""
@@ -59,7 +79,7 @@ class Tokenizer:
     def encode(self, texts: Sequence[str], *, num_threads: Optional[int] = None) -> list[list[int]]:
         """Ids of each text (no special tokens), encoded in parallel on `num_threads` threads (None: one per core)."""
     def word_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """For each text, the word index (from 0) of every token: whole-word masking's grouping."""
+        """For each text, the word index (from 0) of every token: whole-word masking's grouping (`word_rule`)."""
     def token_to_id(self, token: str) -> Optional[int]:
         """The id of `token`, or None when it is not in the vocabulary."""
 
@@ -105,19 +125,32 @@ class StreamOptions:
     def to_dict(self) -> dict[str, Any]:
         """Every option and its value."""
 
+class TextFeed:
+    """Texts handed over from Python in chunks (`distilx.data` makes one for an in-memory or iterable
+    `datasets` dataset). `chunks()` returns an iterator of lists of texts (str, or None for a null
+    row); the engine calls it once per pass over the corpus, from its reader thread, holding the GIL
+    only while it takes one chunk. Resuming a pass calls it again and skips the rows already read,
+    so it must yield the same rows in the same order every time. `name` appears in messages and in
+    `Stream.files()`. An exception it raises becomes a ValueError naming the feed."""
+
+    def __init__(self, chunks: Callable[[], Iterator[list[Optional[str]]]], name: str) -> None: ...
+    @property
+    def name(self) -> str: ...
+
 class Stream:
     """The engine behind `distilx.MaskedLMStream` (which loads the tokenizer, token counts and
     cache, and keeps the resume state).
 
-    - files: files, directories (recursive; .txt/.jsonl, optionally .gz/.zst) and globs, in order
-      (empty with a cache).
+    - files: files, directories (recursive; .txt/.jsonl, optionally .gz/.zst; .parquet; .arrow) and
+      globs, and TextFeeds, in order (empty with a cache). Parquet and Arrow files are checked now
+      (they parse, `text_field` is a string column).
     - options: every other setting (see `StreamOptions`).
     - token_counts: frequency masking's table, one count per id (None: counted over the corpus now,
       reading as `options` say).
     - cache: path of a cache from `build_cache` (files are then ignored).
     """
 
-    def __init__(self, files: Sequence[str], tokenizer: Tokenizer, options: StreamOptions, *,
+    def __init__(self, files: Sequence[_Input], tokenizer: Tokenizer, options: StreamOptions, *,
                  token_counts: Optional[npt.NDArray[np.uint64]] = None, cache: Optional[_Path] = None) -> None: ...
     def next_batch(self) -> Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """(input_ids, attention_mask, labels), each int64 [B, L] (labels -100 off target), or None at
@@ -125,8 +158,9 @@ class Stream:
         restarts its producer when called in a forked child."""
     def position(self) -> _Position:
         """(epoch, file, offset, doc_index, token_offset, batch_in_window, batches_done): the
-        position after the last batch handed out. `offset` is the byte offset of the window's first
-        document in its (decompressed) file, or its place in this rank's order for a cache."""
+        position after the last batch handed out. `offset` is where the window's first document is
+        in its file: the byte offset (decompressed) for .txt/.jsonl, the row number for Parquet,
+        Arrow and a TextFeed, or its place in this rank's order for a cache."""
     def seek(self, position: _Position) -> None:
         """Continue from a `position()` of an identically configured stream."""
     def set_epoch(self, epoch: int) -> None:
@@ -139,7 +173,7 @@ class Stream:
     def count_batches(self) -> int:
         """Count an epoch's batches now (one tokenization pass, no masking)."""
     def files(self) -> list[Path]:
-        """The corpus files, in reading order (empty for a cache)."""
+        """The corpus files, in reading order (a TextFeed by its name; empty for a cache)."""
     @property
     def options(self) -> StreamOptions: ...
     @property
@@ -148,18 +182,19 @@ class Stream:
     def stats(self) -> dict[str, int]:
         """Cumulative counters: documents, lines, bytes, sequences, tokens, batches, padded_tokens,
         target_tokens, skipped_lines, empty_lines, oversized_lines, bad_json_lines, invalid_bytes,
-        empty_documents, dropped_short, dropped_unk, files_opened."""
+        null_rows, empty_documents, dropped_short, dropped_unk, files_opened. For Parquet, Arrow and
+        TextFeeds a row counts as a line."""
 
-def count_tokens(files: Sequence[str], tokenizer: Tokenizer, options: Optional[StreamOptions] = None) -> npt.NDArray[np.uint64]:
+def count_tokens(files: Sequence[_Input], tokenizer: Tokenizer, options: Optional[StreamOptions] = None) -> npt.NDArray[np.uint64]:
     """Occurrences of every id over the corpus (one pass, every rank's documents, read as `options`
     say: text_field, paragraphs, on_bad_json, max_document_bytes, num_threads), shape [vocab_size]."""
 
-def build_cache(files: Sequence[str], tokenizer: Tokenizer, path: _Path, options: Optional[StreamOptions] = None, *,
+def build_cache(files: Sequence[_Input], tokenizer: Tokenizer, path: _Path, options: Optional[StreamOptions] = None, *,
                 word_starts: bool = True) -> dict[str, int]:
     """Tokenize a corpus (read as `options` say) into a memory-mapped cache (written to a temporary
     name, then renamed); returns documents, tokens and the reading counters of `Stream.stats()`
     (lines, bytes, skipped_lines, empty_lines, oversized_lines, bad_json_lines, invalid_bytes,
-    files_opened)."""
+    null_rows, files_opened)."""
 
 def cache_info(path: _Path, tokenizer: Optional[Tokenizer] = None) -> dict[str, int]:
     """Validate a cache (length, magic, version, checksum, and the tokenizer when given) and return

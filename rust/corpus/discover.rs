@@ -164,7 +164,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<CorpusFile>> {
                 })?;
                 if matched == 0 {
                     return Err(Error::InvalidInput(format!(
-                        "directory {input} holds no .txt/.jsonl files (optionally .gz/.zst); pass the files explicitly")));
+                        "directory {input} holds no .txt/.jsonl (optionally .gz/.zst), .parquet or .arrow files; pass the files explicitly")));
                 }
             } else {
                 found.add(p.to_path_buf())?;

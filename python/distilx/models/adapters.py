@@ -55,6 +55,8 @@ class ModelAdapter:
     build_student: Callable | None = None
     last_hidden: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = _base_model_hidden
     decoder: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] = _output_embedding
+    # rows of embeddings(model).position_embeddings that no token position uses (RoBERTa: padding_idx + 1)
+    reserved_positions: Callable[[nn.Module], int] = lambda model: 0
 
     def mlm_logits(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """The model's MLM head on hidden rows (..., H) -> logits (..., V), bit-equal to the model's own."""
@@ -80,7 +82,7 @@ ADAPTERS: tuple[ModelAdapter, ...] = (
         name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), teacher_class="RobertaForMaskedLM",
         head_prefixes=("lm_head.",), embeddings=lambda m: m.roberta.embeddings,
         layers=lambda m: m.roberta.encoder.layer, head_transform=_roberta_transform,
-        build_student=same_class_fewer_layers),
+        build_student=same_class_fewer_layers, reserved_positions=lambda m: m.config.pad_token_id + 1),
     ModelAdapter(  # a distilx student; not (yet) a teacher
         name="distilbert", model_types=("distilbert",), teacher_class="DistilBertForMaskedLM",
         head_prefixes=("vocab_",), embeddings=lambda m: m.distilbert.embeddings,

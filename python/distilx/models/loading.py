@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..safe_loading import refusing_code
 from .adapters import adapter_for_type
 
 __all__ = ["load_teacher", "check_vocab"]
@@ -33,7 +34,8 @@ def load_teacher(path: str | Path) -> nn.Module:
     model_type = json.loads(config_file.read_text()).get("model_type", "bert")
     adapter = adapter_for_type(model_type, where=str(config_file))
     config = CONFIG_MAPPING[model_type].from_json_file(str(config_file))
-    model, info = AutoModelForMaskedLM.from_pretrained(str(path), config=config, output_loading_info=True)
+    with refusing_code(path):  # a hostile pickle: one line naming the file
+        model, info = AutoModelForMaskedLM.from_pretrained(str(path), config=config, output_loading_info=True)
     head_missing = [k for k in info.get("missing_keys", []) if k.startswith(adapter.head_prefixes)]
     if head_missing:
         warnings.warn(f"{path}: the checkpoint has no trained MLM head ({len(head_missing)} head tensors "
