@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .losses import IGNORE_INDEX
-from .models import adapter_for, load_teacher
+from .models import adapter_for, check_vocab, load_teacher
 
 __all__ = ["evaluate", "count_parameters"]
 
@@ -57,6 +57,8 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     device = torch.device(device)
     teacher, student = _load_model(teacher), _load_model(student)
     t_adapter, s_adapter = adapter_for(teacher), adapter_for(student)
+    check_vocab(teacher, tokenizer)
+    check_vocab(student, tokenizer)
     was_training = student.training
     teacher.eval().to(device)
     student.eval().to(device)

@@ -215,7 +215,8 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     if not config.train_files:
         raise ValueError("train_files is empty: give the corpus files (one document per line)")
     if teacher is None and not config.teacher:
-        raise ValueError("no teacher: set `teacher` to a folder with a BERT/RoBERTa masked-LM checkpoint")
+        raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
+                         "architectures: docs/pipeline.md)")
     env = setup_distributed(config.device)
     precision = _resolve_precision(config, env)
     output_dir = Path(config.output_dir)
@@ -232,7 +233,8 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     tokenizer = Tokenizer(str(tokenizer_source))
     check_vocab(teacher, tokenizer)
     if student is None:
-        student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices)
+        student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices,
+                               student_class=config.student_class)
         if config.student_init == "random":
             torch.manual_seed(config.seed)
             student = type(student)(student.config)  # same shape, fresh weights (the ablation baseline)

@@ -6,12 +6,25 @@
   masked-LM encoder whose layer stack and head can be found and checked;
 - `loading.py`: `load_teacher` (a local folder) and `check_vocab` (tokenizer vs model);
 - `builders.py`: teacher -> student weight copies and the per-layer config; `student.py`:
-  `init_student` and the layer rule.
+  `init_student` and the layer rule; `defaults.py`: its choices.
+
+The choices import without torch; the rest loads on first use (so `distilx.config` stays light).
 """
 
-from .adapters import ADAPTERS, ModelAdapter, UnsupportedModelError, adapter_for, adapter_for_type, supported_types
-from .loading import check_vocab, load_teacher
-from .student import STUDENT_CLASSES, init_student, student_layer_indices
+from importlib import import_module
 
-__all__ = ["ADAPTERS", "ModelAdapter", "STUDENT_CLASSES", "UnsupportedModelError", "adapter_for", "adapter_for_type",
-           "check_vocab", "init_student", "load_teacher", "student_layer_indices", "supported_types"]
+from .defaults import STUDENT_CLASSES
+
+_LAZY = {"ADAPTERS": "adapters", "ModelAdapter": "adapters", "UnsupportedModelError": "adapters",
+         "adapter_for": "adapters", "adapter_for_type": "adapters", "supported_types": "adapters",
+         "check_vocab": "loading", "load_teacher": "loading", "init_student": "student",
+         "student_layer_indices": "student"}
+
+__all__ = sorted(_LAZY) + ["STUDENT_CLASSES"]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'distilx.models' has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)

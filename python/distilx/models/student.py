@@ -16,13 +16,10 @@ from torch import nn
 
 from .adapters import adapter_for
 from .builders import same_class_fewer_layers
+from .defaults import STUDENT_CLASSES
 from .loading import load_teacher
 
-__all__ = ["init_student", "student_layer_indices", "STUDENT_CLASSES"]
-
-#: init_student's student_class: "auto", the table's builder (BERT -> DistilBERT, the recipe; others:
-#: their own class), or "same", the teacher's own class for every architecture (BERT -> shallower BERT)
-STUDENT_CLASSES = ("auto", "same")
+__all__ = ["init_student", "student_layer_indices"]
 
 
 def student_layer_indices(teacher_layers: int, n_layers: int) -> list[int]:
