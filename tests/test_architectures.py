@@ -69,7 +69,8 @@ def test_the_half_depth_student_is_the_kept_layers(name, student_class, english)
         for key, value in s_stack[i].state_dict().items():
             assert torch.equal(value, t_state[key]), (i, key)
             # (tensors initialised alike in every layer, e.g. LayerNorm weights of ones, say nothing)
-            distinct = [other[key] for other in other_states if key in other and not torch.equal(other[key], t_state[key])]
+            distinct = [other[key] for other in other_states
+                        if key in other and not torch.equal(other[key], t_state[key])]
             assert not any(torch.equal(value, other) for other in distinct)
     stack_prefix = next(n for n, m in student.named_modules() if m is s_stack) + "."
     t_state = teacher.state_dict()

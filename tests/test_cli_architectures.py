@@ -39,7 +39,8 @@ def test_train_and_eval_through_the_cli(name, student_class, corpus, tmp_path):
 
     teacher_model = load_teacher(teacher)
     student = AutoModelForMaskedLM.from_pretrained(out)
-    expected_class = "DistilBertForMaskedLM" if (name, student_class) == ("bert", "auto") else type(teacher_model).__name__
+    distilbert = (name, student_class) == ("bert", "auto")
+    expected_class = "DistilBertForMaskedLM" if distilbert else type(teacher_model).__name__
     assert type(student).__name__ == expected_class and student.config.distilx_teacher_layers == [0, 3]
 
     assert main(["eval", "--teacher", str(teacher), "--student", str(out), "--files", str(heldout), "--seq-len", "32",

@@ -82,15 +82,20 @@ def _roberta_transform(model, hidden):
     return head.layer_norm(F.gelu(head.dense(hidden)))
 
 
+def _deberta_legacy(model) -> bool:
+    """The BERT-layout head (LegacyDebertaV2OnlyMLMHead); transformers without the flag have only that one."""
+    return getattr(model.config, "legacy", True)
+
+
 def _deberta_transform(model, hidden):
-    if model.config.legacy:  # LegacyDebertaV2OnlyMLMHead: BERT's layout
+    if _deberta_legacy(model):
         return model.cls.predictions.transform(hidden)
     head = model.lm_predictions.lm_head
     return head.LayerNorm(head.transform_act_fn(head.dense(hidden)))
 
 
 def _deberta_decoder(model):
-    if model.config.legacy:
+    if _deberta_legacy(model):
         return _output_embedding(model)
     # the new head multiplies by the word embeddings itself; its get_output_embeddings() is the
     # transform's dense layer, not the projection
