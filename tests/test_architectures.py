@@ -140,3 +140,10 @@ def test_a_first_layer_built_differently_must_stay_first(name, reason, english):
         init_student(teacher, layers=[1, 3])
     free = tiny_teacher("deberta-v2")  # no convolution: any layers may be kept
     assert max_logit_diff(teacher_with_only(free, [1, 3]), init_student(free, layers=[1, 3]), *english) < 1e-4
+
+
+def test_a_bert_distilbert_cannot_mirror_gets_the_same_class_option(english):
+    teacher = tiny_teacher("bert", hidden_act="silu")  # DistilBERT has gelu and relu only
+    with pytest.raises(ValueError, match="hidden_act='silu'.*student_class='same' gives a shallower BERT"):
+        init_student(teacher)
+    assert max_logit_diff(teacher, init_student(teacher, n_layers=4, student_class="same"), *english) < 1e-4

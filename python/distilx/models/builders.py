@@ -27,10 +27,11 @@ def bert_to_distilbert(teacher: nn.Module, layers: list[int], tied: bool, adapte
 
     tcfg = teacher.config
     if getattr(tcfg, "position_embedding_type", "absolute") != "absolute":
-        raise ValueError(f"teacher position_embedding_type={tcfg.position_embedding_type!r}: "
-                         "DistilBERT students support absolute position embeddings only")
+        raise ValueError(f"teacher position_embedding_type={tcfg.position_embedding_type!r}: DistilBERT students "
+                         "support absolute position embeddings only; student_class='same' gives a shallower BERT")
     if tcfg.hidden_act not in ("gelu", "relu"):
-        raise ValueError(f"teacher hidden_act={tcfg.hidden_act!r}: DistilBERT supports 'gelu' and 'relu'")
+        raise ValueError(f"teacher hidden_act={tcfg.hidden_act!r}: DistilBERT supports 'gelu' and 'relu'; "
+                         "student_class='same' gives a shallower BERT")
     if abs(tcfg.layer_norm_eps - 1e-12) > 1e-15:
         warnings.warn(f"teacher layer_norm_eps={tcfg.layer_norm_eps} but DistilBERT's LayerNorms use "
                       "1e-12: the student's outputs will differ slightly from the teacher's", stacklevel=3)
