@@ -51,7 +51,8 @@ def main():
         config = TrainConfig(teacher=str(teacher), train_files=[str(train_file)], output_dir=str(out),
                              student_layers=3, seq_len=args.seq_len, batch_size=args.batch_size, kl_on="targets",
                              lr=args.lr, max_steps=args.steps, log_every=5, save_every=args.steps, keep_last=1,
-                             eval_batches=0, seed=0, device="cpu", progress=False, tensorboard=False, **extra)
+                             eval_batches=0, seed=0, device="cpu", progress=False, tensorboard=False,
+                             overwrite_output_dir=True, **extra)
         train(config)
         metrics = evaluate(teacher, out, [heldout_file], seq_len=args.seq_len, batch_size=32,
                            max_batches=args.eval_batches, seed=1234, speed_batches=1)

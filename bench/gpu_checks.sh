@@ -6,11 +6,15 @@
 # Prepare here (CPU machine), then call the device tool from the repository root:
 #   rm -rf .whl && VIRTUAL_ENV=$PWD/.venv .venv/bin/maturin build --release -q -o .whl   # abi3 wheel (cp310+)
 #   device run: command="bash bench/gpu_checks.sh", carry=[".whl"], timeout_s=540
+# `bash bench/gpu_checks.sh fused-linear` runs only part 5 (the fused-linear loss: its GPU tests and
+# benchmark, ~3 minutes, no wheel needed), for a session whose device time is short.
 # The Python sources are taken from this checkout (python/), only the compiled native module from the
 # wheel, so a wheel a few commits old still tests the current loss code. Without a wheel, everything that
 # needs no native module (the loss) still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PART=${1:-all}
+case "$PART" in all|fused-linear) ;; *) echo "usage: bash bench/gpu_checks.sh [fused-linear]" >&2; exit 2 ;; esac
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_results.txt"
@@ -59,11 +63,12 @@ fi
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import distilx, torch; print('distilx from', distilx.__file__, '| cuda', torch.cuda.is_available())" 2>&1 | tee -a "$LOG"
 
+if [ "$PART" = all ]; then
 # 1. The loss's GPU tests (bf16/fp16, V = 128256 / 262144, int64 offsets, CUDA graphs, memory bound).
 step 150 "pytest -m gpu tests/test_kernel_gpu.py" $PY -m pytest -m gpu -q -rA -p no:cacheprovider tests/test_kernel_gpu.py
 # 2. Every other GPU test in the suite (other areas); a collection error in one file does not stop the rest.
 step 80 "pytest -m gpu (rest of the suite)" $PY -m pytest -m gpu -q -rA -p no:cacheprovider \
-  --continue-on-collection-errors --ignore=tests/test_kernel_gpu.py tests
+  --continue-on-collection-errors --ignore=tests/test_kernel_gpu.py --ignore=tests/test_fused_linear_gpu.py tests
 # 3. The loss benchmark: N in {4096, 16384} x V in {30522, 128256}, bf16, distilx vs eager (vs Liger if present).
 step 120 "bench/bench_loss.py (bf16)" $PY bench/bench_loss.py --device cuda --dtype bf16 --json "$OUT/bench_loss.json"
 # 4. The training benchmark (written by the pipeline area), when present.
@@ -76,4 +81,10 @@ elif [ -f bench/bench_train.py ]; then
 else
   log "bench/bench_train.py not present: skipped"
 fi
+fi
+# 5. The fused-linear loss (issue 13): bf16 at V = 250002, autocast, memory flat in N, CUDA graphs; then
+# fused-linear vs the logits path (vs Liger's FusedLinearJSD + FusedLinearCrossEntropy when importable),
+# bf16, N in {8192, 16384}, H = 768, V = 250002.
+step 120 "pytest -m gpu tests/test_fused_linear_gpu.py" $PY -m pytest -m gpu -q -rA -p no:cacheprovider tests/test_fused_linear_gpu.py
+step 120 "bench/bench_fused_linear.py (bf16)" $PY bench/bench_fused_linear.py --device cuda --json "$OUT/bench_fused_linear.json"
 log "done"

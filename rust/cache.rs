@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::splitmix::{hash_bytes, Hasher};
 use crate::tokenize::Tokenizer;
+use crate::words::WordRule;
 
 const MAGIC: &[u8; 8] = b"DSTXCACH";
 const VERSION: u32 = 1;
@@ -32,9 +33,14 @@ const HEADER: usize = 64;
 const CHECKSUM_SEED: u64 = 0xC4EC;
 const TOKENIZER_SEED: u64 = 0x70CE;
 
-/// A stable fingerprint of a tokenizer file's bytes.
+/// A stable fingerprint of a tokenizer: its file's bytes, plus its word rule when that is not the
+/// pre-tokenizer's (caches of byte-level and Metaspace tokenizers built before those rules carry
+/// other word starts, and are refused).
 pub fn tokenizer_hash(tok: &Tokenizer) -> Result<u64> {
-    let bytes = std::fs::read(&tok.source).map_err(|e| Error::io(&tok.source, e))?;
+    let mut bytes = std::fs::read(&tok.source).map_err(|e| Error::io(&tok.source, e))?;
+    if tok.word_rule() != WordRule::PreTokens.name() {
+        bytes.extend_from_slice(tok.word_rule().as_bytes());
+    }
     Ok(hash_bytes(&bytes, TOKENIZER_SEED))
 }
 

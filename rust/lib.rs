@@ -3,9 +3,10 @@
 //! Pure Rust; the Python binding lives in `py.rs` alone, behind the `python` feature, so
 //! `cargo test` builds and tests everything here without Python.
 //!
-//! Pipeline: [`corpus`] (files -> documents) -> [`tokenize`] (documents -> ids), both behind a
-//! [`source`] (or a [`cache`] of tokenized documents) -> [`sequences`] (ids -> `[CLS] … [SEP]`
-//! rows) -> [`batches`] (rows -> planned batches) -> [`masking`] (batches -> input_ids /
+//! Pipeline: [`corpus`] (files -> documents) -> [`tokenize`] (documents -> ids; the tokenizer's
+//! [`specials`] and [`words`] from what it declares), both behind a [`source`] (or a [`cache`] of
+//! tokenized documents) -> [`sequences`] (ids -> rows framed as the tokenizer frames, `[CLS] …
+//! [SEP]` or `<s> … </s>`) -> [`batches`] (rows -> planned batches) -> [`masking`] (batches -> input_ids /
 //! attention_mask / labels), driven by [`producer`] on a thread of [`stream`]. [`options`] holds
 //! every stream option; [`passes`] reads a whole corpus (token counts, row counts, cache
 //! building); [`splitmix`] is the shared randomness and hashing.
@@ -45,10 +46,12 @@ pub mod passes;
 mod producer;
 pub mod sequences;
 pub mod source;
+pub mod specials;
 pub mod splitmix;
 pub mod stream;
 pub mod tokenize;
 pub mod wordpiece;
+pub mod words;
 
 #[cfg(feature = "python")]
 mod py;

@@ -15,6 +15,7 @@ use crate::corpus::{OnBadJson, ReadOptions};
 use crate::error::{Error, Result};
 use crate::masking::{MaskConfig, Mode, TargetCount};
 use crate::sequences::SeqConfig;
+use crate::specials::Role;
 use crate::source::{Shard, Tokenizing};
 use crate::tokenize::{thread_pool, Tokenizer};
 
@@ -192,13 +193,13 @@ macro_rules! stream_options {
 }
 
 stream_options! {
-    /// Tokens per row, [CLS] and [SEP] included (>= 3).
+    /// Tokens per row, the tokenizer's framing ([CLS]/[SEP], <s>/</s>) included (>= 3).
     seq_len: usize = 128, batches;
     /// Rows per batch (>= 1).
     batch_size: usize = 32, batches;
     /// Share of the eligible (non-special) tokens that become prediction targets, in [0, 1].
     mlm_probability: f64 = 0.15, batches;
-    /// Share of the targets replaced by [MASK], in [0, 1].
+    /// Share of the targets replaced by the mask token ([MASK], <mask>), in [0, 1].
     mask_replace_prob: f64 = 0.8, batches;
     /// Share of the targets replaced by a random non-special id (mask_replace_prob + this <= 1;
     /// the rest keep their token).
@@ -220,11 +221,12 @@ stream_options! {
     /// Number of ranks (>= 1); with more than one, every rank yields the same number of batches
     /// (a counting pass at construction) and drop_last is on.
     world_size: u64 = 1, batches;
-    /// Fill rows to seq_len across documents ([SEP] between them) instead of one document per row.
+    /// Fill rows to seq_len across documents (each followed by the framing's [SEP] / </s>) instead of
+    /// one document per row.
     packing: bool = false, batches;
-    /// Rows shorter than this (in tokens, [CLS]/[SEP] included) are dropped.
+    /// Rows shorter than this (in tokens, the framing included) are dropped.
     min_seq_len: usize = 12, batches;
-    /// Rows (documents when packing) whose share of [UNK] is at least this are dropped, in [0, 1].
+    /// Rows (documents when packing) whose share of unknown tokens is at least this are dropped, in [0, 1].
     max_unk_ratio: f64 = 0.5, batches;
     /// "fixed": every batch padded to seq_len; "dynamic": rows grouped by length inside a window,
     /// each batch padded to its longest row.
@@ -330,17 +332,30 @@ impl StreamOptions {
         }
     }
 
-    pub fn seq(&self, tok: &Tokenizer) -> SeqConfig {
-        SeqConfig {
+    /// Framing and filters with `tok`'s specials; refused when its framing leaves no room for a
+    /// document in `seq_len`, or when packing has no suffix to separate documents with.
+    pub fn seq(&self, tok: &Tokenizer) -> Result<SeqConfig> {
+        let (prefix, suffix) = (tok.specials.prefix.clone(), tok.specials.suffix.clone());
+        if prefix.len() + suffix.len() >= self.seq_len {
+            return Err(Error::InvalidConfig(format!(
+                "seq_len={} leaves no room for text: {} frames every row with {} special tokens; raise seq_len",
+                self.seq_len, tok.source.display(), prefix.len() + suffix.len())));
+        }
+        if self.packing && suffix.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "packing=True separates documents with the special tokens that end a sequence, and {}'s template ends with none; use packing=False",
+                tok.source.display())));
+        }
+        Ok(SeqConfig {
             seq_len: self.seq_len,
             packing: self.packing,
             min_seq_len: self.min_seq_len,
             max_unk_ratio: self.max_unk_ratio,
-            cls_id: tok.cls_id,
-            sep_id: tok.sep_id,
-            unk_id: tok.unk_id,
+            prefix,
+            suffix,
+            unk_id: tok.specials.id(Role::Unk),
             word_starts: self.masking == Mode::WholeWord,
-        }
+        })
     }
 
     pub fn shape(&self) -> BatchShape {

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::options::{StreamOptions, Value};
 use crate::passes;
 use crate::sequences::RowStart;
+use crate::specials::Role;
 use crate::source::Corpus;
 use crate::stream::{Poll, Position, Stream};
 use crate::tokenize::{self, Backend};
@@ -63,28 +64,46 @@ impl PyTokenizer {
         self.inner.vocab_size
     }
     #[getter]
-    fn cls_id(&self) -> u32 {
-        self.inner.cls_id
+    fn cls_id(&self) -> Option<u32> {
+        self.inner.specials.id(Role::Cls)
     }
     #[getter]
-    fn sep_id(&self) -> u32 {
-        self.inner.sep_id
+    fn sep_id(&self) -> Option<u32> {
+        self.inner.specials.id(Role::Sep)
     }
     #[getter]
     fn pad_id(&self) -> u32 {
-        self.inner.pad_id
+        self.inner.specials.pad_id()
     }
     #[getter]
     fn mask_id(&self) -> u32 {
-        self.inner.mask_id
+        self.inner.specials.mask_id()
     }
     #[getter]
-    fn unk_id(&self) -> u32 {
-        self.inner.unk_id
+    fn unk_id(&self) -> Option<u32> {
+        self.inner.specials.id(Role::Unk)
     }
     #[getter]
     fn special_ids(&self) -> Vec<u32> {
-        self.inner.special_ids.clone()
+        self.inner.specials.ids.clone()
+    }
+    /// Each declared role ("cls", "sep", "pad", "mask", "unk", "bos", "eos") -> (token, id).
+    #[getter]
+    fn special_tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (role, t) in self.inner.specials.declared() {
+            d.set_item(role.name(), (t.token.as_str(), t.id))?;
+        }
+        Ok(d)
+    }
+    /// (ids before, ids after) every document: the tokenizer's single-sequence template.
+    #[getter]
+    fn framing(&self) -> (Vec<u32>, Vec<u32>) {
+        (self.inner.specials.prefix.clone(), self.inner.specials.suffix.clone())
+    }
+    #[getter]
+    fn word_rule(&self) -> &'static str {
+        self.inner.word_rule()
     }
     #[getter]
     fn backend(&self) -> &'static str {
@@ -411,8 +430,8 @@ fn stage_costs<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenizer
     let c = detached(py, move || {
         let opts = StreamOptions { seq_len, batch_size, packing, num_threads, ..StreamOptions::default() };
         opts.validate()?;
-        let masker = crate::masking::Masker::new(&opts.mask(), tok.vocab_size, &tok.special_ids, tok.mask_id, tok.pad_id, None)?;
-        crate::bench::stage_costs(&files, &tok, opts.seq(&tok), batch_size, &masker, num_threads)
+        let masker = crate::masking::Masker::new(&opts.mask(), tok.vocab_size, &tok.specials.ids, tok.specials.mask_id(), tok.specials.pad_id(), None)?;
+        crate::bench::stage_costs(&files, &tok, opts.seq(&tok)?, batch_size, &masker, num_threads)
     })?;
     let d = PyDict::new(py);
     for (k, v) in [("documents", c.documents), ("bytes", c.bytes), ("tokens", c.tokens), ("rows", c.rows), ("padded_tokens", c.padded_tokens)] {

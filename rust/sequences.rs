@@ -1,9 +1,11 @@
 //! Framing tokenized documents into model rows.
 //!
-//! - Chunking (default): `[CLS] doc [SEP]`, a long document split into chunks of at most
-//!   `seq_len` (each with its own `[CLS]`/`[SEP]`).
-//! - Packing: rows filled to `seq_len` across documents: `[CLS] d1 [SEP] d2 [SEP] d3…`; a document
-//!   that does not fit continues in the next row.
+//! Framing is the tokenizer's (its single-sequence template, `crate::specials`): a prefix and a
+//! suffix of special ids, `[CLS] … [SEP]` for BERT, `<s> … </s>` for RoBERTa/XLM-R.
+//! - Chunking (default): `prefix doc suffix`, a long document split into chunks of at most
+//!   `seq_len` (each with its own prefix and suffix).
+//! - Packing: rows filled to `seq_len` across documents: `prefix d1 suffix d2 suffix d3…`; a
+//!   document (with its suffix) that does not fit continues in the next row.
 //!
 //! Filters (DistilBERT's): rows shorter than `min_seq_len` are dropped, and rows (documents when
 //! packing) with `[UNK]` making up >= `max_unk_ratio` of their tokens.
@@ -39,7 +41,7 @@ impl RowStart {
     }
 }
 
-/// One model row: ids with `[CLS]`/`[SEP]`, and (whole-word masking only) a word-start flag per id.
+/// One model row: ids with their framing, and (whole-word masking only) a word-start flag per id.
 #[derive(Clone, Debug, Default)]
 pub struct Row {
     pub ids: Vec<u32>,
@@ -53,10 +55,20 @@ pub struct SeqConfig {
     pub packing: bool,
     pub min_seq_len: usize,
     pub max_unk_ratio: f64,
-    pub cls_id: u32,
-    pub sep_id: u32,
-    pub unk_id: u32,
+    /// Special ids before each row (chunking) or at the start of each row (packing).
+    pub prefix: Vec<u32>,
+    /// Special ids after each chunk, or after each document when packing (non-empty then).
+    pub suffix: Vec<u32>,
+    /// None when the tokenizer has no unknown token (nothing to filter).
+    pub unk_id: Option<u32>,
     pub word_starts: bool,
+}
+
+impl SeqConfig {
+    /// Document tokens a chunk holds: what the framing leaves of `seq_len`.
+    fn body(&self) -> usize {
+        self.seq_len - self.prefix.len() - self.suffix.len()
+    }
 }
 
 counters! {
@@ -74,14 +86,15 @@ counters! {
 pub struct SequenceBuilder {
     cfg: SeqConfig,
     pending: VecDeque<TokDoc>,
-    /// Token offset into the front pending document (packing: offset len = its trailing [SEP]).
+    /// Token offset into the front pending document (packing: offsets len.. = its suffix).
     front_offset: usize,
-    /// Packing: tokens available in `pending` (each document counts len + 1 for its [SEP]).
+    /// Packing: tokens available in `pending` (each document counts its suffix too).
     available: usize,
     pub stats: SeqStats,
 }
 
-fn unk_ratio_too_high(ids: &[u32], unk: u32, max_ratio: f64, total_len: usize) -> bool {
+fn unk_ratio_too_high(ids: &[u32], unk: Option<u32>, max_ratio: f64, total_len: usize) -> bool {
+    let Some(unk) = unk else { return false };
     if max_ratio >= 1.0 || total_len == 0 {
         return false;
     }
@@ -102,11 +115,13 @@ impl SequenceBuilder {
         }
         if self.cfg.packing {
             // Packing filters whole documents (a row mixes several).
-            if unk_ratio_too_high(&doc.ids, self.cfg.unk_id, self.cfg.max_unk_ratio, doc.ids.len() + 2) {
+            let framed = doc.ids.len() + self.cfg.prefix.len() + self.cfg.suffix.len();
+            if unk_ratio_too_high(&doc.ids, self.cfg.unk_id, self.cfg.max_unk_ratio, framed) {
                 self.stats.dropped_unk += 1;
                 return;
             }
-            self.available += doc.ids.len() + 1 - skip.min(doc.ids.len() + 1);
+            let with_suffix = doc.ids.len() + self.cfg.suffix.len();
+            self.available += with_suffix - skip.min(with_suffix);
         }
         if self.pending.is_empty() {
             self.front_offset = skip;
@@ -130,7 +145,8 @@ impl SequenceBuilder {
     }
 
     fn next_chunk(&mut self) -> Option<Row> {
-        let body = self.cfg.seq_len - 2;
+        let body = self.cfg.body();
+        let framing = self.cfg.prefix.len() + self.cfg.suffix.len();
         loop {
             let doc = self.pending.front()?;
             if self.front_offset >= doc.ids.len() {
@@ -141,7 +157,7 @@ impl SequenceBuilder {
             let from = self.front_offset;
             let to = (from + body).min(doc.ids.len());
             let start = RowStart { doc: doc.pos, offset: from as u64 };
-            let len = to - from + 2;
+            let len = to - from + framing;
             self.front_offset = to;
             if len < self.cfg.min_seq_len {
                 self.stats.dropped_short += 1;
@@ -152,15 +168,15 @@ impl SequenceBuilder {
                 continue;
             }
             let mut ids = Vec::with_capacity(len);
-            ids.push(self.cfg.cls_id);
+            ids.extend_from_slice(&self.cfg.prefix);
             ids.extend_from_slice(&doc.ids[from..to]);
-            ids.push(self.cfg.sep_id);
+            ids.extend_from_slice(&self.cfg.suffix);
             let mut word_start = Vec::new();
             if self.cfg.word_starts {
                 word_start.reserve(len);
-                word_start.push(true);
+                word_start.extend(self.cfg.prefix.iter().map(|_| true));
                 self.word_start_flags(doc, from, to, &mut word_start);
-                word_start.push(true);
+                word_start.extend(self.cfg.suffix.iter().map(|_| true));
             }
             self.stats.sequences += 1;
             self.stats.tokens += len as u64;
@@ -169,7 +185,7 @@ impl SequenceBuilder {
     }
 
     fn next_packed(&mut self, at_end: bool) -> Option<Row> {
-        let body = self.cfg.seq_len - 1;
+        let body = self.cfg.seq_len - self.cfg.prefix.len();
         loop {
             if self.available == 0 || (self.available < body && !at_end) {
                 return None;
@@ -178,9 +194,9 @@ impl SequenceBuilder {
             let start = RowStart { doc: front.pos, offset: self.front_offset as u64 };
             let mut ids = Vec::with_capacity(self.cfg.seq_len);
             let mut word_start = Vec::new();
-            ids.push(self.cfg.cls_id);
+            ids.extend_from_slice(&self.cfg.prefix);
             if self.cfg.word_starts {
-                word_start.push(true);
+                word_start.extend(self.cfg.prefix.iter().map(|_| true));
             }
             while ids.len() < self.cfg.seq_len {
                 let Some(doc) = self.pending.front() else { break };
@@ -197,13 +213,19 @@ impl SequenceBuilder {
                     self.front_offset += take;
                     self.available -= take;
                 } else {
-                    ids.push(self.cfg.sep_id);
+                    // The document's suffix, as much of it as fits.
+                    let done = self.front_offset - n;
+                    let take = (self.cfg.seq_len - ids.len()).min(self.cfg.suffix.len() - done);
+                    ids.extend_from_slice(&self.cfg.suffix[done..done + take]);
                     if self.cfg.word_starts {
-                        word_start.push(true);
+                        word_start.extend(std::iter::repeat_n(true, take));
                     }
-                    self.available -= 1;
-                    self.pending.pop_front();
-                    self.front_offset = 0;
+                    self.available -= take;
+                    self.front_offset += take;
+                    if self.front_offset == n + self.cfg.suffix.len() {
+                        self.pending.pop_front();
+                        self.front_offset = 0;
+                    }
                 }
             }
             if ids.len() < self.cfg.min_seq_len {
@@ -222,7 +244,7 @@ mod tests {
     use super::*;
 
     fn cfg(packing: bool) -> SeqConfig {
-        SeqConfig { seq_len: 8, packing, min_seq_len: 3, max_unk_ratio: 0.5, cls_id: 1, sep_id: 2, unk_id: 3, word_starts: true }
+        SeqConfig { seq_len: 8, packing, min_seq_len: 3, max_unk_ratio: 0.5, prefix: vec![1], suffix: vec![2], unk_id: Some(3), word_starts: true }
     }
 
     fn doc(index: u64, ids: Vec<u32>) -> TokDoc {
@@ -256,32 +278,47 @@ mod tests {
     }
 
     #[test]
+    fn chunks_follow_any_framing() {
+        // Prefix only, suffix only, two tokens on each side: the body is what the framing leaves.
+        for (prefix, suffix) in [(vec![1], vec![]), (vec![], vec![2]), (vec![1, 4], vec![2, 5])] {
+            let mut b = SequenceBuilder::new(SeqConfig { prefix: prefix.clone(), suffix: suffix.clone(), ..cfg(false) });
+            b.push(doc(0, (10..23).collect()), 0);
+            let rows = drain(&mut b);
+            let body = 8 - prefix.len() - suffix.len();
+            let docs: Vec<u32> = (10..23).collect();
+            let want: Vec<Vec<u32>> = docs.chunks(body).map(|c| [prefix.as_slice(), c, suffix.as_slice()].concat()).filter(|r| r.len() >= 3).collect();
+            assert_eq!(rows.iter().map(|r| r.ids.clone()).collect::<Vec<_>>(), want, "{prefix:?} … {suffix:?}");
+            assert!(rows.iter().all(|r| r.word_start.len() == r.ids.len()));
+        }
+    }
+
+    #[test]
     fn packing_fills_rows_and_resumes_mid_document() {
         let docs = vec![doc(0, (10..15).collect()), doc(1, (20..29).collect()), doc(2, (30..33).collect())];
-        let mut b = SequenceBuilder::new(cfg(true));
-        for d in &docs {
-            b.push(d.clone(), 0);
-        }
-        let rows = drain(&mut b);
-        let flat: Vec<u32> = rows.iter().flat_map(|r| r.ids[1..].to_vec()).collect();
-        let mut want = Vec::new();
-        for d in &docs {
-            want.extend(&d.ids);
-            want.push(2);
-        }
-        assert_eq!(flat, want);
-        assert!(rows.iter().all(|r| r.ids.len() <= 8 && r.ids[0] == 1));
-        // Restarting at any row's start reproduces the rest.
-        for (k, row) in rows.iter().enumerate() {
-            let mut b2 = SequenceBuilder::new(cfg(true));
-            let first = docs.iter().position(|d| d.pos == row.start.doc).unwrap();
-            b2.push(docs[first].clone(), row.start.offset as usize);
-            for d in &docs[first + 1..] {
-                b2.push(d.clone(), 0);
+        // One-token framing ([CLS] d1 [SEP] d2 [SEP]) and a two-token suffix that rows cut through.
+        for (prefix, suffix) in [(vec![1], vec![2]), (vec![1, 4], vec![2, 5])] {
+            let cfg = SeqConfig { prefix: prefix.clone(), suffix: suffix.clone(), ..cfg(true) };
+            let mut b = SequenceBuilder::new(cfg.clone());
+            for d in &docs {
+                b.push(d.clone(), 0);
             }
-            let rest: Vec<Vec<u32>> = drain(&mut b2).into_iter().map(|r| r.ids).collect();
-            let want: Vec<Vec<u32>> = rows[k..].iter().map(|r| r.ids.clone()).collect();
-            assert_eq!(rest, want, "resume at row {k}");
+            let rows = drain(&mut b);
+            let flat: Vec<u32> = rows.iter().flat_map(|r| r.ids[prefix.len()..].to_vec()).collect();
+            let want: Vec<u32> = docs.iter().flat_map(|d| [d.ids.as_slice(), suffix.as_slice()].concat()).collect();
+            assert_eq!(flat, want);
+            assert!(rows.iter().all(|r| r.ids.len() <= 8 && r.ids.starts_with(&prefix) && r.word_start.len() == r.ids.len()));
+            // Restarting at any row's start reproduces the rest.
+            for (k, row) in rows.iter().enumerate() {
+                let mut b2 = SequenceBuilder::new(cfg.clone());
+                let first = docs.iter().position(|d| d.pos == row.start.doc).unwrap();
+                b2.push(docs[first].clone(), row.start.offset as usize);
+                for d in &docs[first + 1..] {
+                    b2.push(d.clone(), 0);
+                }
+                let rest: Vec<Vec<u32>> = drain(&mut b2).into_iter().map(|r| r.ids).collect();
+                let want: Vec<Vec<u32>> = rows[k..].iter().map(|r| r.ids.clone()).collect();
+                assert_eq!(rest, want, "{suffix:?}: resume at row {k}");
+            }
         }
     }
 }

@@ -52,6 +52,7 @@ impl Stream {
     /// stream reads with, so the table describes exactly the documents it will see.
     pub fn new(corpus: Corpus, tokenizer: Arc<Tokenizer>, opts: StreamOptions, token_counts: Option<Vec<u64>>) -> Result<Self> {
         opts.validate()?;
+        let seq = opts.seq(&tokenizer)?;
         if let Corpus::Cache(c) = &corpus {
             if opts.masking == Mode::WholeWord && !c.has_word_starts() {
                 // Without the bits every token would read as its own word: silently per-token masking.
@@ -66,8 +67,8 @@ impl Stream {
             _ => None,
         };
         let tok = &tokenizer;
-        let masker = Masker::new(&opts.mask(), tok.vocab_size, &tok.special_ids, tok.mask_id, tok.pad_id, token_counts.as_deref())?;
-        let mut engine = Engine { corpus, tokenizer: tokenizer.clone(), masker, seq: opts.seq(tok), shape: opts.shape(), opts: opts.clone(), limit: None };
+        let masker = Masker::new(&opts.mask(), tok.vocab_size, &tok.specials.ids, tok.specials.mask_id(), tok.specials.pad_id(), token_counts.as_deref())?;
+        let mut engine = Engine { corpus, tokenizer: tokenizer.clone(), masker, seq, shape: opts.shape(), opts: opts.clone(), limit: None };
         let mut known_batches = None;
         if opts.world_size > 1 {
             let counts = passes::count_rows(&engine.corpus, &opts.tokenizing(&tokenizer)?, &engine.seq, opts.world_size)?;

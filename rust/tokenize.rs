@@ -5,14 +5,18 @@
 //! - "hf": the Hugging Face `tokenizers` crate — any tokenizer.json.
 //!
 //! The engine frames sequences itself, so a tokenizer.json's own truncation and padding (the
-//! bert-base-uncased one pads and truncates every text to 128) are switched off here.
+//! bert-base-uncased one pads and truncates every text to 128) are switched off here. Its special
+//! tokens and framing come from what it declares (`crate::specials`), its notion of a word for
+//! whole-word masking from its kind (`crate::words`).
 
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::specials::{self, Declarations, Specials};
 use crate::wordpiece::FastWordPiece;
+use crate::words::WordRule;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -37,29 +41,19 @@ enum Inner {
     Hf(Box<tokenizers::Tokenizer>),
 }
 
-/// A loaded tokenizer plus the special ids the engine needs. `Send + Sync`.
+/// A loaded tokenizer plus what the engine needs to know of it. `Send + Sync`.
 pub struct Tokenizer {
     inner: Inner,
     /// Source file (tokenizer.json or vocab.txt).
     pub source: PathBuf,
     pub vocab_size: u32,
-    pub cls_id: u32,
-    pub sep_id: u32,
-    pub pad_id: u32,
-    pub mask_id: u32,
-    pub unk_id: u32,
-    /// Every id that is never a masking target nor a random replacement (sorted).
-    pub special_ids: Vec<u32>,
+    /// Its special tokens by role, its framing and every special id.
+    pub specials: Specials,
+    /// What a word is, for whole-word masking.
+    words: WordRule,
     /// token -> id lookup for `token_to_id` (the vocabulary including added tokens).
     vocab: std::collections::HashMap<String, u32>,
 }
-
-/// Names tried for each special token: BERT's first, then RoBERTa/XLM-style.
-const CLS: [&str; 2] = ["[CLS]", "<s>"];
-const SEP: [&str; 2] = ["[SEP]", "</s>"];
-const PAD: [&str; 2] = ["[PAD]", "<pad>"];
-const MASK: [&str; 2] = ["[MASK]", "<mask>"];
-const UNK: [&str; 2] = ["[UNK]", "<unk>"];
 
 fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -95,8 +89,9 @@ fn lowercase_hint(vocab_txt: &Path) -> Option<bool> {
 /// The tokenizer.json that `BertWordPieceTokenizer(vocab, lowercase=lowercase)` of the tokenizers
 /// library builds from a BERT vocab.txt (one token per line, id = line number): BertNormalizer
 /// (clean text, CJK spacing, strip accents iff lowercase), `##` continuation, 100 chars per word
-/// at most, and [UNK] [SEP] [CLS] [PAD] [MASK] as special tokens when present. A vocab.txt is
-/// loaded as this JSON, so both kinds of file take one path.
+/// at most, [UNK] [SEP] [CLS] [PAD] [MASK] as special tokens when present and `[CLS] … [SEP]`
+/// framing (BertProcessing) when both exist. A vocab.txt is loaded as this JSON, so both kinds of
+/// file take one path.
 pub(crate) fn vocab_txt_as_tokenizer_json(vocab_txt: &str, lowercase: bool) -> Result<String> {
     let mut vocab = serde_json::Map::new();
     // Like tokenizers' WordPiece::read_file: one token per line, trailing whitespace trimmed,
@@ -121,6 +116,10 @@ pub(crate) fn vocab_txt_as_tokenizer_json(vocab_txt: &str, lowercase: bool) -> R
             })
         })
         .collect();
+    let post_processor = match (vocab.get("[SEP]"), vocab.get("[CLS]")) {
+        (Some(sep), Some(cls)) => serde_json::json!({"type": "BertProcessing", "sep": ["[SEP]", sep], "cls": ["[CLS]", cls]}),
+        _ => serde_json::Value::Null,
+    };
     let json = serde_json::json!({
         "version": "1.0",
         "truncation": null,
@@ -129,7 +128,7 @@ pub(crate) fn vocab_txt_as_tokenizer_json(vocab_txt: &str, lowercase: bool) -> R
         "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
                        "strip_accents": null, "lowercase": lowercase},
         "pre_tokenizer": {"type": "BertPreTokenizer"},
-        "post_processor": null,
+        "post_processor": post_processor,
         "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
         "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
                   "max_input_chars_per_word": 100, "vocab": vocab},
@@ -148,14 +147,19 @@ impl Tokenizer {
             let lower = lowercase.or_else(|| lowercase_hint(&file)).unwrap_or(true);
             text = vocab_txt_as_tokenizer_json(&text, lower)?;
         }
-        let mut hf: tokenizers::Tokenizer = text.parse().map_err(|e| {
+        let unparsable = |e: &dyn std::fmt::Display| {
             Error::InvalidTokenizer(format!("{} does not parse as a Hugging Face tokenizer.json ({e}); pass a valid tokenizer.json or a vocab.txt", file.display()))
-        })?;
+        };
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| unparsable(&e))?;
+        let mut hf: tokenizers::Tokenizer = text.parse().map_err(|e| unparsable(&e))?;
         hf.with_truncation(None).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
         hf.with_padding(None);
         let vocab = hf.get_vocab(true);
-        // Whichever backend encodes, the file's special added tokens are never masking targets.
-        let added_specials: Vec<u32> = hf.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        // Whichever backend encodes, specials and words are the file's.
+        let specials = specials::resolve(&Declarations { source: &file, json: &json, hf: &hf, vocab: &vocab })?;
+        let max_id = vocab.values().copied().max().unwrap_or(0);
+        let vocab_size = (hf.get_vocab_size(true) as u32).max(max_id + 1);
+        let words = WordRule::new(&json, &hf, vocab_size);
         let fast = match backend {
             Backend::Hf => None,
             _ => FastWordPiece::from_tokenizer_json(&text)?,
@@ -168,35 +172,7 @@ impl Tokenizer {
             }
             (None, _) => Inner::Hf(Box::new(hf)),
         };
-        Self::with_specials(inner, vocab, file, &added_specials)
-    }
-
-    fn with_specials(inner: Inner, vocab: std::collections::HashMap<String, u32>, source: PathBuf, added_specials: &[u32]) -> Result<Self> {
-        let find = |names: &[&str]| names.iter().find_map(|n| vocab.get(*n).copied());
-        let mut missing = Vec::new();
-        let mut get = |names: &[&'static str; 2]| {
-            find(names).unwrap_or_else(|| {
-                missing.push(names[0]);
-                0
-            })
-        };
-        let (cls_id, sep_id, pad_id, mask_id, unk_id) = (get(&CLS), get(&SEP), get(&PAD), get(&MASK), get(&UNK));
-        if !missing.is_empty() {
-            return Err(Error::InvalidTokenizer(format!(
-                "the vocabulary of {} lacks {} (masked-LM batches need [CLS], [SEP], [PAD], [MASK] and [UNK]); use a BERT-style vocabulary or add these tokens",
-                source.display(),
-                missing.join(", "))));
-        }
-        let mut special_ids = vec![cls_id, sep_id, pad_id, mask_id, unk_id];
-        special_ids.extend_from_slice(added_specials);
-        special_ids.sort_unstable();
-        special_ids.dedup();
-        let max_id = vocab.values().copied().max().unwrap_or(0);
-        let vocab_size = match &inner {
-            Inner::Hf(hf) => (hf.get_vocab_size(true) as u32).max(max_id + 1),
-            Inner::Fast(_) => max_id + 1,
-        };
-        Ok(Tokenizer { inner, source, vocab_size, cls_id, sep_id, pad_id, mask_id, unk_id, special_ids, vocab })
+        Ok(Tokenizer { inner, source: file, vocab_size, specials, words, vocab })
     }
 
     /// "wordpiece" or "hf": the backend actually in use.
@@ -211,6 +187,11 @@ impl Tokenizer {
         self.vocab.get(token).copied()
     }
 
+    /// "pre-tokenizer", "byte-level" or "metaspace": what a word is for whole-word masking.
+    pub fn word_rule(&self) -> &'static str {
+        self.words.name()
+    }
+
     /// Append the ids of `text` (no special tokens) and, when asked, each token's word index.
     pub fn encode_into(&self, text: &str, ids: &mut Vec<u32>, word_ids: Option<&mut Vec<u32>>) -> Result<()> {
         match &self.inner {
@@ -219,19 +200,12 @@ impl Tokenizer {
                 Ok(())
             }
             Inner::Hf(hf) => {
-                let enc = hf
-                    .encode_fast(text, false)
+                // encode_fast leaves every word id None: the slower encode when the rule reads them.
+                let enc = if word_ids.is_some() && self.words.needs_pre_token_words() { hf.encode(text, false) } else { hf.encode_fast(text, false) }
                     .map_err(|e| Error::InvalidInput(format!("the tokenizer failed on a text: {e}")))?;
                 ids.extend_from_slice(enc.get_ids());
                 if let Some(w) = word_ids {
-                    // Tokens without a word (none for plain text) continue the previous word.
-                    let mut last = 0u32;
-                    w.extend(enc.get_word_ids().iter().map(|x| {
-                        if let Some(x) = x {
-                            last = *x;
-                        }
-                        last
-                    }));
+                    self.words.word_ids(enc.get_ids(), enc.get_word_ids(), w);
                 }
                 Ok(())
             }
@@ -269,6 +243,7 @@ pub fn thread_pool(num_threads: Option<usize>) -> Result<rayon::ThreadPool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::specials::Role;
 
     fn tok_json() -> Option<PathBuf> {
         std::env::var_os("DISTILX_TEST_TOKENIZER_JSON").map(PathBuf::from)
@@ -288,7 +263,31 @@ mod tests {
         b.encode_into(&text, &mut y, None).unwrap();
         assert!(x.len() > 128, "truncation must be off: {} ids", x.len());
         assert_eq!(x, y);
-        assert_eq!((a.cls_id, a.sep_id, a.pad_id, a.mask_id, a.unk_id), (101, 102, 0, 103, 100));
+        for t in [&a, &b] {
+            let s = &t.specials;
+            let ids: Vec<Option<u32>> = [Role::Cls, Role::Sep, Role::Pad, Role::Mask, Role::Unk].iter().map(|&r| s.id(r)).collect();
+            assert_eq!(ids, [Some(101), Some(102), Some(0), Some(103), Some(100)]);
+            assert_eq!((s.prefix.as_slice(), s.suffix.as_slice()), ([101].as_slice(), [102].as_slice()));
+        }
+    }
+
+    #[test]
+    fn both_backends_give_the_same_words() {
+        let Some(json) = tok_json() else {
+            eprintln!("DISTILX_TEST_TOKENIZER_JSON not set: scripts/test.sh sets it");
+            return;
+        };
+        let text = "Unbelievably, tokenization isn't hard: 東京 naïve-café [MASK] end.";
+        let words = |backend| {
+            let t = Tokenizer::from_path(&json, None, backend).unwrap();
+            let (mut ids, mut words) = (Vec::new(), Vec::new());
+            t.encode_into(text, &mut ids, Some(&mut words)).unwrap();
+            (t.backend_name(), words)
+        };
+        let (fast, hf) = (words(Backend::Auto), words(Backend::Hf));
+        assert_eq!((fast.0, hf.0), ("wordpiece", "hf"));
+        assert!(fast.1.last() > Some(&10), "{:?}", fast.1);
+        assert_eq!(fast.1, hf.1);
     }
 
     #[test]

@@ -46,3 +46,32 @@ def english_lines(english_corpus):
     """Real English documents: every 7th line of the training file (a few thousand documents)."""
     with open(english_corpus[0], encoding="utf-8") as f:
         return [line.rstrip("\n") for i, line in enumerate(f) if i % 7 == 0 and line.strip()]
+
+
+@pytest.fixture(scope="session")
+def sample_tokenizers(tmp_path_factory):
+    """{style: folder} of tokenizers trained now by the `tokenizers` library on the multilingual
+    corpus: byte-level BPE ("roberta", "modernbert") and Unigram ("xlmr", "deberta") — see
+    distilx.sample_tokenizers. Trained once per session (a few seconds)."""
+    from distilx.sample_tokenizers import train_sample_tokenizers
+    return train_sample_tokenizers(tmp_path_factory.mktemp("sample-tokenizers"))
+
+
+@pytest.fixture(scope="session")
+def multilingual_texts():
+    """Real documents in seven languages (en, fr, es, zh, ja, ko, it) the sample tokenizers were
+    not trained on: every 5th of the held-back half (a few thousand)."""
+    from distilx.sample_tokenizers import training_and_check_texts
+    return training_and_check_texts()[1][::5]
+
+
+@pytest.fixture(scope="session")
+def tiny_run_inputs(tmp_path_factory):
+    """(teacher folder, train file, held-out file) for short real runs: the tiny real-vocabulary
+    teacher and a slice of the English corpus (tests/pipeline_helpers.py). Tests must not modify them."""
+    from pipeline_helpers import corpus_slice, make_tiny_teacher
+
+    root = tmp_path_factory.mktemp("tiny-run-inputs")
+    teacher = make_tiny_teacher(root / "teacher")
+    train_file, heldout_file = corpus_slice(root)
+    return teacher, train_file, heldout_file

@@ -1,6 +1,7 @@
 """Shared set-up for the pipeline tests: a tiny BERT teacher with the real bert-base-uncased
 vocabulary (random weights, so a step costs milliseconds), a slice of the real English corpus, a padded
-batch of real English text tokenized by the reference `tokenizers` library, and the logits comparison."""
+batch of real English text tokenized by the reference `tokenizers` library, the logits comparison, and
+the config of a cheap CPU run."""
 
 import shutil
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from transformers import BertConfig, BertForMaskedLM
 
-from distilx import assets
+from distilx import TrainConfig, assets
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -35,6 +36,16 @@ def corpus_slice(folder: Path, every: int = 40) -> tuple[Path, Path]:
             dst.write_text("".join(line for i, line in enumerate(f) if i % every == 0), encoding="utf-8")
         out.append(dst)
     return out[0], out[1]
+
+
+def run_config(teacher, train_file, heldout_file, out, /, **kw) -> TrainConfig:
+    """A run of a few cheap CPU steps: KL on ~50 target rows; on CPU the resume is bit-exact."""
+    base = dict(teacher=str(teacher), train_files=[str(train_file)], eval_files=[str(heldout_file)],
+                output_dir=str(out), student_layers=2, seq_len=48, batch_size=8, max_steps=6, log_every=1,
+                save_every=3, keep_last=2, eval_batches=2, progress=False, tensorboard=False, seed=7,
+                kl_on="targets", device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
 
 
 def english_batch(tokenizer_json, lines, n=6):

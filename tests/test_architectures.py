@@ -147,3 +147,18 @@ def test_a_bert_distilbert_cannot_mirror_gets_the_same_class_option(english):
     with pytest.raises(ValueError, match="hidden_act='silu'.*student_class='same' gives a shallower BERT"):
         init_student(teacher)
     assert max_logit_diff(teacher, init_student(teacher, n_layers=4, student_class="same"), *english) < 1e-4
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_the_preflight_position_limit_is_what_the_model_can_embed(name):
+    from distilx.preflight import usable_positions
+
+    model = tiny_teacher(name)
+    limit = usable_positions(model)
+    with torch.no_grad():
+        model(input_ids=torch.full((1, limit), 2000))
+        if isinstance(getattr(adapter_for(model).embeddings(model), "position_embeddings", None), torch.nn.Embedding):
+            with pytest.raises((IndexError, RuntimeError)):  # one more token runs off the position table
+                model(input_ids=torch.full((1, limit + 1), 2000))
+        else:  # rotary / relative positions: held to the length the model was built for
+            assert limit == model.config.max_position_embeddings

@@ -1,5 +1,7 @@
 """Atomic checkpoints: SIGKILL while writing, last-K pruning, no pickled code on load, RNG round trip."""
 
+import hashlib
+import json
 import os
 import pickle
 import random
@@ -15,6 +17,15 @@ import torch
 
 from distilx.checkpoint import (capture_rng, latest_checkpoint, list_checkpoints, load_checkpoint, restore_rng,
                                 save_checkpoint)
+
+
+def forge_manifest(path):
+    """Rewrite a checkpoint's manifest to match its files as they are now (what an attacker would do)."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        data = (path / name).read_bytes()
+        entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def small_state(seed):
@@ -67,9 +78,12 @@ def test_loading_never_unpickles_code(tmp_path):
 
     with open(path / "trainer_state.pt", "wb") as f:  # a hostile file in place of the trainer state
         pickle.dump({"step": Evil()}, f)
-    with pytest.raises(pickle.UnpicklingError):
+    forge_manifest(path)  # the checksums catch accidents, not attackers: the load itself must refuse
+    with pytest.raises(pickle.UnpicklingError) as refused:
         load_checkpoint(path)
     assert not marker.exists()
+    message = str(refused.value)  # one line naming the file and why (main: torch's paragraph, no file)
+    assert str(path / "trainer_state.pt") in message and "could run code" in message and "\n" not in message
 
 
 def test_rng_round_trip():
@@ -124,3 +138,21 @@ def test_sigkill_while_writing_leaves_previous_checkpoint_loadable(tmp_path):
     # the next save clears the debris of the killed writer
     save_checkpoint(tmp_path, 10_000, {"w": torch.ones(4)}, {"step": 10_000}, keep_last=100)
     assert not list(tmp_path.glob("step-*.tmp-*"))
+
+
+def test_only_this_runs_abandoned_tmp_folders_are_removed(tmp_path):
+    """main: every `step-*.tmp-*` folder was deleted at the next save, whoever wrote it and whether its
+    writer was still alive (a second process deleted the first's checkpoint in progress)."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # the pid of a process that has ended
+    alive = str(os.getppid())
+    mine_dead = tmp_path / f"step-00000002.tmp-aaaa-{dead}"
+    mine_alive = tmp_path / f"step-00000002.tmp-aaaa-{alive}"
+    other_run = tmp_path / f"step-00000002.tmp-bbbb-{dead}"
+    user_folder = tmp_path / "step-99999999.tmp-1"
+    for folder in (mine_dead, mine_alive, other_run, user_folder):
+        folder.mkdir()
+        (folder / ".tmpXYZ").write_bytes(b"partial")  # what a killed safetensors writer leaves
+    save_checkpoint(tmp_path, 1, {"w": torch.ones(4)}, {"step": 1}, run_id="aaaa")
+    assert not mine_dead.exists()
+    assert mine_alive.exists() and other_run.exists() and (user_folder / ".tmpXYZ").read_bytes() == b"partial"

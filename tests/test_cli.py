@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distilx.cli import main
+from distilx.cli import _SWITCHES, main
 from distilx.config import TrainConfig
 from pipeline_helpers import corpus_slice, make_tiny_teacher
 
@@ -86,7 +86,7 @@ def test_train_help_shows_each_fields_description_and_default():
     assert "TrainConfig." not in shown
     for f in dataclasses.fields(TrainConfig):
         assert _flat(f.metadata["help"]) in shown, f.name
-        if f.name != "resume":  # a switch: no value, no default
+        if f.name not in _SWITCHES:  # a switch (--resume, --overwrite-output-dir): no value, no default
             assert _flat(f"{f.metadata['help']} (default: {default_text(f)})") in shown, f.name
     assert _flat("peak learning rate (default: 0.0005)") in shown
 
@@ -156,7 +156,8 @@ def test_a_teacher_of_an_unsupported_kind_is_a_one_line_error(tmp_path, capsys):
             ("classifier", "holds a BertForSequenceClassification, whose head is not a masked-LM head",
              "a folder saved from a …ForMaskedLM")):
         assert main(["train", "--teacher", str(tmp_path / folder), "--tokenizer", str(teacher),
-                     "--train-files", str(train_file), "--output-dir", str(tmp_path / "o"), "--max-steps", "1"]) == 2
+                     "--train-files", str(train_file), "--output-dir", str(tmp_path / f"run-{folder}"),
+                     "--max-steps", "1"]) == 2
         err = capsys.readouterr().err
         assert what in err and needed in err, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -22,7 +22,9 @@ def test_two_process_gloo_run(tmp_path):
     out, reports = tmp_path / "run", tmp_path / "reports"
     reports.mkdir()
     worker = Path(__file__).with_name("ddp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
+    # the tests folder for ddp_worker's imports, ahead of (not instead of) the caller's path to distilx
+    python_path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(free_port()), str(worker), str(teacher), str(train_file), str(out), str(reports)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

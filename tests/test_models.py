@@ -186,3 +186,12 @@ def test_tokenizer_ids_against_the_configs_declared_ids(name, config, message, b
 def test_a_declared_list_of_ids_may_hold_the_tokenizers(bert_tokenizer):
     check_vocab(tiny_teacher("roberta", eos_token_id=[SEP, 7]), bert_tokenizer)
     assert (CLS, SEP, MASK) == (bert_tokenizer.cls_id, bert_tokenizer.sep_id, bert_tokenizer.mask_id)
+
+
+def test_a_tokenizer_of_another_model_is_refused(sample_tokenizers, bert_tokenizer):
+    roberta_bpe = Tokenizer(str(sample_tokenizers["roberta"]))  # <s> 0, <pad> 1, </s> 2, <mask> last
+    check_vocab(tiny_teacher("roberta", tokenizer=roberta_bpe), roberta_bpe)
+    with pytest.raises(ValueError, match="pad token is id 1, but the model's config declares pad_token_id=0"):
+        check_vocab(tiny_teacher("roberta"), roberta_bpe)  # a 30522-id model declaring BERT's ids
+    with pytest.raises(ValueError, match=r"tokenizer vocabulary \(30522 ids\) is larger than the model's \(4000"):
+        check_vocab(tiny_teacher("roberta", tokenizer=roberta_bpe), bert_tokenizer)

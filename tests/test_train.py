@@ -13,7 +13,7 @@ from distilx.checkpoint import list_checkpoints
 from distilx.data import Tokenizer
 from distilx.distributed import DistEnv
 from distilx.training import NonFiniteLossError, _make_stream
-from pipeline_helpers import corpus_slice, make_tiny_teacher
+from pipeline_helpers import corpus_slice, make_tiny_teacher, run_config
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,7 @@ def setup(tmp_path_factory):
 
 
 def config_for(setup, out, **kw):
-    teacher, train_file, heldout_file = setup
-    base = dict(teacher=str(teacher), train_files=[str(train_file)], eval_files=[str(heldout_file)],
-                output_dir=str(out), student_layers=2, seq_len=48, batch_size=8, max_steps=6, log_every=1,
-                save_every=3, keep_last=2, eval_batches=2, progress=False, tensorboard=False, seed=7,
-                kl_on="targets", device="cpu")  # KL on ~50 target rows: cheap steps; CPU: bit-exact resume
-    base.update(kw)
-    return TrainConfig(**base)
+    return run_config(*setup, out, **kw)
 
 
 def losses(run_dir):
@@ -194,3 +188,28 @@ def test_config_errors_are_clear(setup, tmp_path):
         from distilx import assets
         rx = str(assets.rxnfp_dir())
         train(config_for(setup, tmp_path, teacher=rx, tokenizer=str(setup[0] / "tokenizer.json")))
+
+
+@pytest.mark.parametrize("kl_on", ["targets", "tokens"])
+def test_fused_linear_path_trains_like_the_logits_path(setup, tmp_path, kl_on):
+    """fused_linear="on" (projections chunked together with the loss, never holding N x V logits) takes the
+    same steps as "off" (explicit logits + distillation_loss): the same logged loss terms and the same
+    weights, up to fp32 summation order. Chunks of 16 rows force several chunks per batch."""
+    import distilx.losses.fused_linear as fl
+
+    runs = {}
+    for mode in ("off", "on"):
+        budget = fl.CHUNK_BUDGET_BYTES["cpu"]
+        fl.CHUNK_BUDGET_BYTES["cpu"] = 16 * 30522 * 8  # two fp32 [16, V] buffers
+        try:
+            runs[mode] = train(config_for(setup, tmp_path / mode, max_steps=3, eval_batches=0, kl_on=kl_on,
+                                          fused_linear=mode))
+        finally:
+            fl.CHUNK_BUDGET_BYTES["cpu"] = budget
+    logged = {mode: [json.loads(line) for line in (tmp_path / mode / "metrics.jsonl").read_text().splitlines()]
+              for mode in runs}
+    for off, on in zip(logged["off"], logged["on"]):
+        for term in ("loss", "kl", "mlm", "cos"):
+            assert on[term] == pytest.approx(off[term], rel=1e-4, abs=1e-6), term
+    for (name, a), b in zip(runs["off"].student.state_dict().items(), runs["on"].student.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)

@@ -5,6 +5,8 @@ what it needs):
 
 - data engine: `MaskedLMStream`, `StreamOptions`, `encode`, `Tokenizer`, `build_cache`
 - fused loss: `distillation_loss`, `DistillationLoss`, `DistillationLossOutput`
+- fused-linear loss (from the vocabulary projection's inputs, no N x V logits):
+  `fused_linear_distillation_loss`, `FusedLinearDistillationLoss`
 - pipeline: `init_student`, `TrainConfig`, `train`, `evaluate`
 """
 
@@ -20,6 +22,8 @@ _EXPORTS = {
     "distillation_loss": "losses",
     "DistillationLoss": "losses",
     "DistillationLossOutput": "losses",
+    "fused_linear_distillation_loss": "losses",
+    "FusedLinearDistillationLoss": "losses",
     "init_student": "models",
     "TrainConfig": "config",
     "train": "training",

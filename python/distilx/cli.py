@@ -22,6 +22,10 @@ import sys
 __all__ = ["main"]
 
 
+# TrainConfig booleans given as bare flags (`--resume`, not `--resume true`)
+_SWITCHES = ("resume", "overwrite_output_dir")
+
+
 def _train_parser(sub) -> None:
     from .config import TrainConfig, default_text
 
@@ -32,7 +36,7 @@ def _train_parser(sub) -> None:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         text = f.metadata["help"].replace("%", "%%")  # argparse formats help strings with %
-        if f.name == "resume":
+        if f.name in _SWITCHES:
             p.add_argument(flag, dest=f.name, action="store_const", const="true", default=None, help=text)
             continue
         repeatable = f.default_factory is not dataclasses.MISSING and isinstance(f.default_factory(), dict)
@@ -122,18 +126,20 @@ def _quiet_transformers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .diskfull import DiskFullError
+
     args = _build_parser().parse_args(argv)
     if args.command in ("train", "eval", "demo"):
         _quiet_transformers()
     handler = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "demo": _cmd_demo}[args.command]
     try:
         return handler(args)
+    except (FloatingPointError, DiskFullError) as exc:  # before OSError: a full disk is no bad input
+        print(f"distilx {args.command}: the run stopped: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, OSError, ModuleNotFoundError) as exc:  # bad input, unreadable/unwritable paths
         print(f"distilx {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except FloatingPointError as exc:
-        print(f"distilx {args.command}: the run stopped: {exc}", file=sys.stderr)
-        return 1
     finally:
         from .distributed import teardown_distributed
         teardown_distributed()

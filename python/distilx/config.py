@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -24,13 +25,23 @@ from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL
 __all__ = ["TrainConfig", "knob", "config_table", "default_text"]
 
 
-def knob(default, help: str, choices: tuple[str, ...] | None = None):
+def knob(default, help: str, choices: tuple[str, ...] | None = None, valid: tuple | None = None):
     """A TrainConfig field with its one-line description: the single source of `distilx train --help`,
-    docs/config.md (`python -m distilx.config` writes its table) and, with `choices`, of validation."""
-    metadata = {"help": help, "choices": choices}
+    docs/config.md (`python -m distilx.config` writes its table) and, with `choices` or `valid` (a
+    range below), of validation."""
+    metadata = {"help": help, "choices": choices, "valid": valid}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+# Valid ranges: (test, the range in words). A list field's items are each tested; None (an unset
+# optional field) passes; NaN fails every test.
+POSITIVE = (lambda v: 0 < v < math.inf, "> 0")
+NON_NEGATIVE = (lambda v: 0 <= v < math.inf, ">= 0")
+AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
+SHARE = (lambda v: 0 <= v <= 1, "in [0, 1]")
+BETA = (lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 @dataclass
@@ -45,7 +56,8 @@ class TrainConfig:
     output_dir: str = knob("distilx-run", "student, tokenizer, config, metrics, plots and checkpoints go here")
 
     # --- the student ---
-    student_layers: int | None = knob(None, "layers to keep; None = half the teacher's (rounded up)")
+    student_layers: int | None = knob(None, "layers to keep; None = half the teacher's (rounded up)",
+                                      valid=AT_LEAST_ONE)
     student_layer_indices: list[int] | None = knob(None, "explicit teacher layers to copy (overrides student_layers)")
     student_class: str = knob("auto", "'auto': a BERT teacher gives a DistilBertForMaskedLM (the recipe), every other "
                               "architecture its own class with fewer layers; 'same': the teacher's own class for BERT "
@@ -54,9 +66,10 @@ class TrainConfig:
                              "weights (the ablation)", choices=("teacher", "random"))
 
     # --- data (the Rust engine does masking, padding and batching) ---
-    seq_len: int = knob(128, "tokens per sequence, [CLS] and [SEP] included")
+    seq_len: int = knob(128, "tokens per sequence, the framing's special tokens ([CLS]/[SEP], <s>/</s>) included")
     batch_size: int = knob(32, "sequences per micro-batch per process")
-    grad_accum: int = knob(1, "micro-batches per optimizer step (effective batch = batch_size*grad_accum*world)")
+    grad_accum: int = knob(1, "micro-batches per optimizer step (effective batch = batch_size*grad_accum*world)",
+                           valid=AT_LEAST_ONE)
     masking: str = knob("frequency", "'frequency' (the recipe: DistilBERT's count^-0.7 smoothing, one counting pass "
                         "over train_files at start; target count round(p x eligible tokens), "
                         "data frequency_targets=all_tokens gives DistilBERT's ceil(p x all tokens)), 'uniform' "
@@ -70,27 +83,33 @@ class TrainConfig:
                                 "distilx.data.options_help(), from rust/options.rs")
 
     # --- the loss (docs/recipe.md: T=2, 5/2/1) ---
-    temperature: float = knob(TEMPERATURE, "softmax temperature of the KL term (the KL is scaled by T^2)")
-    alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student)")
-    alpha_mlm: float = knob(ALPHA_MLM, "weight of the student's masked-LM cross-entropy")
+    temperature: float = knob(TEMPERATURE, "softmax temperature of the KL term (the KL is scaled by T^2)",
+                              valid=POSITIVE)
+    alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student)", valid=NON_NEGATIVE)
+    alpha_mlm: float = knob(ALPHA_MLM, "weight of the student's masked-LM cross-entropy", valid=NON_NEGATIVE)
     alpha_cos: float = knob(ALPHA_COS, "weight of 1 - cos(h_student, h_teacher) over every real token's last "
-                            "hidden state")
+                            "hidden state", valid=NON_NEGATIVE)
     kl_on: str = knob(KL_ON, "rows of the KL term: 'tokens', every real token (DistilBERT), or 'targets', the "
                       "masked positions only (much cheaper on CPU; the cosine stays on every real token)",
                       choices=KL_ON_CHOICES)
     loss_backend: str = knob("auto", "'auto' (Triton on GPU, PyTorch elsewhere), 'triton' or 'torch'",
                              choices=BACKENDS)
+    fused_linear: str = knob("auto", "compute the vocabulary projections chunk by chunk together with the loss, "
+                             "never holding the N x V logits (large vocabularies): 'auto' when it saves memory "
+                             "that matters (distilx.losses.fused_linear.fused_linear_pays), 'on' or 'off'",
+                             choices=("auto", "on", "off"))
 
     # --- optimisation (docs/recipe.md: AdamW 5e-4, betas 0.9/0.98, eps 1e-6, warmup 5%, clip 5) ---
-    lr: float = knob(5e-4, "peak learning rate")
-    adam_betas: list[float] = knob([0.9, 0.98], "AdamW betas")
-    adam_eps: float = knob(1e-6, "AdamW epsilon")
-    weight_decay: float = knob(0.0, "AdamW decay; never applied to biases and LayerNorm weights")
-    warmup_ratio: float = knob(0.05, "share of the optimizer steps with linear warmup, then linear decay to 0")
-    max_grad_norm: float = knob(5.0, "gradient-norm clip; 0 disables clipping")
-    max_steps: int | None = knob(None, "optimizer steps; None = `epochs` passes over the corpus")
-    epochs: int = knob(3, "passes over the corpus when max_steps is None")
-    seed: int = knob(56, "seeds the student init (random), dropout and the masking")
+    lr: float = knob(5e-4, "peak learning rate", valid=POSITIVE)
+    adam_betas: list[float] = knob([0.9, 0.98], "AdamW betas", valid=BETA)
+    adam_eps: float = knob(1e-6, "AdamW epsilon", valid=POSITIVE)
+    weight_decay: float = knob(0.0, "AdamW decay; never applied to biases and LayerNorm weights", valid=NON_NEGATIVE)
+    warmup_ratio: float = knob(0.05, "share of the optimizer steps with linear warmup, then linear decay to 0",
+                               valid=SHARE)
+    max_grad_norm: float = knob(5.0, "gradient-norm clip; 0 disables clipping", valid=NON_NEGATIVE)
+    max_steps: int | None = knob(None, "optimizer steps; None = `epochs` passes over the corpus", valid=AT_LEAST_ONE)
+    epochs: int = knob(3, "passes over the corpus when max_steps is None", valid=AT_LEAST_ONE)
+    seed: int = knob(56, "seeds the student init (random), dropout and the masking", valid=NON_NEGATIVE)
 
     # --- hardware ---
     device: str = knob("auto", "'auto' (cuda:LOCAL_RANK when available, else cpu), 'cpu', 'cuda' or 'cuda:N'")
@@ -98,12 +117,18 @@ class TrainConfig:
                           choices=("auto", "bf16", "fp16", "fp32"))
 
     # --- run control and outputs ---
-    log_every: int = knob(10, "optimizer steps between metric lines (the progress bar updates every step)")
-    save_every: int = knob(500, "optimizer steps between checkpoints (one is always written at the end)")
-    keep_last: int = knob(3, "checkpoints kept on disk; older ones are deleted")
-    max_nonfinite: int = knob(10, "consecutive non-finite steps (skipped) before the run stops with an error")
-    resume: bool = knob(False, "continue from the newest checkpoint in output_dir/checkpoints")
-    eval_batches: int = knob(20, "held-out batches evaluated at the end (0 skips the evaluation)")
+    log_every: int = knob(10, "optimizer steps between metric lines (the progress bar updates every step)",
+                          valid=AT_LEAST_ONE)
+    save_every: int = knob(500, "optimizer steps between checkpoints (one is always written at the end)",
+                           valid=AT_LEAST_ONE)
+    keep_last: int = knob(3, "checkpoints of this run kept on disk; older ones are deleted", valid=AT_LEAST_ONE)
+    max_nonfinite: int = knob(10, "consecutive non-finite steps (skipped) before the run stops with an error",
+                              valid=AT_LEAST_ONE)
+    resume: bool = knob(False, "continue the run in output_dir from its newest intact checkpoint (refused if the "
+                        "checkpoint was written by another configuration; every difference is named)")
+    overwrite_output_dir: bool = knob(False, "replace an earlier distilx run in output_dir: deletes only the files "
+                                      "it wrote (`--overwrite` for short)")
+    eval_batches: int = knob(20, "held-out batches evaluated at the end (0 skips the evaluation)", valid=NON_NEGATIVE)
     progress: bool = knob(True, "show a progress bar on rank 0")
     tensorboard: bool = knob(True, "also log to output_dir/tensorboard when tensorboard is installed")
 
@@ -130,7 +155,10 @@ class TrainConfig:
                 import yaml
             except ModuleNotFoundError as exc:
                 raise ModuleNotFoundError("YAML configs need `pip install pyyaml` (or use .toml)") from exc
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:  # e.g. a !!python/... tag, which safe_load refuses to construct
+                raise ValueError(f"config {path}: refused: {_yaml_problem(exc)}") from None
         else:
             raise ValueError(f"config {path}: unknown extension {path.suffix!r}; use .toml, .json or .yaml")
         if "train" in data and isinstance(data["train"], dict):  # allow a [train] table
@@ -155,16 +183,18 @@ class TrainConfig:
                 raise ValueError(f"{f.name}={getattr(self, f.name)!r}; choose one of {allowed}")
         if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", str(self.device)):
             raise ValueError(f"device={self.device!r}; choose one of ('auto', 'cpu', 'cuda') or 'cuda:N'")
-        for name in ("grad_accum", "keep_last", "max_nonfinite", "log_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps} must be >= 1 (or None to train for `epochs`)")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["valid"] is not None:
+                test, words = f.metadata["valid"]
+                if any(v is not None and not test(v) for v in (value if isinstance(value, list) else [value])):
+                    raise ValueError(f"{f.name}={value} is out of range: valid is {words}")
         self.stream_options()  # the data fields, checked by the engine's own rules (rust/options.rs)
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature} must be > 0")
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
+        if self.resume and self.overwrite_output_dir:
+            raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
+                             "output_dir, --overwrite-output-dir replaces it")
         return self
 
     # Fields that are stream options under the same name (the others: data_threads -> num_threads,
@@ -191,6 +221,16 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _yaml_problem(exc) -> str:
+    """One line out of PyYAML's multi-line error: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    if "python/" in problem:
+        problem += "; YAML tags that build Python objects could run code, so they are refused"
+    return problem + where
 
 
 def default_text(f: dataclasses.Field) -> str:

@@ -195,6 +195,11 @@ class MaskedLMStream:
         return self._native.count_batches()
 
     @property
+    def files(self) -> list[Path]:
+        """The corpus files, in reading order (directories and globs expanded)."""
+        return self._native.files()
+
+    @property
     def epoch(self) -> int:
         return self._native.epoch
 

@@ -152,6 +152,7 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
     """Fit (or reuse) the teacher, distil 6 -> 3 layers, evaluate both; returns the metrics."""
     from .config import TrainConfig
     from .evaluation import evaluate
+    from .run_dir import MARKER, RunFolder
     from .training import train
 
     d = dict(DEMO_DEFAULTS)
@@ -165,14 +166,19 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
                                lr=d["head_lr"], seed=d["seed"], encoder_layers=d["head_encoder_layers"],
                                encoder_lr=d["head_encoder_lr"], refit=refit_teacher, log=log)
     fit = json.loads((teacher_dir / "teacher_fit.json").read_text())
-    output_dir = Path(output_dir) if output_dir else assets.cache_dir() / "demo-student"
+    if output_dir is None:
+        output_dir = assets.cache_dir() / "demo-student"
+        if output_dir.is_dir() and not (output_dir / MARKER).is_file():  # the cache of a distilx without markers
+            shutil.rmtree(output_dir)
+    output_dir = Path(output_dir)
     log(f"[2/3] distilling 6 -> {d['student_layers']} layers for {plural(d['steps'], 'step')} "
         f"({d['batch_size']} x {d['seq_len']} tokens) into {output_dir}")
     config = TrainConfig(teacher=str(teacher_dir), train_files=[str(train_file)], eval_files=[str(heldout_file)],
                          output_dir=str(output_dir), student_layers=d["student_layers"], seq_len=d["seq_len"],
                          batch_size=d["batch_size"], kl_on="targets", lr=d["lr"], max_steps=d["steps"],
                          warmup_ratio=0.05, log_every=10, save_every=max(d["steps"], 1), keep_last=1,
-                         seed=d["seed"], eval_batches=0, device="cpu")
+                         seed=d["seed"], eval_batches=0, device="cpu",
+                         overwrite_output_dir=True)  # a rerun replaces the previous demo student
     result = train(config)
     log("[3/3] evaluating teacher and student on held-out text (same masks)")
     metrics = evaluate(teacher_dir, output_dir, [heldout_file], seq_len=d["seq_len"], batch_size=d["batch_size"],
@@ -180,7 +186,8 @@ def run_demo(output_dir: str | Path | None = None, *, steps: int | None = None, 
     metrics["teacher_fit"] = fit
     metrics["distill_steps"] = result.steps
     metrics["seconds"] = round(time.perf_counter() - start, 1)
-    (output_dir / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with RunFolder.claim(output_dir, resume=True) as run, run.writing("demo_metrics.json"):  # part of the run
+        (output_dir / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log("")
     log(metrics_table(metrics))
     log("")

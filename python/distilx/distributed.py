@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistEnv", "setup_distributed", "teardown_distributed", "all_reduce_mean"]
+__all__ = ["DistEnv", "setup_distributed", "teardown_distributed", "all_reduce_mean", "run_on_main"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,24 @@ def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= env.world_size
     return value
+
+
+def run_on_main(env: DistEnv, fn, share: bool = False):
+    """fn() on rank 0 only; returns its result there, and elsewhere too when `share` (a picklable
+    result), else None. When fn raises, every rank raises the same error, so no rank waits forever
+    in a collective for one that gave up."""
+    result, error = None, None
+    if env.is_main:
+        try:
+            result = fn()
+        except Exception as exc:  # handed to every rank below
+            error = exc
+    if env.distributed:
+        shared = [error, result if share else None]
+        dist.broadcast_object_list(shared, src=0)
+        error = shared[0]
+        if not env.is_main:
+            result = shared[1]
+    if error is not None:
+        raise error
+    return result

@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .losses import IGNORE_INDEX
 from .models import adapter_for, check_vocab, load_teacher
 
-__all__ = ["evaluate", "count_parameters"]
+__all__ = ["evaluate", "eval_stream", "count_parameters"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -32,6 +33,32 @@ def count_parameters(model: nn.Module) -> int:
 
 def _load_model(model) -> nn.Module:
     return load_teacher(model) if isinstance(model, (str, Path)) else model
+
+
+def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
+    """The held-out batches `evaluate` reads: uniform 15% masks drawn with `seed`, so runs compare."""
+    from .data import MaskedLMStream
+
+    return MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
+                          masking="uniform", seed=seed)
+
+
+def _top1_and_nll(adapter, model: nn.Module, hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Top-1 ids and summed cross-entropy of the MLM head on `hidden` rows [n, H], projected onto the
+    vocabulary a chunk of rows at a time (the fused-linear loss's chunk rule), so a 250k vocabulary never
+    holds n x V logits."""
+    from .losses.fused_linear import fused_linear_chunk_rows
+
+    weight, bias = adapter.decoder(model)
+    head_input = adapter.head_transform(model, hidden)
+    chunk = fused_linear_chunk_rows(max(1, head_input.shape[0]), weight.shape[0], device=weight.device,
+                                    student_dtype=torch.float32)
+    tops, nll = [], 0.0
+    for start in range(0, head_input.shape[0], chunk):
+        logits = F.linear(head_input[start:start + chunk], weight, bias).float()
+        tops.append(logits.argmax(-1))
+        nll += float(F.cross_entropy(logits, target[start:start + chunk], reduction="sum"))
+    return (torch.cat(tops) if tops else target.new_empty(0)), nll
 
 
 @torch.no_grad()
@@ -43,7 +70,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     tokenizer: a distilx.Tokenizer or a path (default: the student's folder, else the teacher's).
     The masks are drawn by the data engine with `seed` (uniform 15%), so runs are comparable.
     """
-    from .data import MaskedLMStream, Tokenizer
+    from .data import Tokenizer
 
     if tokenizer is None:
         source = student if isinstance(student, (str, Path)) else teacher
@@ -64,8 +91,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     student.eval().to(device)
     amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda"
            else contextlib.nullcontext())
-    stream = MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
-                            masking="uniform", seed=seed)
+    stream = eval_stream(files, tokenizer, seq_len=seq_len, batch_size=batch_size, seed=seed)
     totals = {"targets": 0, "teacher_correct": 0, "student_correct": 0, "agree": 0,
               "teacher_nll": 0.0, "student_nll": 0.0}
     kept = []  # a few batches for the speed measurement
@@ -78,15 +104,14 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         rows = labels != IGNORE_INDEX
         target = labels[rows]
         with amp:
-            t_logits = t_adapter.mlm_logits(teacher, t_adapter.last_hidden(teacher, ids, mask)[rows]).float()
-            s_logits = s_adapter.mlm_logits(student, s_adapter.last_hidden(student, ids, mask)[rows]).float()
-        t_top, s_top = t_logits.argmax(-1), s_logits.argmax(-1)
+            t_top, t_nll = _top1_and_nll(t_adapter, teacher, t_adapter.last_hidden(teacher, ids, mask)[rows], target)
+            s_top, s_nll = _top1_and_nll(s_adapter, student, s_adapter.last_hidden(student, ids, mask)[rows], target)
         totals["targets"] += int(target.numel())
         totals["teacher_correct"] += int((t_top == target).sum())
         totals["student_correct"] += int((s_top == target).sum())
         totals["agree"] += int((t_top == s_top).sum())
-        totals["teacher_nll"] += float(torch.nn.functional.cross_entropy(t_logits, target, reduction="sum"))
-        totals["student_nll"] += float(torch.nn.functional.cross_entropy(s_logits, target, reduction="sum"))
+        totals["teacher_nll"] += t_nll
+        totals["student_nll"] += s_nll
         if len(kept) < speed_batches:
             kept.append((ids, mask))
     n = totals["targets"]

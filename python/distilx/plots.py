@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from .metrics_log import read_records
 
 __all__ = ["read_metrics", "plot_run", "plot_runs"]
 
@@ -14,7 +15,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: pass the output_dir of a distilx train run")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_records(path)  # a torn last line is dropped with a warning
 
 
 def plot_runs(runs: dict[str, str | Path], out_file: str | Path, title: str = "distilx loss curves") -> Path:

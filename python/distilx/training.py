@@ -20,17 +20,24 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
-from .distributed import DistEnv, setup_distributed
+from .diskfull import reporting_disk_full
+from .distributed import DistEnv, run_on_main, setup_distributed
 from .losses import IGNORE_INDEX
+from .metrics_log import MetricsLog
 from .models import adapter_for, check_vocab, init_student, load_teacher
+from .preflight import check_eval_input, check_positions, training_batches
+from .run_dir import RunFolder
+from .run_identity import resume_point, run_identity
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError"]
 
@@ -49,33 +56,69 @@ class TrainResult:
     student: nn.Module | None = None  # the trained student (this process's copy, on its device)
 
 
-class MaskedLMDistiller(nn.Module):
-    """Student forward for one batch: logits of the rows the loss reads, hidden states of every real token.
+class TeacherSide(NamedTuple):
+    """What the loss needs from the frozen teacher for one batch (computed under no_grad)."""
 
-    Projecting only the loss rows onto the vocabulary is where the CPU time goes (kl_on="targets"
-    reads ~15% of the tokens); the cosine term stays on every real token, as in DistilBERT (hidden
-    states are cheap). It is an nn.Module so that DDP wraps it and its forward triggers DDP's
-    gradient synchronisation.
-    """
-
-    def __init__(self, student: nn.Module):
-        super().__init__()
-        self.student = student
-        self.adapter = adapter_for(student)
-
-    def forward(self, input_ids, attention_mask, logit_rows):
-        return _logits_and_hidden(self.adapter, self.student, input_ids, attention_mask, logit_rows)
-
-
-def _logits_and_hidden(adapter, model: nn.Module, input_ids, attention_mask, logit_rows):
-    """(MLM logits of `logit_rows` [n_rows, V], last hidden states of the real tokens [n_real, H])."""
-    hidden = adapter.last_hidden(model, input_ids, attention_mask)
-    return adapter.mlm_logits(model, hidden[logit_rows]), hidden[attention_mask.bool()]
+    head_input: torch.Tensor  # [n_rows, H_t]: the MLM head's transform of the loss rows
+    weight: torch.Tensor  # [V, H_t] vocabulary projection
+    bias: torch.Tensor | None  # [V]
+    hidden: torch.Tensor  # [n_real, H_t]: last hidden states of every real token (the cosine's rows)
 
 
 @torch.no_grad()
-def teacher_outputs(teacher: nn.Module, input_ids, attention_mask, logit_rows):
-    return _logits_and_hidden(adapter_for(teacher), teacher, input_ids, attention_mask, logit_rows)
+def teacher_side(teacher: nn.Module, input_ids, attention_mask, logit_rows) -> TeacherSide:
+    adapter = adapter_for(teacher)
+    hidden = adapter.last_hidden(teacher, input_ids, attention_mask)
+    weight, bias = adapter.decoder(teacher)
+    return TeacherSide(adapter.head_transform(teacher, hidden[logit_rows]), weight, bias,
+                       hidden[attention_mask.bool()])
+
+
+class MaskedLMDistiller(nn.Module):
+    """Student forward and the loss for one batch.
+
+    The vocabulary projection runs only on the rows the KL and MLM terms read (kl_on="targets" reads
+    ~15% of the tokens: that projection is where the CPU time goes); the cosine term stays on every real
+    token, as in DistilBERT (hidden states are cheap). With `fused_linear` ("auto": when
+    `fused_linear_pays`) the projections and the loss run chunk by chunk and the N x V logits are never
+    held (large vocabularies). The loss is computed inside forward so that DDP, which wraps this module,
+    sees every parameter the loss uses (the decoder weight included) in the graph of its output.
+    """
+
+    def __init__(self, student: nn.Module, loss_options: dict, fused_linear: str = "auto"):
+        super().__init__()
+        self.student = student
+        self.adapter = adapter_for(student)
+        self.loss_options = loss_options
+        self.fused_linear = fused_linear
+
+    def forward(self, input_ids, attention_mask, logit_rows, row_labels, teacher: TeacherSide):
+        from .losses import distillation_loss, fused_linear_distillation_loss
+
+        hidden = self.adapter.last_hidden(self.student, input_ids, attention_mask)
+        head_input = self.adapter.head_transform(self.student, hidden[logit_rows])
+        real_hidden = hidden[attention_mask.bool()]
+        weight, bias = self.adapter.decoder(self.student)
+        if self._use_fused_linear(head_input, weight):
+            return fused_linear_distillation_loss(
+                head_input, weight, teacher.head_input, teacher.weight, row_labels, student_bias=bias,
+                teacher_bias=teacher.bias, student_hidden=real_hidden, teacher_hidden=teacher.hidden,
+                **self.loss_options)
+        s_logits = F.linear(head_input, weight, bias)
+        with torch.no_grad():
+            t_logits = F.linear(teacher.head_input, teacher.weight, teacher.bias)
+        return distillation_loss(s_logits, t_logits, row_labels, None, real_hidden, teacher.hidden,
+                                 **self.loss_options)
+
+    def _use_fused_linear(self, head_input: torch.Tensor, weight: torch.Tensor) -> bool:
+        if self.fused_linear != "auto":
+            return self.fused_linear == "on"
+        from .losses.fused_linear import fused_linear_pays
+
+        device = head_input.device
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else weight.dtype
+        return fused_linear_pays(head_input.shape[0], weight.shape[0], weight.shape[1], device=device,
+                                 dtype=dtype, weight_dtype=weight.dtype)
 
 
 def _seed_everything(seed: int) -> None:
@@ -151,12 +194,16 @@ def _gather(obj, env: DistEnv) -> list:
     return out
 
 
-def _copy_tokenizer_files(source: Path, output_dir: Path) -> None:
-    """Tokenizer files next to the student so that AutoTokenizer / pipeline() load the folder."""
+def _tokenizer_files(source: Path) -> list[Path]:
+    """The tokenizer files of `source` (a folder or one file) that belong next to the student."""
     names = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
              "special_tokens_map.json")
-    files = [source / n for n in names if (source / n).is_file()] if source.is_dir() else [source]
-    for f in files:
+    return [source / n for n in names if (source / n).is_file()] if source.is_dir() else [source]
+
+
+def _copy_tokenizer_files(source: Path, output_dir: Path) -> None:
+    """Tokenizer files next to the student so that AutoTokenizer / pipeline() load the folder."""
+    for f in _tokenizer_files(source):
         if f.name == "tokenizer.json":
             # packaged tokenizer.json files may force truncation/padding to a fixed length: drop them
             data = json.loads(f.read_text(encoding="utf-8"))
@@ -164,38 +211,6 @@ def _copy_tokenizer_files(source: Path, output_dir: Path) -> None:
             (output_dir / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         else:
             shutil.copyfile(f, output_dir / f.name)
-
-
-class _MetricsLog:
-    """metrics.jsonl (always) and TensorBoard scalars (when installed) on rank 0."""
-
-    def __init__(self, output_dir: Path, resume_step: int, use_tensorboard: bool):
-        self.path = output_dir / "metrics.jsonl"
-        if resume_step > 0 and self.path.is_file():  # drop lines from after the checkpoint we resume from
-            lines = [line for line in self.path.read_text().splitlines()
-                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in lines))
-        elif self.path.exists():
-            self.path.unlink()
-        self.writer = None
-        if use_tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=resume_step or None)
-            except ImportError:  # tensorboard not installed: JSONL only
-                self.writer = None
-
-    def write(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, record["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.Module | None = None,
@@ -208,8 +223,14 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     as if it had been killed (tests of `resume`).
     Launch with `torchrun --nproc-per-node N -m distilx.cli train ...` for several processes.
     """
+    # the output folder stays locked until the run ends, however it ends; a full disk is named
+    with contextlib.ExitStack() as cleanup, reporting_disk_full(config.output_dir, "the run's outputs"):
+        return _train(config, cleanup, teacher=teacher, student=student, stop_after=stop_after)
+
+
+def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Module | None,
+           student: nn.Module | None, stop_after: int | None) -> TrainResult:
     from .data import Tokenizer
-    from .losses import distillation_loss
 
     config = config.validated()
     if not config.train_files:
@@ -220,11 +241,14 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     env = setup_distributed(config.device)
     precision = _resolve_precision(config, env)
     output_dir = Path(config.output_dir)
-    if env.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    # rank 0 locks and owns the output folder: refused if it is the teacher's, busy or another run's
+    run: RunFolder | None = run_on_main(env, lambda: cleanup.enter_context(RunFolder.claim(
+        output_dir, resume=config.resume, overwrite=config.overwrite_output_dir,
+        protected={"teacher": config.teacher, "tokenizer": config.tokenizer})))
     _seed_everything(config.seed)
 
     # --- models: the teacher is frozen, in eval mode, without gradients (bf16 on GPU) ---
+    teacher_source = config.teacher if teacher is None else teacher  # what the run's identity digests
     if teacher is None:
         teacher = load_teacher(config.teacher)
     teacher.eval().requires_grad_(False)
@@ -238,16 +262,21 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
         if config.student_init == "random":
             torch.manual_seed(config.seed)
             student = type(student)(student.config)  # same shape, fresh weights (the ablation baseline)
+    check_positions(config.seq_len, teacher=teacher, student=student)
     if env.device.type == "cuda" and precision != "fp32":
         teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
     student.to(env.device).train()
-    distiller: nn.Module = MaskedLMDistiller(student)
+    loss_options = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
+                        alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
+    distiller: nn.Module = MaskedLMDistiller(student, loss_options, config.fused_linear)
     if env.distributed:
         distiller = nn.parallel.DistributedDataParallel(
             distiller, device_ids=[env.device.index] if env.device.type == "cuda" else None)
 
     # --- data, optimizer, schedule ---
     stream = _make_stream(config, tokenizer, env)
+    if env.is_main:
+        check_eval_input(config, tokenizer)  # now, not after hours of training
     if config.max_steps is not None:
         total_steps = config.max_steps
     else:
@@ -255,8 +284,8 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
         if per_epoch is None:  # raw text on one rank: one tokenization pass to learn the epoch length
             per_epoch = stream.count_batches()
         if per_epoch == 0:
-            raise ValueError(f"the corpus {config.train_files} gives no full batch of {config.batch_size} sequences: "
-                             "add text or lower batch_size")
+            raise ValueError(f"train_files {config.train_files} give no full batch of batch_size={config.batch_size} "
+                             "sequences: add text or lower --batch-size")
         total_steps = max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
     optimizer = _optimizer(student, config)
     scheduler = _schedule(optimizer, total_steps, config.warmup_ratio)
@@ -265,8 +294,12 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     # --- resume: weights, optimizer, schedule, scaler, stream position, RNGs, counters ---
     step, skipped, tokens_seen = 0, 0, 0
     ckpt_root = output_dir / "checkpoints"
+    identity = (run_identity(config.to_dict(), teacher_source, student, tokenizer.path, stream.files)
+                if env.is_main else None)
     if config.resume:
-        ckpt = latest_checkpoint(ckpt_root)
+        # the newest intact checkpoint of this run (damaged ones are named and skipped), if it was
+        # written by this configuration (else every difference is named)
+        ckpt = run_on_main(env, lambda: resume_point(ckpt_root, run.run_id, identity), share=True)
         if ckpt is None:
             warnings.warn(f"resume=True but {ckpt_root} holds no checkpoint: starting from scratch", stacklevel=2)
         else:
@@ -291,12 +324,15 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
             trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                              "scaler": scaler.state_dict(), "stream": streams, "rng": rngs, "step": step,
                              "skipped": skipped, "tokens_seen": tokens_seen, "world_size": env.world_size}
-            save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last)
+            run.record(ckpt_root.name)
+            save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last,
+                            run_id=run.run_id, identity=identity)
         if env.distributed:
             dist.barrier()  # nobody runs ahead (or exits) while rank 0 is still writing
 
-    log = _MetricsLog(output_dir, step, config.tensorboard) if env.is_main else None
+    log = MetricsLog(run, step, config.tensorboard) if env.is_main else None
     if env.is_main:
+        run.record("train_config.json")
         config.save(output_dir / "train_config.json")
     bar = None
     if env.is_main and config.progress:
@@ -304,9 +340,7 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
         bar = tqdm(total=total_steps, initial=step, desc="distil", unit="step", dynamic_ncols=True)
 
     # --- the loop: one optimizer step = grad_accum micro-batches ---
-    weights = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
-                   alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
-    batches = _endless(stream)
+    batches = training_batches(_endless(stream), config)  # an empty corpus is named at the first batch
     params = [p for p in student.parameters() if p.requires_grad]
     history: list[dict] = []
     consecutive_bad = 0
@@ -334,9 +368,8 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
             # DDP: all-reduce gradients only on the last micro-batch of the step
             sync = micro == config.grad_accum - 1 or not env.distributed
             with (contextlib.nullcontext() if sync else distiller.no_sync()), _autocast(env, precision):
-                t_logits, t_hidden = teacher_outputs(teacher, input_ids, attention_mask, rows)
-                s_logits, s_hidden = distiller(input_ids, attention_mask, rows)
-                out = distillation_loss(s_logits, t_logits, row_labels, None, s_hidden, t_hidden, **weights)
+                out = distiller(input_ids, attention_mask, rows, row_labels,
+                                teacher_side(teacher, input_ids, attention_mask, rows))
                 scaler.scale(out.loss / config.grad_accum).backward()
             step_terms += torch.stack([out.loss.detach(), out.kl, out.mlm, out.cos]).double() / config.grad_accum
 
@@ -401,22 +434,29 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     # --- outputs (rank 0): HF folder, tokenizer, config, metrics, plot; then evaluation ---
     eval_metrics = None
     if env.is_main:
-        student.save_pretrained(output_dir, safe_serialization=True)
-        _copy_tokenizer_files(tokenizer_source, output_dir)
+        copied = [f.name for f in _tokenizer_files(tokenizer_source)]
+        with run.writing("config.json", "model.safetensors", *copied):  # and whatever else save_pretrained writes
+            student.save_pretrained(output_dir, safe_serialization=True)
+            _copy_tokenizer_files(tokenizer_source, output_dir)
+        log.close()
+        # the summary and the plot first: they stay even if the evaluation fails
+        summary = {"steps": step, "skipped_steps": skipped, "tokens_seen": tokens_seen,
+                   "final": history[-1] if history else None, "eval": None}
+        run.record("metrics.json")
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            from .plots import plot_run
+            run.record("loss_curves.png")
+            plot_run(output_dir)
+        except ImportError:  # matplotlib is optional
+            pass
         if config.eval_files and config.eval_batches > 0:
             from .evaluation import evaluate
             eval_metrics = evaluate(teacher, student, config.eval_files, tokenizer, seq_len=config.seq_len,
                                     batch_size=config.batch_size, max_batches=config.eval_batches,
                                     seed=config.seed, device=env.device)
-        summary = {"steps": step, "skipped_steps": skipped, "tokens_seen": tokens_seen,
-                   "final": history[-1] if history else None, "eval": eval_metrics}
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        log.close()
-        try:
-            from .plots import plot_run
-            plot_run(output_dir)
-        except ImportError:  # matplotlib is optional
-            pass
+            summary["eval"] = eval_metrics
+            (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     if env.distributed:
         dist.barrier()
     return TrainResult(output_dir, step, skipped, history, eval_metrics, student)

@@ -4,6 +4,8 @@
 - `autograd.py`: the autograd functions (gradient formed in the forward, scaled in the backward);
 - `checks.py`: option and tensor validation shared by every entry point;
 - `chunked.py`: the chunked PyTorch path; the Triton kernels live in `distilx.triton_kernels`;
+- `fused_linear.py`: `fused_linear_distillation_loss`, `FusedLinearDistillationLoss` (the same loss from
+  the vocabulary projection's inputs, never holding the N x V logits) and its chunk-size and `auto` rules;
 - `reference.py`: the eager formula, the oracle of the tests and the benchmarks' baseline;
 - `defaults.py`: IGNORE_INDEX and the defaults (T = 2, alphas 5 / 2 / 1, kl_on="tokens").
 
@@ -16,6 +18,7 @@ from .defaults import (ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, COS_EPS, IGNORE
                        TEMPERATURE)
 
 _LAZY = {"distillation_loss": "api", "DistillationLoss": "api", "DistillationLossOutput": "api",
+         "fused_linear_distillation_loss": "fused_linear", "FusedLinearDistillationLoss": "fused_linear",
          "reference_distillation_loss": "reference"}
 
 __all__ = sorted(_LAZY) + ["ALPHA_COS", "ALPHA_KL", "ALPHA_MLM", "BACKENDS", "COS_EPS", "IGNORE_INDEX", "KL_ON",

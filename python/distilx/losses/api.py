@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .autograd import CosineLoss, LogitsLoss
-from .checks import check_options, check_tensor, labels_out_of_range, resolve_backend
+from .checks import check_options, check_row_tensors, check_tensor, labels_out_of_range, resolve_backend
 from .defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, IGNORE_INDEX, KL_ON, TEMPERATURE
 
 __all__ = ["distillation_loss", "DistillationLoss", "DistillationLossOutput"]
@@ -86,7 +86,6 @@ def distillation_loss(
     )
     check_tensor("student_logits", student_logits, floating=True)
     check_tensor("teacher_logits", teacher_logits, floating=True)
-    check_tensor("labels", labels, floating=False)
     if student_logits.dim() not in (2, 3):
         raise ValueError(f"student_logits must be [B, L, V] or [N, V], got shape {tuple(student_logits.shape)}")
     vocab = student_logits.shape[-1]
@@ -101,33 +100,8 @@ def distillation_loss(
             f"{tuple(student_logits.shape)}; both models must see the same batch"
         )
     rows_shape = student_logits.shape[:-1]
-    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-        raise TypeError(f"labels must be an integer tensor (int64 token ids, -100 = ignore), got {labels.dtype}")
-    if labels.shape != rows_shape:
-        raise ValueError(f"labels shape {tuple(labels.shape)} must equal the logits' leading shape {tuple(rows_shape)}")
-    if attention_mask is not None:
-        check_tensor("attention_mask", attention_mask, floating=False)
-        if attention_mask.shape != rows_shape:
-            raise ValueError(
-                f"attention_mask shape {tuple(attention_mask.shape)} must equal the logits' leading shape "
-                f"{tuple(rows_shape)}"
-            )
-    if (student_hidden is None) != (teacher_hidden is None):
-        raise ValueError("pass both student_hidden and teacher_hidden, or neither (then the cosine term is 0)")
-    use_cos = alpha_cos > 0 and student_hidden is not None
-    if student_hidden is not None:
-        check_tensor("student_hidden", student_hidden, floating=True)
-        check_tensor("teacher_hidden", teacher_hidden, floating=True)
-        if student_hidden.dim() < 2 or student_hidden.shape[:-1] != teacher_hidden.shape[:-1]:
-            raise ValueError(
-                f"student_hidden and teacher_hidden must be [*, H] with the same leading shape (rows); got "
-                f"{tuple(student_hidden.shape)} and {tuple(teacher_hidden.shape)}"
-            )
-        if student_hidden.shape[-1] != teacher_hidden.shape[-1]:
-            raise ValueError(
-                f"hidden sizes differ (student H={student_hidden.shape[-1]}, teacher H={teacher_hidden.shape[-1]}); "
-                "the cosine term needs equal sizes: project one side first, or set alpha_cos=0"
-            )
+    # checked whatever alpha_cos is: a bad tensor is an error even when its term is off
+    use_cos = check_row_tensors(rows_shape, "the logits", labels, attention_mask, student_hidden, teacher_hidden) and alpha_cos > 0
     tensors = [student_logits, teacher_logits, labels]
     tensors += [attention_mask] if attention_mask is not None else []
     tensors += [student_hidden, teacher_hidden] if student_hidden is not None else []
@@ -164,16 +138,21 @@ def distillation_loss(
         total, kl, mlm = zero, zero, zero.clone()
     cos = zero.clone()
     if use_cos:
-        hidden = student_hidden.shape[-1]
-        hs = student_hidden.reshape(-1, hidden)
-        hs = hs if hs.is_contiguous() else hs.contiguous()
-        ht = teacher_hidden.detach().reshape(-1, hidden).contiguous()
-        # row-aligned with the logits: the real tokens; another row set: every row of it
-        hidden_real = real if student_hidden.shape[:-1] == rows_shape else torch.ones(
-            hs.shape[0], dtype=torch.bool, device=hs.device)
-        weighted_cos, cos = CosineLoss.apply(hs, ht, hidden_real, alpha_cos, backend)
+        weighted_cos, cos = cosine_term(student_hidden, teacher_hidden, real, rows_shape, alpha_cos, backend)
         total = total + weighted_cos
     return DistillationLossOutput(total, kl, mlm, cos)
+
+
+def cosine_term(student_hidden, teacher_hidden, real, rows_shape, alpha_cos, backend):
+    """(alpha_cos * COS, COS). Hidden states row-aligned with the logits' rows (leading shape rows_shape)
+    count their real rows (`real`, [N] bool); hidden states with rows of their own count every row."""
+    hidden = student_hidden.shape[-1]
+    hs = student_hidden.reshape(-1, hidden)
+    hs = hs if hs.is_contiguous() else hs.contiguous()
+    ht = teacher_hidden.detach().reshape(-1, hidden).contiguous()
+    hidden_real = real if student_hidden.shape[:-1] == rows_shape else torch.ones(
+        hs.shape[0], dtype=torch.bool, device=hs.device)
+    return CosineLoss.apply(hs, ht, hidden_real, alpha_cos, backend)
 
 
 class DistillationLoss(nn.Module):

@@ -7,13 +7,16 @@ and no data-dependent Python branch runs inside forward or backward.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import chunked
 from .defaults import IGNORE_INDEX
 
 
-def _logits_impl(backend: str):
+def logits_impl(backend: str):
+    """The per-row KL + CE implementation of a backend (contract: `chunked.chunked_logits_loss`)."""
     if backend == "triton":
         from ..triton_kernels import fused_logits_loss
 
@@ -49,6 +52,16 @@ def scale_stored_grad(ctx, grad_output: torch.Tensor):
     return grad.mul_(grad_output.to(grad.dtype))
 
 
+def _outside_autocast(forward):
+    """Run a loss forward with autocast off: autocast would compute the PyTorch path's softmaxes and
+    reductions in bf16, while the loss accumulates in fp32 whatever its inputs' dtypes (kept as given)."""
+    @functools.wraps(forward)
+    def wrapped(ctx, first, *args):
+        with torch.autocast(first.device.type, enabled=False):
+            return forward(ctx, first, *args)
+    return wrapped
+
+
 class LogitsLoss(torch.autograd.Function):
     """alpha_kl * KL + alpha_mlm * MLM over [N, V] logits; the gradient is formed in the forward.
 
@@ -61,6 +74,7 @@ class LogitsLoss(torch.autograd.Function):
     """
 
     @staticmethod
+    @_outside_autocast
     def forward(ctx, student, teacher, labels, kl_mask, temperature, alpha_kl, alpha_mlm, backend):
         has_kl, has_ce = alpha_kl > 0, alpha_mlm > 0
         # counts stay on the device (no host sync); fp64 so fp64 inputs keep full precision
@@ -68,7 +82,7 @@ class LogitsLoss(torch.autograd.Function):
         n_mlm = (labels != IGNORE_INDEX).sum().clamp_min(1).double()
         grad_scales = torch.stack([alpha_kl * temperature / n_kl, alpha_mlm / n_mlm])
         write_grad = ctx.needs_input_grad[0]
-        kl_rows, ce_rows, grad = _logits_impl(backend)(
+        kl_rows, ce_rows, grad = logits_impl(backend)(
             student, teacher, labels, kl_mask, grad_scales, temperature, has_kl, has_ce, write_grad
         )
         kl = (kl_rows.sum() * (temperature * temperature) / n_kl).to(kl_rows.dtype)
@@ -93,6 +107,7 @@ class CosineLoss(torch.autograd.Function):
     """
 
     @staticmethod
+    @_outside_autocast
     def forward(ctx, student_hidden, teacher_hidden, row_mask, alpha_cos, backend):
         n = row_mask.sum().clamp_min(1).double()
         grad_scale = alpha_cos / n

@@ -1,6 +1,6 @@
 """Validation shared by the loss entry points: options, tensors, backend choice, label range.
 
-Every message names the problem and the fix. Only `labels_out_of_range` reads data (a host sync on CUDA).
+Every message names the problem and the fix (`distillation_loss` and `fused_linear_distillation_loss`). Only `labels_out_of_range` reads data (a host sync on CUDA).
 """
 
 from __future__ import annotations
@@ -65,6 +65,40 @@ def check_tensor(name, t, *, floating):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if floating and not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor (float32/float16/bfloat16), got {t.dtype}")
+
+
+def check_row_tensors(rows_shape, source: str, labels, attention_mask, student_hidden, teacher_hidden) -> bool:
+    """Checks labels and attention_mask against the rows of `source` (its leading shape) and the hidden
+    states against each other; returns whether hidden states were given."""
+    check_tensor("labels", labels, floating=False)
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+        raise TypeError(f"labels must be an integer tensor (int64 token ids, -100 = ignore), got {labels.dtype}")
+    if labels.shape != rows_shape:
+        raise ValueError(f"labels shape {tuple(labels.shape)} must equal the leading shape {tuple(rows_shape)} of {source}")
+    if attention_mask is not None:
+        check_tensor("attention_mask", attention_mask, floating=False)
+        if attention_mask.shape != rows_shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} must equal the leading shape {tuple(rows_shape)} "
+                f"of {source}"
+            )
+    if (student_hidden is None) != (teacher_hidden is None):
+        raise ValueError("pass both student_hidden and teacher_hidden, or neither (then the cosine term is 0)")
+    if student_hidden is None:
+        return False
+    check_tensor("student_hidden", student_hidden, floating=True)
+    check_tensor("teacher_hidden", teacher_hidden, floating=True)
+    if student_hidden.dim() < 2 or student_hidden.shape[:-1] != teacher_hidden.shape[:-1]:
+        raise ValueError(
+            f"student_hidden and teacher_hidden must be [*, H] with the same leading shape (rows); got "
+            f"{tuple(student_hidden.shape)} and {tuple(teacher_hidden.shape)}"
+        )
+    if student_hidden.shape[-1] != teacher_hidden.shape[-1]:
+        raise ValueError(
+            f"hidden sizes differ (student H={student_hidden.shape[-1]}, teacher H={teacher_hidden.shape[-1]}); "
+            "the cosine term needs equal sizes: project one side first, or set alpha_cos=0"
+        )
+    return True
 
 
 def labels_out_of_range(labels: torch.Tensor, vocab: int) -> bool:

@@ -38,6 +38,7 @@ def chunked_logits_loss(
     has_ce: bool,
     write_grad: bool,
     gather_rows: bool | None = None,
+    grad_buffer: torch.Tensor | None = None,
 ):
     """Per-row KL(softmax(t/T) ‖ softmax(s/T)) and CE(s, label), plus d(total)/d(student) if asked.
 
@@ -48,6 +49,9 @@ def chunked_logits_loss(
 
     gather_rows: compute the CE only on the rows that carry a label (~15%), found with nonzero();
     that is a host sync, so it is the default on CPU only (None = "on CPU"). Both modes are tested.
+    grad_buffer: [N, V] tensor (student dtype, rows contiguous) that receives the gradient instead of a new
+    one; it may be `student` itself (each chunk is read completely before its gradient is written), which is
+    how the fused-linear loss (losses/fused_linear.py) keeps one buffer per projected chunk.
     """
     n_rows, vocab = student.shape
     compute_dtype = torch.promote_types(student.dtype, torch.float32)
@@ -56,7 +60,9 @@ def chunked_logits_loss(
     # per-row values in fp32 (fp64 for fp64 inputs, so gradcheck sees full precision)
     kl_rows = torch.zeros(n_rows, dtype=compute_dtype, device=student.device)
     ce_rows = torch.zeros(n_rows, dtype=compute_dtype, device=student.device)
-    grad = torch.empty_like(student, memory_format=torch.contiguous_format) if write_grad else None
+    grad = None
+    if write_grad:
+        grad = torch.empty_like(student, memory_format=torch.contiguous_format) if grad_buffer is None else grad_buffer
     if n_rows == 0:
         return kl_rows, ce_rows, grad
     c_kl = grad_scales[0].to(compute_dtype)

@@ -66,6 +66,8 @@ class ModelAdapter:
     decoder: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] = _output_embedding
     # config -> why the teacher's layer 0 must stay the student's first layer (None: any layers may be kept)
     pinned_first_layer: Callable[[object], str | None] = _no_pinned_layer
+    # rows of embeddings(model).position_embeddings that no token position uses (RoBERTa: padding_idx + 1)
+    reserved_positions: Callable[[nn.Module], int] = lambda model: 0
 
     def mlm_logits(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """The model's MLM head on hidden rows (..., H) -> logits (..., V), equal to the model's own."""
@@ -120,7 +122,7 @@ ADAPTERS: tuple[ModelAdapter, ...] = (
     ModelAdapter(
         name="roberta", model_types=("roberta", "xlm-roberta", "camembert"),
         embeddings=lambda m: m.base_model.embeddings, layers=lambda m: m.base_model.encoder.layer,
-        head_transform=_roberta_transform),
+        head_transform=_roberta_transform, reserved_positions=lambda m: m.config.pad_token_id + 1),
     ModelAdapter(
         name="distilbert", model_types=("distilbert",), embeddings=lambda m: m.base_model.embeddings,
         layers=lambda m: m.base_model.transformer.layer, head_transform=_distilbert_transform),

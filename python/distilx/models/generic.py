@@ -98,6 +98,13 @@ def _embeddings(model: nn.Module) -> nn.Module:
     return base.embeddings if isinstance(getattr(base, "embeddings", None), nn.Module) else model.get_input_embeddings()
 
 
+def _reserved_positions(model: nn.Module) -> int:
+    """Embeddings that keep a `padding_idx` number positions from padding_idx + 1 (RoBERTa's convention,
+    kept by MPNet, XLM-R-XL, Data2Vec-text...): those first rows hold no token."""
+    padding_idx = getattr(_embeddings(model), "padding_idx", None)
+    return padding_idx + 1 if isinstance(padding_idx, int) else 0
+
+
 def generic_adapter(model: nn.Module) -> ModelAdapter:
     """The adapter of a masked-LM model outside the table, or UnsupportedModelError saying why not."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
@@ -112,7 +119,8 @@ def generic_adapter(model: nn.Module) -> ModelAdapter:
         adapter = ModelAdapter(
             name=model_type, model_types=(model_type,),
             embeddings=_embeddings,
-            layers=lambda m: m.base_model.get_submodule(stack), head_transform=_head_transform(model))
+            layers=lambda m: m.base_model.get_submodule(stack), head_transform=_head_transform(model),
+            reserved_positions=_reserved_positions)
         _check_against_own_logits(adapter, model)
     except ValueError as exc:
         raise UnsupportedModelError(f"unsupported model {name} (model_type {model_type!r}): {exc}. distilx takes "

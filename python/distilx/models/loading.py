@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..safe_loading import refusing_code
 from .adapters import UnsupportedModelError, adapter_for, supported_types
 
 __all__ = ["load_teacher", "check_vocab"]
@@ -57,7 +58,8 @@ def load_teacher(path: str | Path, *, require_mlm_head: bool = True) -> nn.Modul
         raise UnsupportedModelError(f"unsupported model_type {model_type!r} in {config_file}: transformers has "
                                     f"no masked-LM class for it; distilx takes {supported_types()}")
     config = CONFIG_MAPPING[model_type].from_json_file(str(config_file))
-    model, info = AutoModelForMaskedLM.from_pretrained(str(path), config=config, output_loading_info=True)
+    with refusing_code(path):  # a hostile pickle: one line naming the file
+        model, info = AutoModelForMaskedLM.from_pretrained(str(path), config=config, output_loading_info=True)
     adapter_for(model)  # an architecture distilx can serve (a generic one is checked here, once)
     base = model.base_model_prefix + "."
     head_missing = [k for k in info.get("missing_keys", []) if not k.startswith(base)]

@@ -150,14 +150,21 @@ def fused_logits_loss(
     has_kl: bool,
     has_ce: bool,
     write_grad: bool,
+    grad_buffer: torch.Tensor | None = None,
 ):
-    """Launcher with the same contract as `losses.chunked.chunked_logits_loss` (fp32 per-row values)."""
+    """Launcher with the same contract as `losses.chunked.chunked_logits_loss` (fp32 per-row values).
+
+    grad_buffer may be `student` itself: a program reads each block of its row before writing that block's
+    gradient, and rows never overlap.
+    """
     n_rows, vocab = student.shape
     if vocab > MAX_VOCAB:
         raise ValueError(f"the Triton loss supports vocabularies up to {MAX_VOCAB}, got V={vocab}; use backend='torch'")
     kl_rows = torch.zeros(n_rows, dtype=torch.float32, device=student.device)
     ce_rows = torch.zeros(n_rows, dtype=torch.float32, device=student.device)
-    grad = torch.empty_like(student, memory_format=torch.contiguous_format) if write_grad else None
+    grad = None
+    if write_grad:
+        grad = torch.empty_like(student, memory_format=torch.contiguous_format) if grad_buffer is None else grad_buffer
     if n_rows == 0:
         return kl_rows, ce_rows, grad
     block_v, num_warps = config_for(vocab)
