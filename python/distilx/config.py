@@ -51,7 +51,7 @@ class TrainConfig:
                         "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
                         "encoder with one layer stack (docs/pipeline.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
-    train_files: list[str] = knob([], "corpus files, one document per line")
+    train_files: list[str] = knob([], "corpus: files, folders or globs (.txt/.jsonl, .parquet, .arrow, a save_to_disk folder)")
     eval_files: list[str] = knob([], "held-out files for the end-of-run evaluation")
     output_dir: str = knob("distilx-run", "student, tokenizer, config, metrics, plots and checkpoints go here")
 

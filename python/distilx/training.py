@@ -234,7 +234,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
 
     config = config.validated()
     if not config.train_files:
-        raise ValueError("train_files is empty: give the corpus files (one document per line)")
+        raise ValueError("train_files is empty: give the corpus (files, folders or globs)")
     if teacher is None and not config.teacher:
         raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
                          "architectures: docs/pipeline.md)")
