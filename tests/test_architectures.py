@@ -162,3 +162,29 @@ def test_the_preflight_position_limit_is_what_the_model_can_embed(name):
                 model(input_ids=torch.full((1, limit + 1), 2000))
         else:  # rotary / relative positions: held to the length the model was built for
             assert limit == model.config.max_position_embeddings
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_the_fused_loss_reads_each_head_like_the_logits_path(name, english):
+    """The training step's two paths through the adapter (fused-linear: head_transform + decoder chunk by
+    chunk; off: explicit logits) agree on every head layout: ELECTRA's narrow projection input, EuroBERT's
+    bias-free projection, DeBERTa's word-embedding decoder, the generic heads."""
+    from distilx.training import MaskedLMDistiller, teacher_side
+
+    teacher = tiny_teacher(name)
+    student = init_student(teacher).eval()  # no dropout: both paths see the same activations
+    ids, mask = english
+    rows = (torch.rand(ids.shape, generator=torch.Generator().manual_seed(0)) < 0.3) & mask.bool()
+    side = teacher_side(teacher, ids, mask, rows)
+    results = {}
+    for mode in ("off", "on"):
+        student.zero_grad(set_to_none=True)
+        out = MaskedLMDistiller(student, dict(kl_on="targets"), mode)(ids, mask, rows, ids[rows], side)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+        results[mode] = out.loss.item(), grads
+    (off_loss, off_grads), (on_loss, on_grads) = results["off"], results["on"]
+    assert on_loss == pytest.approx(off_loss, rel=1e-5) and off_loss > 0
+    assert on_grads.keys() == off_grads.keys()
+    for key, grad in off_grads.items():
+        torch.testing.assert_close(on_grads[key], grad, rtol=1e-4, atol=1e-6, msg=key)
