@@ -1,10 +1,11 @@
 """`distilx train` then `distilx eval`, end to end through the CLI, on every supported architecture
-(tiny random teachers of tests/tiny_models.py, real text): the loss goes down over 20 steps, and on
-held-out text the trained student's perplexity falls clearly below its random teacher's (which the
-untrained student, a copy of teacher layers, shares: about the vocabulary size). Every architecture
-runs with the bert-base-uncased WordPiece tokenizer; those whose own tokenizers are byte-level BPE or
-SentencePiece Unigram also run with one of that kind (distilx.sample_tokenizers), with whole-word
-masking, and their output folder runs in pipeline("fill-mask")."""
+(tiny random teachers of tests/tiny_models.py, real text, whole-word masking): the loss goes down over 20
+steps; on held-out text the trained student's perplexity falls clearly below its random teacher's (which
+the untrained student, a copy of teacher layers, shares: about the vocabulary size); the run folder loads
+as the right class and fills masks in pipeline("fill-mask") with the student's own distribution.
+Architectures whose own tokenizers are byte-level BPE or SentencePiece Unigram run with a tokenizer of
+that kind (distilx.sample_tokenizers) on text in seven languages; the others with bert-base-uncased's
+WordPiece on English."""
 
 import json
 import statistics
@@ -18,17 +19,17 @@ from distilx.models import load_teacher
 from pipeline_helpers import corpus_slice
 from tiny_models import AVAILABLE, save_teacher
 
-CASES = [(name, "auto") for name in AVAILABLE] + [("bert", "same")]
 # architecture -> the sample tokenizer of its own kind: RoBERTa's byte-level BPE (<s> </s> <pad> <mask>),
 # ModernBERT's ([CLS] [SEP] ... over byte-level BPE), XLM-R's / CamemBERT's Unigram, DeBERTa-v3's
-# ([PAD] 0, [CLS] 1 over Unigram); EuroBERT's is a byte-level BPE too
+# ([PAD] 0, [CLS] 1 over Unigram); EuroBERT's is a byte-level BPE too. Others: WordPiece.
 OWN_KINDS = {"roberta": "roberta", "modernbert": "modernbert", "xlm-roberta": "xlmr", "camembert": "xlmr",
              "deberta-v2": "deberta", "eurobert": "roberta"}
+CASES = [(name, "auto") for name in AVAILABLE] + [("bert", "same")]
 STEPS = 20
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def english_corpus_slice(tmp_path_factory):
     return corpus_slice(tmp_path_factory.mktemp("corpus"))
 
 
@@ -42,12 +43,18 @@ def multilingual_corpus(multilingual_texts, tmp_path_factory):
     return files
 
 
-def train_eval_and_check(teacher, train_file, heldout, tmp_path, student_class="auto", masking="uniform"):
-    """Train through the CLI, check the loss fell and the evaluation beats the random teacher; the run folder."""
+@pytest.mark.parametrize("name, student_class", CASES, ids=[f"{n}-{c}" for n, c in CASES])
+def test_train_and_eval_through_the_cli(name, student_class, request, tmp_path):
+    if name in OWN_KINDS:
+        tokenizer_folder = request.getfixturevalue("sample_tokenizers")[OWN_KINDS[name]]
+        train_file, heldout = request.getfixturevalue("multilingual_corpus")
+    else:
+        tokenizer_folder, (train_file, heldout) = None, request.getfixturevalue("english_corpus_slice")
+    teacher = save_teacher(name, tmp_path / "teacher", tokenizer_folder=tokenizer_folder)
     out = tmp_path / "run"
     assert main(["train", "--teacher", str(teacher), "--train-files", str(train_file), "--output-dir", str(out),
                  "--student-class", student_class, "--seq-len", "32", "--batch-size", "4", "--max-steps", str(STEPS),
-                 "--log-every", "1", "--lr", "5e-3", "--masking", masking, "--kl-on", "targets", "--seed", "3",
+                 "--log-every", "1", "--lr", "5e-3", "--masking", "whole_word", "--kl-on", "targets", "--seed", "3",
                  "--progress", "false", "--tensorboard", "false", "--eval-batches", "0", "--device", "cpu"]) == 0
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == STEPS
@@ -57,32 +64,16 @@ def train_eval_and_check(teacher, train_file, heldout, tmp_path, student_class="
                  "--batch-size", "4", "--max-batches", "4", "--json", str(tmp_path / "eval.json")]) == 0
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert metrics["targets"] > 0 and (metrics["teacher_layers"], metrics["student_layers"]) == (4, 2)
-    vocab = len(load_teacher(teacher).get_input_embeddings().weight)
-    assert metrics["teacher_perplexity"] > 0.5 * vocab  # a random teacher
+    teacher_model = load_teacher(teacher)
+    assert metrics["teacher_perplexity"] > 0.5 * len(teacher_model.get_input_embeddings().weight)  # a random teacher
     assert metrics["student_perplexity"] < 0.8 * metrics["teacher_perplexity"], metrics
     assert metrics["student_params"] < metrics["teacher_params"]
-    return out
 
-
-@pytest.mark.parametrize("name, student_class", CASES, ids=[f"{n}-{c}" for n, c in CASES])
-def test_train_and_eval_through_the_cli(name, student_class, corpus, tmp_path):
-    train_file, heldout = corpus
-    teacher = save_teacher(name, tmp_path / "teacher")
-    out = train_eval_and_check(teacher, train_file, heldout, tmp_path, student_class)
-    student = AutoModelForMaskedLM.from_pretrained(out)
-    distilbert = (name, student_class) == ("bert", "auto")
-    expected_class = "DistilBertForMaskedLM" if distilbert else type(load_teacher(teacher)).__name__
-    assert type(student).__name__ == expected_class and student.config.distilx_teacher_layers == [0, 3]
-
-
-@pytest.mark.parametrize("name", [n for n in OWN_KINDS if n in AVAILABLE])
-def test_with_a_tokenizer_of_the_architectures_own_kind(name, sample_tokenizers, multilingual_corpus, tmp_path):
-    train_file, heldout = multilingual_corpus
-    teacher = save_teacher(name, tmp_path / "teacher", tokenizer_folder=sample_tokenizers[OWN_KINDS[name]])
-    out = train_eval_and_check(teacher, train_file, heldout, tmp_path, masking="whole_word")
-    # the run folder (student + the tokenizer files) fills masks with the student's own distribution
-    tokenizer = AutoTokenizer.from_pretrained(out)
     student = AutoModelForMaskedLM.from_pretrained(out).eval()
+    distilbert = (name, student_class) == ("bert", "auto")
+    assert type(student).__name__ == ("DistilBertForMaskedLM" if distilbert else type(teacher_model).__name__)
+    assert student.config.distilx_teacher_layers == [0, 3]
+    tokenizer = AutoTokenizer.from_pretrained(out)
     text = f"The capital of France is {tokenizer.mask_token}, and Madrid is the capital of Spain."
     inputs = tokenizer(text, return_tensors="pt", return_token_type_ids=False)
     with torch.no_grad():
