@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .models.defaults import STUDENT_CLASSES
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
 
 __all__ = ["TrainConfig", "knob", "config_table", "default_text"]
@@ -46,7 +47,9 @@ BETA = (lambda v: 0 <= v < 1, "in [0, 1)")
 @dataclass
 class TrainConfig:
     # --- what to distil ---
-    teacher: str = knob("", "folder of a BERT / RoBERTa masked-LM teacher (config.json + weights)")
+    teacher: str = knob("", "folder of a masked-LM teacher (config.json + weights with the MLM head): BERT, RoBERTa, "
+                        "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
+                        "encoder with one layer stack (docs/pipeline.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
     train_files: list[str] = knob([], "corpus: files, folders or globs (.txt/.jsonl, .parquet, .arrow, a save_to_disk folder)")
     eval_files: list[str] = knob([], "held-out files for the end-of-run evaluation")
@@ -56,6 +59,9 @@ class TrainConfig:
     student_layers: int | None = knob(None, "layers to keep; None = half the teacher's (rounded up)",
                                       valid=AT_LEAST_ONE)
     student_layer_indices: list[int] | None = knob(None, "explicit teacher layers to copy (overrides student_layers)")
+    student_class: str = knob("auto", "'auto': a BERT teacher gives a DistilBertForMaskedLM (the recipe), every other "
+                              "architecture its own class with fewer layers; 'same': the teacher's own class for BERT "
+                              "too (a shallower BertForMaskedLM)", choices=STUDENT_CLASSES)
     student_init: str = knob("teacher", "'teacher' copies the kept teacher layers; 'random': same shape, fresh "
                              "weights (the ablation)", choices=("teacher", "random"))
 

@@ -236,7 +236,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     if not config.train_files:
         raise ValueError("train_files is empty: give the corpus (files, folders or globs)")
     if teacher is None and not config.teacher:
-        raise ValueError("no teacher: set `teacher` to a folder with a BERT/RoBERTa masked-LM checkpoint")
+        raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
+                         "architectures: docs/pipeline.md)")
     env = setup_distributed(config.device)
     precision = _resolve_precision(config, env)
     output_dir = Path(config.output_dir)
@@ -256,7 +257,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     tokenizer = Tokenizer(str(tokenizer_source))
     check_vocab(teacher, tokenizer)
     if student is None:
-        student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices)
+        student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices,
+                               student_class=config.student_class)
         if config.student_init == "random":
             torch.manual_seed(config.seed)
             student = type(student)(student.config)  # same shape, fresh weights (the ablation baseline)
