@@ -19,15 +19,17 @@ the first half, where both runs compute the same steps: the run-to-run noise to 
 largest |loss difference| between the two paths.
 
 Failures (exit status 1): an exception, a non-finite loss, a skipped step, a run that did not reach its
-step count or did not continue from the half-way checkpoint, a loss that did not decrease (mean of the last quarter of the steps not below the first
-quarter's), and on the CPU a resumed run that is not bit-identical to the uninterrupted one (the
-project's guarantee there). On the GPU the resume differences are reported, not asserted: bit-exactness
-is not guaranteed there (accumulation order of atomics), so compare them with the first-half noise.
+step count, a resumed run that did not continue from the half-way checkpoint, a loss that did not decrease
+(mean of the last quarter of the steps not below the first quarter's), and on the CPU a resumed run that
+is not bit-identical to the uninterrupted one (the project's guarantee there). On the GPU the resume
+differences are reported, not asserted: bit-exactness is not guaranteed there (accumulation order of
+atomics), so compare them with the first-half noise.
 
     python bench/gpu_train_smoke.py                      # CUDA when available: 200 steps per run
-    OMP_NUM_THREADS=1 python bench/gpu_train_smoke.py --device cpu   # tiny model, 8 steps per run, ~10 s
-    (one thread: on a shared 2-core machine two torch threads wait on each other, 10x slower)
     python bench/gpu_train_smoke.py --out results.json   # default: $OUT/gpu_train_smoke.json when OUT is set
+    OMP_NUM_THREADS=1 python bench/gpu_train_smoke.py --device cpu   # tiny model, 8 steps per run, ~10 s
+
+(One torch thread on the CPU: on a shared 2-core machine two threads wait on each other, ~10x slower.)
 """
 
 from __future__ import annotations

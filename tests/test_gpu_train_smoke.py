@@ -63,7 +63,8 @@ def good_rows(steps=8):
 
 @pytest.mark.parametrize("damage, expected", [
     (lambda rows: rows[1]["losses"].__setitem__(3, float("nan")), "logits resumed: non-finite loss"),
-    (lambda rows: rows[2].update(losses=[10.0 + 0.1 * i for i in range(8)]), "fused-linear full: loss did not decrease"),
+    (lambda rows: rows[2].update(losses=[10.0 + 0.1 * i for i in range(8)]),
+     "fused-linear full: loss did not decrease"),
     (lambda rows: rows[0].update(skipped=2), "logits full: 2 steps skipped"),
     (lambda rows: rows[3].update(steps=4, losses=rows[3]["losses"][:4]), "fused-linear resumed: 4 steps"),
     (lambda rows: (rows[0].clear(), rows[0].update(path="logits", run="full", error="RuntimeError: boom",
