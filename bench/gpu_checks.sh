@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # The prepared run for a lent GPU machine (H100/H200; Python 3.12, torch 2.11, triton 3.6, no liger-kernel):
-# every GPU test, the loss benchmark, and the training benchmark when it exists, in well under 8 minutes,
+# every GPU test, the loss benchmark, the training benchmark when its assets exist, and the assets-free
+# training smoke check, in about 8-10 minutes (estimated, never yet measured on a GPU; part 6 adds up to 2 of
+# them, part 4 is skipped where its asset packages are missing, as on the lent machines),
 # all output in $OUT/gpu_results.txt (plus JSON results beside it).
 #
 # Prepare here (CPU machine), then call the device tool from the repository root:
 #   rm -rf .whl && VIRTUAL_ENV=$PWD/.venv .venv/bin/maturin build --release -q -o .whl   # abi3 wheel (cp310+)
-#   device run: command="bash bench/gpu_checks.sh", carry=[".whl"], timeout_s=540
+#   device run: command="bash bench/gpu_checks.sh", carry=[".whl"], timeout_s=600
 # `bash bench/gpu_checks.sh fused-linear` runs only part 5 (the fused-linear loss: its GPU tests and
-# benchmark, ~3 minutes, no wheel needed), for a session whose device time is short.
+# benchmark, ~3 minutes, no wheel needed), for a session whose device time is short;
+# `bash bench/gpu_checks.sh train-smoke` runs only part 6 (distilx.train end to end, <= 2 minutes, needs the wheel).
 # The Python sources are taken from this checkout (python/), only the compiled native module from the
 # wheel, so a wheel a few commits old still tests the current loss code. Without a wheel, everything that
 # needs no native module (the loss) still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PART=${1:-all}
-case "$PART" in all|fused-linear) ;; *) echo "usage: bash bench/gpu_checks.sh [fused-linear]" >&2; exit 2 ;; esac
+case "$PART" in all|fused-linear|train-smoke) ;; *) echo "usage: bash bench/gpu_checks.sh [fused-linear|train-smoke]" >&2; exit 2 ;; esac
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 LOG="$OUT/gpu_results.txt"
@@ -85,6 +88,19 @@ fi
 # 5. The fused-linear loss (issue 13): bf16 at V = 250002, autocast, memory flat in N, CUDA graphs; then
 # fused-linear vs the logits path (vs Liger's FusedLinearJSD + FusedLinearCrossEntropy when importable),
 # bf16, N in {8192, 16384}, H = 768, V = 250002.
+if [ "$PART" = all ] || [ "$PART" = fused-linear ]; then
 step 120 "pytest -m gpu tests/test_fused_linear_gpu.py" $PY -m pytest -m gpu -q -rA -p no:cacheprovider tests/test_fused_linear_gpu.py
 step 120 "bench/bench_fused_linear.py (bf16)" $PY bench/bench_fused_linear.py --device cuda --json "$OUT/bench_fused_linear.json"
+fi
+# 6. distilx.train end to end without asset packages: a random BERT teacher (6 layers, hidden 256) for a
+# WordPiece vocabulary trained on the repository's docs, student of 3 layers, bf16, Triton loss backend;
+# the logits and the fused-linear path, each uninterrupted and stopped half-way + resumed (200 steps of
+# 32 x 128): losses, resume differences, tokens/s, peak memory (docs/benchmarks.md, pipeline).
+if [ "$PART" = all ] || [ "$PART" = train-smoke ]; then
+if $PY -c "import distilx._native" >/dev/null 2>&1; then
+  step 120 "bench/gpu_train_smoke.py --device cuda" $PY bench/gpu_train_smoke.py --device cuda --out "$OUT/gpu_train_smoke.json"
+else
+  log "bench/gpu_train_smoke.py skipped: distilx._native is missing (carry the wheel, .whl)"
+fi
+fi
 log "done"
