@@ -14,7 +14,7 @@ import torch
 from distilx import TrainConfig, train
 from distilx.data import Tokenizer
 from distilx.distributed import setup_distributed
-from distilx.training import _make_stream
+from distilx.tasks.masked_lm import masked_lm_stream
 
 teacher, train_file, out_dir, report_dir = sys.argv[1:5]
 config = TrainConfig(teacher=teacher, train_files=[train_file], output_dir=out_dir, student_layers=2, seq_len=48,
@@ -26,7 +26,7 @@ digest = hashlib.sha256()
 for p in result.student.parameters():
     digest.update(p.detach().contiguous().numpy().tobytes())
 # what this rank reads: original ids (masks undone) of the first 6 batches of its shard
-stream = _make_stream(config, Tokenizer(teacher), env)
+stream = masked_lm_stream(config, Tokenizer(teacher), env)
 sequences = []
 for _, batch in zip(range(6), stream):
     original = torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])

@@ -12,7 +12,8 @@ from distilx import TrainConfig, train
 from distilx.checkpoint import list_checkpoints
 from distilx.data import Tokenizer
 from distilx.distributed import DistEnv
-from distilx.training import NonFiniteLossError, _make_stream
+from distilx.tasks.masked_lm import masked_lm_stream
+from distilx.training import NonFiniteLossError
 from pipeline_helpers import corpus_slice, make_tiny_teacher, run_config
 
 
@@ -98,7 +99,7 @@ def test_loop_loss_is_distilberts_step(setup, tmp_path, kl_on):
         for p in student.distilbert.transformer.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     logged = train(config, student=copy.deepcopy(student)).history[0]
-    batch = next(iter(_make_stream(config, Tokenizer(str(teacher_dir)), DistEnv(0, 1, 0, torch.device("cpu")))))
+    batch = next(iter(masked_lm_stream(config, Tokenizer(str(teacher_dir)), DistEnv(0, 1, 0, torch.device("cpu")))))
     student.eval()
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     with torch.no_grad():
@@ -143,7 +144,7 @@ def poison(teacher_dir, out_dir, token_id=None):
 def test_non_finite_steps_are_skipped_and_counted(setup, tmp_path):
     config = config_for(setup, tmp_path / "nan", max_steps=4, eval_batches=0, save_every=100)
     # pick a token that shows up in some but not all of the batches this run will see
-    stream = _make_stream(config, Tokenizer(str(setup[0])), DistEnv(0, 1, 0, torch.device("cpu")))
+    stream = masked_lm_stream(config, Tokenizer(str(setup[0])), DistEnv(0, 1, 0, torch.device("cpu")))
     batches = [b["input_ids"] for _, b in zip(range(16), stream)]
     counts = {}
     for ids in batches:
