@@ -21,7 +21,7 @@ from .models.classification import check_classifier, encoder_adapter, forward_in
 from .preflight import check_positions
 from .tasks.labelled_data import LabelledExamples, LabelSet
 
-__all__ = ["evaluate_classification", "accuracy", "macro_f1"]
+__all__ = ["evaluate_classification", "predict", "accuracy", "macro_f1"]
 
 
 def accuracy(predicted: list[int], gold: list[int]) -> float:
@@ -47,6 +47,22 @@ def _classifier(model):
 
 
 @torch.no_grad()
+def predict(model, examples: LabelledExamples, *, batch_size: int = 32, max_batches: int | None = None,
+            device: str | torch.device = "cpu") -> list[int]:
+    """The class `model` predicts (highest logit) for each example of examples.in_order(...), in eval mode."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    predicted = []
+    for batch in examples.in_order(batch_size, max_batches):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast_for(device):
+            predicted += model(**forward_inputs(model, batch)).logits.float().argmax(-1).tolist()
+    model.train(was_training)
+    return predicted
+
+
+@torch.no_grad()
 def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fields=("text",),
                             label_field: str = "label", seq_len: int = 128, batch_size: int = 32,
                             max_batches: int | None = None, device: str | torch.device = "cpu",
@@ -56,7 +72,7 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
     tokenizer: the tokenizer's folder or tokenizer.json (default: the student's folder, else the
     teacher's). max_batches: evaluate only the first max_batches x batch_size examples (None: all).
     """
-    from .data import Tokenizer
+    from .data import _as_tokenizer
     from .models import check_vocab
 
     if tokenizer is None:
@@ -72,30 +88,18 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
         raise ValueError(f"the student's labels {list(LabelSet.of(student.config).names)} are not the teacher's "
                          f"{list(labels.names)}: evaluate a student of this teacher")
     check_positions(seq_len, teacher=teacher, student=student)
-    engine_tokenizer = Tokenizer(str(tokenizer))
     for model in (teacher, student):
-        check_vocab(model, engine_tokenizer)
+        check_vocab(model, _as_tokenizer(tokenizer))
     examples = LabelledExamples(files, tokenizer, text_fields=list(text_fields), label_field=label_field,
-                                labels=labels, seq_len=seq_len, pad_id=engine_tokenizer.pad_id)
+                                labels=labels, seq_len=seq_len)
     if len(examples) == 0:
         raise ValueError(f"no labelled examples in {[str(f) for f in files]}")
-    was_training = student.training
-    teacher.eval().to(device)
-    student.eval().to(device)
-    gold, t_pred, s_pred, kept = [], [], [], []
-    for batch in examples.in_order(batch_size, max_batches):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast_for(device):
-            t_logits = teacher(**forward_inputs(teacher, batch)).logits
-            s_logits = student(**forward_inputs(student, batch)).logits
-        gold += batch["labels"].tolist()
-        t_pred += t_logits.float().argmax(-1).tolist()
-        s_pred += s_logits.float().argmax(-1).tolist()
-        if len(kept) < speed_batches:
-            kept.append(batch)
+    gold = examples.labels[:examples.count(batch_size, max_batches)]
+    t_pred, s_pred = (predict(m, examples, batch_size=batch_size, max_batches=max_batches, device=device)
+                      for m in (teacher, student))
+    kept = [{k: v.to(device) for k, v in batch.items()}
+            for batch, _ in zip(examples.in_order(batch_size, max_batches), range(speed_batches))]
     t_time, s_time = forward_seconds(teacher, student, kept, device)
-    if was_training:
-        student.train()
     t_acc, s_acc = accuracy(t_pred, gold), accuracy(s_pred, gold)
     t_f1, s_f1 = macro_f1(t_pred, gold), macro_f1(s_pred, gold)
     return {
@@ -105,8 +109,8 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
         "student_accuracy": s_acc,
         "teacher_macro_f1": t_f1,
         "student_macro_f1": s_f1,
-        "accuracy_retention": s_acc / t_acc if t_acc else float("nan"),
-        "macro_f1_retention": s_f1 / t_f1 if t_f1 else float("nan"),
+        "accuracy_retention": s_acc / t_acc if t_acc else None,  # None: the teacher got nothing right
+        "macro_f1_retention": s_f1 / t_f1 if t_f1 else None,
         "agreement": accuracy(s_pred, t_pred),
         "teacher_params": count_parameters(teacher),
         "student_params": count_parameters(student),

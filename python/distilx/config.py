@@ -71,6 +71,10 @@ class TrainConfig:
     student: str | None = knob(None, "a pre-trained student folder to distil into instead of one initialised from "
                                "the teacher, e.g. a masked-LM student of an earlier run: 'distil while fine-tuning' "
                                "with a classifier teacher (docs/tasks.md)")
+    freeze_embeddings: bool = knob(False, "keep the student's embedding layer (word, position, segment embeddings "
+                                   "and their LayerNorm) fixed; on CPU the dense update of the vocabulary matrix is "
+                                   "about half of a small model's step (docs/tasks.md). A tied MLM projection stays "
+                                   "fixed with it")
 
     # --- data (masked-lm: the Rust engine does masking, padding and batching) ---
     seq_len: int = knob(128, "tokens per sequence, the framing's special tokens ([CLS]/[SEP], <s>/</s>) included")

@@ -34,12 +34,16 @@ def metrics_table(metrics: dict) -> str:
                          [("student/teacher top-1 agreement", f"{m['top1_agreement']:.1%}")])
 
 
+def _share(value: float | None) -> str:
+    return "n/a (teacher at 0)" if value is None else f"{value:.1%}"
+
+
 def classification_table(metrics: dict) -> str:
     """evaluate_classification()'s result as the side-by-side table."""
     m = metrics
     rows = [("accuracy", f"{m['teacher_accuracy']:.1%}", f"{m['student_accuracy']:.1%}"),
             ("macro-F1", f"{m['teacher_macro_f1']:.3f}", f"{m['student_macro_f1']:.3f}")]
-    ratios = [("student/teacher accuracy retention", f"{m['accuracy_retention']:.1%}"),
-              ("student/teacher macro-F1 retention", f"{m['macro_f1_retention']:.1%}"),
+    ratios = [("student/teacher accuracy retention", _share(m["accuracy_retention"])),
+              ("student/teacher macro-F1 retention", _share(m["macro_f1_retention"])),
               ("student/teacher agreement", f"{m['agreement']:.1%}")]
     return _side_by_side(m, plural(m["examples"], "example"), rows, ratios)

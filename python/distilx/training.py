@@ -33,6 +33,7 @@ from .diskfull import reporting_disk_full
 from .distributed import DistEnv, run_on_main, setup_distributed
 from .metrics_log import MetricsLog
 from .models import check_vocab
+from .models.classification import encoder_adapter
 from .preflight import training_batches
 from .run_dir import RunFolder
 from .run_identity import resume_point, run_identity
@@ -193,6 +194,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     task.check_models(config, teacher, student)  # positions, widths, labels: before any step
     if env.device.type == "cuda" and precision != "fp32":
         teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
+    if config.freeze_embeddings:
+        encoder_adapter(student).embeddings(student).requires_grad_(False)  # the optimizer takes what has grads
     student.to(env.device).train()
     distiller: nn.Module = task.student_forward(student)
     if env.distributed:

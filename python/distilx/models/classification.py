@@ -124,10 +124,11 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
     pre-trained (not fine-tuned) folder, e.g. a masked-LM student written by `distilx train`.
 
     The tensors the folder lacks — the classification head, and BERT's pooler, which masked-LM models do
-    not have — are copied from the teacher where it holds a tensor of the same name and shape (a student
-    of the teacher's own class), and keep transformers' fresh initialisation otherwise (e.g. a DistilBERT
-    student of a BERT teacher: its pre_classifier + ReLU head has no counterpart). The names of the copied
-    tensors are recorded in the config (`distilx_head_from_teacher`). fp32, train mode.
+    not have — are copied from the teacher when the student is of the teacher's own class (the same head
+    layout) and the tensor has the same name and shape; otherwise they keep transformers' fresh
+    initialisation (e.g. a DistilBERT student of a BERT teacher: its classifier reads pre_classifier +
+    ReLU, not BERT's tanh pooler, so even the same-shaped `classifier` would be a wrong start). The names of
+    the copied tensors are recorded in the config (`distilx_head_from_teacher`). fp32, train mode.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -142,7 +143,7 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
     check_classifier(student, role="student")
     fresh = set(info.get("missing_keys", [])) | {m[0] if isinstance(m, tuple) else m
                                                  for m in info.get("mismatched_keys", [])}
-    teacher_state = teacher.state_dict()
+    teacher_state = teacher.state_dict() if type(student) is type(teacher) else {}
     copied = []
     with torch.no_grad():
         for name, tensor in student.state_dict().items():

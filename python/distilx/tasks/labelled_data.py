@@ -125,10 +125,13 @@ class LabelledExamples:
     """Tokenized labelled examples: token ids (and segment ids when the tokenizer gives them), label ids."""
 
     def __init__(self, files, tokenizer_source, *, text_fields: list[str], label_field: str, labels: LabelSet,
-                 seq_len: int, pad_id: int):
+                 seq_len: int):
+        from ..data import _as_tokenizer
+
         self.files = [os.fspath(f) for f in files]
         texts, self.labels = read_examples(self.files, text_fields, label_field, labels)
-        self.seq_len, self.pad_id = seq_len, pad_id
+        self.seq_len = seq_len
+        self.pad_id = _as_tokenizer(tokenizer_source).pad_id  # the engine's, as for masked-LM batches
         self.features: dict[str, list[list[int]]] = {}
         if texts:
             tokenizer = hf_tokenizer(tokenizer_source)
@@ -154,9 +157,13 @@ class LabelledExamples:
 
     def in_order(self, batch_size: int, max_batches: int | None = None):
         """The examples in file order, `batch_size` at a time (the last batch may be smaller)."""
-        n = len(self) if max_batches is None else min(len(self), max_batches * batch_size)
+        n = self.count(batch_size, max_batches)
         for start in range(0, n, batch_size):
             yield self.batch(range(start, min(n, start + batch_size)))
+
+    def count(self, batch_size: int, max_batches: int | None = None) -> int:
+        """How many examples in_order(batch_size, max_batches) yields."""
+        return len(self) if max_batches is None else min(len(self), max_batches * batch_size)
 
 
 class ClassificationBatches:

@@ -36,10 +36,9 @@ def _logits_and_hidden(model: nn.Module, batch: dict, hidden: bool):
     return out.logits, (out.hidden_states[-1][batch["attention_mask"].bool()] if hidden else None)
 
 
-def _examples(files, config, tokenizer, labels: LabelSet) -> LabelledExamples:
+def _examples(files, config, labels: LabelSet) -> LabelledExamples:
     return LabelledExamples(files, config.tokenizer or config.teacher, text_fields=config.text_fields,
-                            label_field=config.label_field, labels=labels, seq_len=config.seq_len,
-                            pad_id=tokenizer.pad_id)
+                            label_field=config.label_field, labels=labels, seq_len=config.seq_len)
 
 
 class SequenceClassificationTask(Task):
@@ -63,7 +62,7 @@ class SequenceClassificationTask(Task):
                              f"{list(labels.names)}")
 
     def make_stream(self, config, tokenizer, env, teacher):
-        examples = _examples(config.train_files, config, tokenizer, LabelSet.of(teacher.config))
+        examples = _examples(config.train_files, config, LabelSet.of(teacher.config))
         return ClassificationBatches(examples, batch_size=config.batch_size, seed=config.seed, rank=env.rank,
                                      world_size=env.world_size, padding=config.padding)
 
@@ -71,7 +70,7 @@ class SequenceClassificationTask(Task):
         if not config.eval_files or config.eval_batches == 0:
             return
         try:
-            examples = _examples(config.eval_files, config, tokenizer, LabelSet.of(teacher.config))
+            examples = _examples(config.eval_files, config, LabelSet.of(teacher.config))
         except (ValueError, FileNotFoundError) as exc:
             raise type(exc)(f"--eval-files: {exc}") from None
         if len(examples) == 0:
