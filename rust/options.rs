@@ -243,7 +243,7 @@ stream_options! {
     num_threads: Option<usize> = None, runtime;
     /// Batches prepared ahead of the consumer (>= 1).
     prefetch: usize = 16, runtime;
-    /// The JSON field holding the text in .jsonl files.
+    /// The field holding the text: the key in .jsonl lines; the column of Parquet, Arrow and datasets.
     text_field: String = "text".into(), batches;
     /// In .txt files, blank-line separated paragraphs are the documents instead of lines.
     paragraphs: bool = false, batches;

@@ -12,16 +12,16 @@ use std::time::Duration;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyAttributeError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyIterator, PyList, PyString};
 
 use crate::cache::Cache;
-use crate::corpus::DocPos;
+use crate::corpus::{DocPos, Feed, FeedPass};
 use crate::error::Error;
 use crate::options::{StreamOptions, Value};
 use crate::passes;
 use crate::sequences::RowStart;
+use crate::source::{Corpus, Input};
 use crate::specials::Role;
-use crate::source::Corpus;
 use crate::stream::{Poll, Position, Stream};
 use crate::tokenize::{self, Backend};
 
@@ -253,6 +253,101 @@ impl PyStreamOptions {
     }
 }
 
+/// Texts handed over from Python in chunks: `chunks()` returns an iterator of lists of str (None
+/// for a null row). The engine calls it once per pass over the corpus, from its reader thread,
+/// holding the GIL only while it takes one chunk.
+#[pyclass(name = "TextFeed", module = "distilx._native", frozen)]
+struct PyTextFeed {
+    feed: Arc<PythonFeed>,
+}
+
+#[pymethods]
+impl PyTextFeed {
+    #[new]
+    fn new(chunks: Bound<'_, PyAny>, name: String) -> PyResult<Self> {
+        if !chunks.is_callable() {
+            return Err(PyTypeError::new_err("TextFeed(chunks, name): chunks must be a callable that returns an iterator of lists of texts"));
+        }
+        Ok(PyTextFeed { feed: Arc::new(PythonFeed { chunks: chunks.unbind(), name }) })
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.feed.name.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("TextFeed({:?})", self.feed.name)
+    }
+}
+
+#[derive(Debug)]
+struct PythonFeed {
+    chunks: Py<PyAny>,
+    name: String,
+}
+
+/// A Python exception met while taking texts from a feed, as an engine error naming the feed.
+fn feed_error(name: &str, e: PyErr) -> Error {
+    Error::InvalidInput(format!("{name}: {e}"))
+}
+
+impl Feed for PythonFeed {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn open(&self) -> crate::Result<Box<dyn FeedPass>> {
+        Python::attach(|py| {
+            let iter = self.chunks.bind(py).call0()?.try_iter()?;
+            Ok(Box::new(PythonPass { iter: iter.unbind(), name: self.name.clone() }) as Box<dyn FeedPass>)
+        })
+        .map_err(|e| feed_error(&self.name, e))
+    }
+}
+
+struct PythonPass {
+    iter: Py<PyIterator>,
+    name: String,
+}
+
+impl FeedPass for PythonPass {
+    fn next_chunk(&mut self) -> crate::Result<Option<Vec<Option<String>>>> {
+        Python::attach(|py| {
+            let Some(chunk) = self.iter.bind(py).clone().next() else { return Ok(None) };
+            let mut rows = Vec::new();
+            for item in chunk?.try_iter()? {
+                let item = item?;
+                rows.push(if item.is_none() {
+                    None
+                } else {
+                    let kind = item.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                    Some(item.extract::<String>().map_err(|_| PyTypeError::new_err(format!("a row's text is a {kind}, not a str (or None)")))?)
+                });
+            }
+            Ok(Some(rows))
+        })
+        .map_err(|e| feed_error(&self.name, e))
+    }
+}
+
+/// A corpus input from Python: a path (file, directory, glob) or a `TextFeed`.
+#[derive(FromPyObject)]
+enum PyInput<'py> {
+    Path(String),
+    Feed(Bound<'py, PyTextFeed>),
+}
+
+fn to_inputs(files: Vec<PyInput<'_>>) -> Vec<Input> {
+    files
+        .into_iter()
+        .map(|f| match f {
+            PyInput::Path(p) => Input::Path(p),
+            PyInput::Feed(feed) => Input::Feed(feed.get().feed.clone()),
+        })
+        .collect()
+}
+
 /// Position as a flat tuple: (epoch, file, byte_offset, doc_index, token_offset, batch_in_window, batches_done).
 type PosTuple = (u64, u32, u64, u64, u64, u64, u64);
 
@@ -265,13 +360,22 @@ fn lock(s: &Mutex<Stream>) -> std::sync::MutexGuard<'_, Stream> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl Drop for PyStream {
+    fn drop(&mut self) {
+        // A reader thread taking texts from a TextFeed may be waiting for the GIL, which this
+        // thread holds: stop the threads with the GIL released, or joining them would wait forever.
+        let inner = &self.inner;
+        Python::attach(|py| py.detach(|| lock(inner).stop()));
+    }
+}
+
 #[pymethods]
 impl PyStream {
     #[new]
     #[pyo3(signature = (files, tokenizer, options, *, token_counts=None, cache=None))]
     fn new(
         py: Python<'_>,
-        files: Vec<String>,
+        files: Vec<PyInput<'_>>,
         tokenizer: &PyTokenizer,
         options: &PyStreamOptions,
         token_counts: Option<PyReadonlyArray1<'_, u64>>,
@@ -280,10 +384,11 @@ impl PyStream {
         let tok = tokenizer.inner.clone();
         let opts = options.inner.clone();
         let counts = token_counts.map(|c| c.as_array().to_vec());
+        let inputs = to_inputs(files);
         let stream = detached(py, move || {
             let corpus = match cache {
                 Some(p) => Corpus::Cache(Arc::new(Cache::open(&p, Some(&tok), true)?)),
-                None => Corpus::files(&files)?,
+                None => Corpus::inputs(inputs)?,
             };
             Stream::new(corpus, tok, opts, counts)
         })?;
@@ -378,10 +483,11 @@ impl PyStream {
 /// frequency masking.
 #[pyfunction]
 #[pyo3(signature = (files, tokenizer, options=None))]
-fn count_tokens<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenizer, options: Option<&PyStreamOptions>) -> PyResult<Bound<'py, PyArray1<u64>>> {
+fn count_tokens<'py>(py: Python<'py>, files: Vec<PyInput<'py>>, tokenizer: &PyTokenizer, options: Option<&PyStreamOptions>) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let opts = PyStreamOptions::or_default(options);
     let tok = tokenizer.inner.clone();
-    let counts = detached(py, move || passes::count_tokens(&Corpus::files(&files)?, &opts.tokenizing(&tok)?))?;
+    let inputs = to_inputs(files);
+    let counts = detached(py, move || passes::count_tokens(&Corpus::inputs(inputs)?, &opts.tokenizing(&tok)?))?;
     Ok(PyArray1::from_vec(py, counts))
 }
 
@@ -391,7 +497,7 @@ fn count_tokens<'py>(py: Python<'py>, files: Vec<String>, tokenizer: &PyTokenize
 #[pyo3(signature = (files, tokenizer, path, options=None, *, word_starts=true))]
 fn build_cache<'py>(
     py: Python<'py>,
-    files: Vec<String>,
+    files: Vec<PyInput<'py>>,
     tokenizer: &PyTokenizer,
     path: PathBuf,
     options: Option<&PyStreamOptions>,
@@ -399,7 +505,8 @@ fn build_cache<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let opts = PyStreamOptions::or_default(options);
     let tok = tokenizer.inner.clone();
-    let r = detached(py, move || passes::build_cache(&Corpus::files(&files)?, &opts.tokenizing(&tok)?, &path, word_starts))?;
+    let inputs = to_inputs(files);
+    let r = detached(py, move || passes::build_cache(&Corpus::inputs(inputs)?, &opts.tokenizing(&tok)?, &path, word_starts))?;
     let d = PyDict::new(py);
     for (k, v) in r.read.items().into_iter().chain([("documents", r.documents), ("tokens", r.tokens)]) {
         d.set_item(k, v)?;
@@ -449,6 +556,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
     m.add_class::<PyStream>()?;
     m.add_class::<PyStreamOptions>()?;
+    m.add_class::<PyTextFeed>()?;
     m.add_function(wrap_pyfunction!(count_tokens, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(cache_info, m)?)?;

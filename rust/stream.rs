@@ -52,6 +52,7 @@ impl Stream {
     /// stream reads with, so the table describes exactly the documents it will see.
     pub fn new(corpus: Corpus, tokenizer: Arc<Tokenizer>, opts: StreamOptions, token_counts: Option<Vec<u64>>) -> Result<Self> {
         opts.validate()?;
+        corpus.check(&opts.read())?;
         let seq = opts.seq(&tokenizer)?;
         if let Corpus::Cache(c) = &corpus {
             if opts.masking == Mode::WholeWord && !c.has_word_starts() {
@@ -135,6 +136,13 @@ impl Stream {
         let n = if e.shape.drop_last { rows / b } else { rows.div_ceil(b) };
         self.known_batches = Some(n);
         Ok(n)
+    }
+
+    /// Stop the threads (the producer and its source's); the next poll starts them again from
+    /// the position. A caller that must not hold a lock the threads may wait for (Python's GIL,
+    /// when texts come from Python) stops them before dropping the stream.
+    pub fn stop(&mut self) {
+        self.stop_producer();
     }
 
     /// Stop the producer (if any) without blocking on a full queue.

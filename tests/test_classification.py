@@ -15,7 +15,6 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Ber
 from distilx import TrainConfig, assets, evaluate_classification, init_classifier_student, train
 from distilx.cli import main
 from distilx.distributed import DistEnv
-from distilx.losses import distillation_loss
 from distilx.models.classification import load_classifier, pretrained_classifier_student
 from distilx.tasks import task_for
 from distilx.tasks.labelled_data import ClassificationBatches, LabelledExamples, LabelSet, read_examples
@@ -252,8 +251,9 @@ def test_batches_shuffle_per_epoch_split_across_ranks_and_resume(kernel_docs, tm
 
 
 def test_training_loss_on_class_logits_is_the_plain_formula(tmp_path, kernel_docs):
-    """What the loop computes for a batch (the task's rows + distillation_loss) equals KL(T)·T² + CE + cosine
-    written out in PyTorch from the models' own outputs, with non-default weights."""
+    """What the loop computes for a batch (the task's loss: the teacher's side, then the student's forward with
+    distillation_loss) equals KL(T)·T² + CE + cosine written out in PyTorch from the models' own outputs, with
+    non-default weights."""
     labels, train_file, heldout = kernel_docs
     teacher = load_classifier(make_tiny_classifier(tmp_path / "t", labels, dropout=0.0))
     with torch.no_grad():
@@ -267,8 +267,8 @@ def test_training_loss_on_class_logits_is_the_plain_formula(tmp_path, kernel_doc
     task = task_for("sequence-classification")
     batch = next(iter(task.make_stream(config, None, DistEnv(0, 1, 0, torch.device("cpu")), teacher)))
     assert not batch["attention_mask"].all()
-    rows = task.loss_inputs(teacher, task.student_forward(student), batch, torch.device("cpu"), config)
-    out = distillation_loss(*rows[:3], None, *rows[3:], temperature=temperature, **weights)
+    loss_options = dict(temperature=temperature, kl_on="tokens", backend="torch", **weights)
+    out = task.loss(teacher, task.student_forward(student, loss_options, config), batch, torch.device("cpu"), config)
 
     with torch.no_grad():
         s = student(**{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True)

@@ -44,8 +44,13 @@ def plain_metrics(teacher, student, heldout, tokenizer, batches):
     return n, t_ok / n, s_ok / n, agree / n, math.exp(t_nll / n), math.exp(s_nll / n)
 
 
-def test_metrics_match_a_plain_recomputation(models):
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_metrics_match_a_plain_recomputation(models, monkeypatch, chunk_rows):
+    """chunk_rows=7: the head is projected a few rows at a time (how a 250k vocabulary is evaluated)."""
     teacher_dir, teacher, student, heldout = models
+    if chunk_rows is not None:
+        import distilx.losses.fused_linear as fl
+        monkeypatch.setitem(fl.CHUNK_BUDGET_BYTES, "cpu", chunk_rows * 30522 * 8)
     tokenizer = Tokenizer(str(teacher_dir))
     got = evaluate(teacher, student, [heldout], tokenizer, seq_len=48, batch_size=8, max_batches=4, seed=11)
     n, t_acc, s_acc, agree, t_ppl, s_ppl = plain_metrics(teacher, student, heldout, tokenizer, 4)

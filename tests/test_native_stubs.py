@@ -145,6 +145,7 @@ def test_every_stubbed_call_returns_what_its_annotation_says(engine):
         "Tokenizer.token_to_id": lambda: (tok.token_to_id("hello"), tok.token_to_id("no-such-token-xyz"))[1],
         "StreamOptions.fields": lambda: _native.StreamOptions.fields(),
         "StreamOptions.to_dict": lambda: opts.to_dict(),
+        "TextFeed.name": lambda: _native.TextFeed(lambda: iter([["a text", None]]), "a feed").name,
         "Stream.next_batch": lambda: stream.next_batch(),
         "Stream.position": lambda: stream.position(),
         "Stream.seek": lambda: stream.seek(stream.position()),

@@ -82,6 +82,22 @@ def test_random_init_ablation_differs_from_teacher_init(setup, tmp_path):
     assert wa.shape == wb.shape and not torch.allclose(wa, wb)
 
 
+def test_a_pre_trained_student_folder_continues_and_frozen_embeddings_stay(setup, tmp_path):
+    """--student: an earlier run's student is the starting point (not a new one from the teacher);
+    --freeze-embeddings: its embedding layer does not move while the layers do."""
+    first = train(config_for(setup, tmp_path / "first", max_steps=2, eval_batches=0))
+    config = config_for(setup, tmp_path / "second", max_steps=2, eval_batches=0, student=str(tmp_path / "first"),
+                        student_layers=None, freeze_embeddings=True)
+    second = train(config).student
+    before = first.student.state_dict()
+    after = second.state_dict()
+    assert type(second) is type(first.student)
+    embeddings = [k for k in after if k.startswith("distilbert.embeddings.")]
+    layers = [k for k in after if k.startswith("distilbert.transformer.")]
+    assert embeddings and all(torch.equal(after[k], before[k].cpu()) for k in embeddings)
+    assert sum(not torch.equal(after[k], before[k].cpu()) for k in layers) > len(layers) // 2
+
+
 @pytest.mark.parametrize("kl_on", ["targets", "tokens"])
 def test_loop_loss_is_distilberts_step(setup, tmp_path, kl_on):
     """The first step's logged terms equal DistilBERT's distiller on the same batch, transcribed from full
@@ -189,3 +205,28 @@ def test_config_errors_are_clear(setup, tmp_path):
         from distilx import assets
         rx = str(assets.rxnfp_dir())
         train(config_for(setup, tmp_path, teacher=rx, tokenizer=str(setup[0] / "tokenizer.json")))
+
+
+@pytest.mark.parametrize("kl_on", ["targets", "tokens"])
+def test_fused_linear_path_trains_like_the_logits_path(setup, tmp_path, kl_on):
+    """fused_linear="on" (projections chunked together with the loss, never holding N x V logits) takes the
+    same steps as "off" (explicit logits + distillation_loss): the same logged loss terms and the same
+    weights, up to fp32 summation order. Chunks of 16 rows force several chunks per batch."""
+    import distilx.losses.fused_linear as fl
+
+    runs = {}
+    for mode in ("off", "on"):
+        budget = fl.CHUNK_BUDGET_BYTES["cpu"]
+        fl.CHUNK_BUDGET_BYTES["cpu"] = 16 * 30522 * 8  # two fp32 [16, V] buffers
+        try:
+            runs[mode] = train(config_for(setup, tmp_path / mode, max_steps=3, eval_batches=0, kl_on=kl_on,
+                                          fused_linear=mode))
+        finally:
+            fl.CHUNK_BUDGET_BYTES["cpu"] = budget
+    logged = {mode: [json.loads(line) for line in (tmp_path / mode / "metrics.jsonl").read_text().splitlines()]
+              for mode in runs}
+    for off, on in zip(logged["off"], logged["on"]):
+        for term in ("loss", "kl", "mlm", "cos"):
+            assert on[term] == pytest.approx(off[term], rel=1e-4, abs=1e-6), term
+    for (name, a), b in zip(runs["off"].student.state_dict().items(), runs["on"].student.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)

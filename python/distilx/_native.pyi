@@ -8,7 +8,7 @@ options, bad data, a bad tokenizer or a corrupt cache ValueError — each messag
 
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Literal, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ import numpy.typing as npt
 __version__: str
 
 _Path = Union[str, PathLike[str]]
+_Input = Union[str, "TextFeed"]
 _Position = tuple[int, int, int, int, int, int, int]
 
 class Tokenizer:
@@ -122,19 +123,32 @@ class StreamOptions:
     def to_dict(self) -> dict[str, Any]:
         """Every option and its value."""
 
+class TextFeed:
+    """Texts handed over from Python in chunks (`distilx.data` makes one for an in-memory or iterable
+    `datasets` dataset). `chunks()` returns an iterator of lists of texts (str, or None for a null
+    row); the engine calls it once per pass over the corpus, from its reader thread, holding the GIL
+    only while it takes one chunk. Resuming a pass calls it again and skips the rows already read,
+    so it must yield the same rows in the same order every time. `name` appears in messages and in
+    `Stream.files()`. An exception it raises becomes a ValueError naming the feed."""
+
+    def __init__(self, chunks: Callable[[], Iterator[list[Optional[str]]]], name: str) -> None: ...
+    @property
+    def name(self) -> str: ...
+
 class Stream:
     """The engine behind `distilx.MaskedLMStream` (which loads the tokenizer, token counts and
     cache, and keeps the resume state).
 
-    - files: files, directories (recursive; .txt/.jsonl, optionally .gz/.zst) and globs, in order
-      (empty with a cache).
+    - files: files, directories (recursive; .txt/.jsonl, optionally .gz/.zst; .parquet; .arrow) and
+      globs, and TextFeeds, in order (empty with a cache). Parquet and Arrow files are checked now
+      (they parse, `text_field` is a string column).
     - options: every other setting (see `StreamOptions`).
     - token_counts: frequency masking's table, one count per id (None: counted over the corpus now,
       reading as `options` say).
     - cache: path of a cache from `build_cache` (files are then ignored).
     """
 
-    def __init__(self, files: Sequence[str], tokenizer: Tokenizer, options: StreamOptions, *,
+    def __init__(self, files: Sequence[_Input], tokenizer: Tokenizer, options: StreamOptions, *,
                  token_counts: Optional[npt.NDArray[np.uint64]] = None, cache: Optional[_Path] = None) -> None: ...
     def next_batch(self) -> Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """(input_ids, attention_mask, labels), each int64 [B, L] (labels -100 off target), or None at
@@ -142,8 +156,9 @@ class Stream:
         restarts its producer when called in a forked child."""
     def position(self) -> _Position:
         """(epoch, file, offset, doc_index, token_offset, batch_in_window, batches_done): the
-        position after the last batch handed out. `offset` is the byte offset of the window's first
-        document in its (decompressed) file, or its place in this rank's order for a cache."""
+        position after the last batch handed out. `offset` is where the window's first document is
+        in its file: the byte offset (decompressed) for .txt/.jsonl, the row number for Parquet,
+        Arrow and a TextFeed, or its place in this rank's order for a cache."""
     def seek(self, position: _Position) -> None:
         """Continue from a `position()` of an identically configured stream."""
     def set_epoch(self, epoch: int) -> None:
@@ -156,7 +171,7 @@ class Stream:
     def count_batches(self) -> int:
         """Count an epoch's batches now (one tokenization pass, no masking)."""
     def files(self) -> list[Path]:
-        """The corpus files, in reading order (empty for a cache)."""
+        """The corpus files, in reading order (a TextFeed by its name; empty for a cache)."""
     @property
     def options(self) -> StreamOptions: ...
     @property
@@ -165,18 +180,19 @@ class Stream:
     def stats(self) -> dict[str, int]:
         """Cumulative counters: documents, lines, bytes, sequences, tokens, batches, padded_tokens,
         target_tokens, skipped_lines, empty_lines, oversized_lines, bad_json_lines, invalid_bytes,
-        empty_documents, dropped_short, dropped_unk, files_opened."""
+        null_rows, empty_documents, dropped_short, dropped_unk, files_opened. For Parquet, Arrow and
+        TextFeeds a row counts as a line."""
 
-def count_tokens(files: Sequence[str], tokenizer: Tokenizer, options: Optional[StreamOptions] = None) -> npt.NDArray[np.uint64]:
+def count_tokens(files: Sequence[_Input], tokenizer: Tokenizer, options: Optional[StreamOptions] = None) -> npt.NDArray[np.uint64]:
     """Occurrences of every id over the corpus (one pass, every rank's documents, read as `options`
     say: text_field, paragraphs, on_bad_json, max_document_bytes, num_threads), shape [vocab_size]."""
 
-def build_cache(files: Sequence[str], tokenizer: Tokenizer, path: _Path, options: Optional[StreamOptions] = None, *,
+def build_cache(files: Sequence[_Input], tokenizer: Tokenizer, path: _Path, options: Optional[StreamOptions] = None, *,
                 word_starts: bool = True) -> dict[str, int]:
     """Tokenize a corpus (read as `options` say) into a memory-mapped cache (written to a temporary
     name, then renamed); returns documents, tokens and the reading counters of `Stream.stats()`
     (lines, bytes, skipped_lines, empty_lines, oversized_lines, bad_json_lines, invalid_bytes,
-    files_opened)."""
+    null_rows, files_opened)."""
 
 def cache_info(path: _Path, tokenizer: Optional[Tokenizer] = None) -> dict[str, int]:
     """Validate a cache (length, magic, version, checksum, and the tokenizer when given) and return

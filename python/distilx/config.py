@@ -53,8 +53,8 @@ class TrainConfig:
     teacher: str = knob("", "folder of the teacher (config.json + weights): a BERT / RoBERTa masked-LM model, or "
                         "a fine-tuned classifier for task sequence-classification")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
-    train_files: list[str] = knob([], "corpus files, one document per line (masked-lm); labelled .jsonl/.csv "
-                                  "files (sequence-classification)")
+    train_files: list[str] = knob([], "masked-lm: the corpus, files, folders or globs (.txt/.jsonl, .parquet, .arrow, "
+                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files")
     eval_files: list[str] = knob([], "held-out files (same kind as train_files) for the end-of-run evaluation")
     text_fields: list[str] = knob(["text"], "sequence-classification: the field (.jsonl) or column (.csv) holding "
                                   "the text; two names for a text pair")
@@ -106,6 +106,10 @@ class TrainConfig:
                       choices=KL_ON_CHOICES)
     loss_backend: str = knob("auto", "'auto' (Triton on GPU, PyTorch elsewhere), 'triton' or 'torch'",
                              choices=BACKENDS)
+    fused_linear: str = knob("auto", "masked-lm: compute the vocabulary projections chunk by chunk together with the loss, "
+                             "never holding the N x V logits (large vocabularies): 'auto' when it saves memory "
+                             "that matters (distilx.losses.fused_linear.fused_linear_pays), 'on' or 'off'",
+                             choices=("auto", "on", "off"))
 
     # --- optimisation (docs/recipe.md: AdamW 5e-4, betas 0.9/0.98, eps 1e-6, warmup 5%, clip 5) ---
     lr: float = knob(5e-4, "peak learning rate", valid=POSITIVE)
@@ -207,7 +211,7 @@ class TrainConfig:
         return self
 
     # Fields only one task reads (docs/tasks.md): set under the other task they are an error, not ignored
-    _TASK_FIELDS = {"masked-lm": ("masking", "mlm_probability", "packing", "data", "kl_on"),
+    _TASK_FIELDS = {"masked-lm": ("masking", "mlm_probability", "packing", "data", "kl_on", "fused_linear"),
                     "sequence-classification": ("text_fields", "label_field")}
     # What a pre-trained `student` folder replaces
     _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init")

@@ -23,10 +23,13 @@ import numpy as np
 import torch
 
 from . import _native
+from .dataset_inputs import engine_inputs
 
 __all__ = ["MaskedLMStream", "StreamOptions", "Tokenizer", "encode", "build_cache", "count_tokens", "options_help"]
 
 PathLike = Union[str, os.PathLike]
+#: What a corpus is given as: paths (files, directories, globs), `datasets` datasets, or a list of them.
+Corpus = Union[PathLike, Any, Sequence[Union[PathLike, Any]]]
 
 #: `distilx.Tokenizer(path, *, lowercase=None, backend="auto")` — see `_native.pyi` for the API.
 Tokenizer = _native.Tokenizer
@@ -65,15 +68,6 @@ def _as_tokenizer(tokenizer: Union[PathLike, Tokenizer], backend: str = "auto", 
                     f"not {type(tokenizer).__name__}")
 
 
-def _as_file_list(files: Union[PathLike, Sequence[PathLike], None]) -> list[str]:
-    if files is None:
-        return []
-    if isinstance(files, (str, os.PathLike)):
-        return [os.fspath(files)]
-    out = [os.fspath(f) for f in files]
-    return out
-
-
 def encode(texts: Sequence[str], tokenizer: Union[PathLike, Tokenizer], *, backend: str = "auto",
            num_threads: int | None = None) -> list[list[int]]:
     """Token ids of each text, without special tokens — the engine's own tokenization (the same Rust
@@ -89,25 +83,26 @@ def options_help() -> str:
     return "\n".join(f"{f['name']} ({f['type']}, default {f['default']!r}): {f['doc']}" for f in StreamOptions.fields())
 
 
-def count_tokens(files: Union[PathLike, Sequence[PathLike]], tokenizer: Union[PathLike, Tokenizer],
-                 **options: Any) -> np.ndarray:
+def count_tokens(files: Corpus, tokenizer: Union[PathLike, Tokenizer], **options: Any) -> np.ndarray:
     """How often each id occurs in the corpus (one tokenization pass): the table frequency masking
     weighs by. `options` are stream options (the reading ones matter: text_field, paragraphs,
     on_bad_json, max_document_bytes, num_threads), so a stream with the same options reads exactly
     the documents counted. Save it with `np.save` and pass the file as `token_counts=` to skip the
     pass later."""
-    return _native.count_tokens(_as_file_list(files), _as_tokenizer(tokenizer), StreamOptions(**options))
+    opts = StreamOptions(**options)
+    return _native.count_tokens(engine_inputs(files, opts.text_field)[0], _as_tokenizer(tokenizer), opts)
 
 
-def build_cache(files: Union[PathLike, Sequence[PathLike]], tokenizer: Union[PathLike, Tokenizer], path: PathLike,
-                **options: Any) -> dict:
+def build_cache(files: Corpus, tokenizer: Union[PathLike, Tokenizer], path: PathLike, **options: Any) -> dict:
     """Tokenize a corpus once into a memory-mapped cache file (ids as uint16 when the vocabulary
     allows, plus an index and word boundaries); pass it as `MaskedLMStream(..., cache=path)`.
     `options` are stream options (the reading ones matter, as for `count_tokens`). Returns the
     build statistics. A truncated or corrupt cache is refused with a ValueError."""
+    opts = StreamOptions(**options)
+    inputs = engine_inputs(files, opts.text_field)[0]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _native.build_cache(_as_file_list(files), _as_tokenizer(tokenizer), os.fspath(path), StreamOptions(**options))
+    return _native.build_cache(inputs, _as_tokenizer(tokenizer), os.fspath(path), opts)
 
 
 class MaskedLMStream:
@@ -117,7 +112,9 @@ class MaskedLMStream:
     [batch_size, L]; labels are -100 off target) from the current position; at its end the epoch
     counter advances, so `for epoch in range(E): for batch in stream:` works.
 
-    `files`: files, directories and globs (None with an existing `cache`). `tokenizer`: a
+    `files`: files, directories and globs (.txt/.jsonl, optionally .gz/.zst; .parquet; .arrow), a
+    `datasets.Dataset` / `IterableDataset`, or a list of them (None with an existing `cache`);
+    `text_field` names the text column of Parquet, Arrow and datasets. `tokenizer`: a
     tokenizer.json, vocab.txt, a folder holding one, or a `Tokenizer` (`backend`, `lowercase`: how
     to load it). `token_counts`: frequency masking's table (an array or an `.npy` path; default:
     counted over the corpus). `cache`: a `build_cache` file (built from `files` first if missing).
@@ -125,12 +122,12 @@ class MaskedLMStream:
 
     """
 
-    def __init__(self, files: Union[PathLike, Sequence[PathLike], None], tokenizer: Union[PathLike, Tokenizer], *,
+    def __init__(self, files: Corpus | None, tokenizer: Union[PathLike, Tokenizer], *,
                  token_counts: Union[PathLike, np.ndarray, Sequence[int], None] = None, cache: PathLike | None = None,
                  backend: str = "auto", lowercase: bool | None = None, **options: Any):
         self.options = StreamOptions(**options)
         self.tokenizer = _as_tokenizer(tokenizer, backend, lowercase)
-        file_list = _as_file_list(files)
+        file_list, file_identity = engine_inputs(files, self.options.text_field)
         cache_path = None
         if cache is not None:
             cache_path = Path(cache)
@@ -145,7 +142,7 @@ class MaskedLMStream:
                                       cache=os.fspath(cache_path) if cache_path else None)
         # What a resume state must match: the inputs and every option that changes the batches.
         batch_options = {f["name"] for f in StreamOptions.fields() if f["changes_batches"]}
-        self._config = dict(files=file_list, tokenizer=os.fspath(self.tokenizer.path),
+        self._config = dict(files=file_identity, tokenizer=os.fspath(self.tokenizer.path),
                             cache=os.fspath(cache_path) if cache_path else None,
                             **{k: v for k, v in self.options.to_dict().items() if k in batch_options})
 

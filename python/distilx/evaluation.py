@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .losses import IGNORE_INDEX
@@ -72,6 +73,24 @@ def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
                           masking="uniform", seed=seed)
 
 
+def _top1_and_nll(adapter, model: nn.Module, hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Top-1 ids and summed cross-entropy of the MLM head on `hidden` rows [n, H], projected onto the
+    vocabulary a chunk of rows at a time (the fused-linear loss's chunk rule), so a 250k vocabulary never
+    holds n x V logits."""
+    from .losses.fused_linear import fused_linear_chunk_rows
+
+    weight, bias = adapter.decoder(model)
+    head_input = adapter.head_transform(model, hidden)
+    chunk = fused_linear_chunk_rows(max(1, head_input.shape[0]), weight.shape[0], device=weight.device,
+                                    student_dtype=torch.float32)
+    tops, nll = [], 0.0
+    for start in range(0, head_input.shape[0], chunk):
+        logits = F.linear(head_input[start:start + chunk], weight, bias).float()
+        tops.append(logits.argmax(-1))
+        nll += float(F.cross_entropy(logits, target[start:start + chunk], reduction="sum"))
+    return (torch.cat(tops) if tops else target.new_empty(0)), nll
+
+
 @torch.no_grad()
 def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, batch_size: int = 32,
              max_batches: int = 20, seed: int = 0, device: str | torch.device = "cpu",
@@ -112,15 +131,14 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         rows = labels != IGNORE_INDEX
         target = labels[rows]
         with amp:
-            t_logits = t_adapter.mlm_logits(teacher, t_adapter.last_hidden(teacher, ids, mask)[rows]).float()
-            s_logits = s_adapter.mlm_logits(student, s_adapter.last_hidden(student, ids, mask)[rows]).float()
-        t_top, s_top = t_logits.argmax(-1), s_logits.argmax(-1)
+            t_top, t_nll = _top1_and_nll(t_adapter, teacher, t_adapter.last_hidden(teacher, ids, mask)[rows], target)
+            s_top, s_nll = _top1_and_nll(s_adapter, student, s_adapter.last_hidden(student, ids, mask)[rows], target)
         totals["targets"] += int(target.numel())
         totals["teacher_correct"] += int((t_top == target).sum())
         totals["student_correct"] += int((s_top == target).sum())
         totals["agree"] += int((t_top == s_top).sum())
-        totals["teacher_nll"] += float(torch.nn.functional.cross_entropy(t_logits, target, reduction="sum"))
-        totals["student_nll"] += float(torch.nn.functional.cross_entropy(s_logits, target, reduction="sum"))
+        totals["teacher_nll"] += t_nll
+        totals["student_nll"] += s_nll
         if len(kept) < speed_batches:
             kept.append({"input_ids": ids, "attention_mask": mask})
     n = totals["targets"]

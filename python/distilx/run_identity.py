@@ -30,7 +30,7 @@ RESUMABLE = frozenset({
     "output_dir", "resume", "overwrite_output_dir",  # where the run lives and how it was started
     "max_steps", "epochs",  # train longer (the schedule follows the new length)
     "log_every", "save_every", "keep_last", "max_nonfinite", "progress", "tensorboard",  # run control
-    "device", "precision", "loss_backend", "data_threads",  # hardware (e.g. move from CPU to GPU)
+    "device", "precision", "loss_backend", "fused_linear", "data_threads",  # hardware, computation paths
     "eval_files", "eval_batches",  # the end-of-run evaluation
 })
 

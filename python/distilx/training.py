@@ -160,12 +160,11 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
 def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Module | None,
            student: nn.Module | None, stop_after: int | None) -> TrainResult:
     from .data import Tokenizer
-    from .losses import distillation_loss
 
     config = config.validated()
     task = task_for(config.task)
     if not config.train_files:
-        raise ValueError("train_files is empty: give the corpus files (one document per line) or, for task "
+        raise ValueError("train_files is empty: give the corpus (files, folders or globs) or, for task "
                          "sequence-classification, the labelled .jsonl/.csv files")
     if teacher is None and not config.teacher:
         raise ValueError("no teacher: set `teacher` to a folder with a BERT/RoBERTa masked-LM checkpoint (or a "
@@ -197,7 +196,9 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     if config.freeze_embeddings:
         encoder_adapter(student).embeddings(student).requires_grad_(False)  # the optimizer takes what has grads
     student.to(env.device).train()
-    distiller: nn.Module = task.student_forward(student)
+    loss_options = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
+                        alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
+    distiller: nn.Module = task.student_forward(student, loss_options, config)  # the student's loss, for DDP
     if env.distributed:
         distiller = nn.parallel.DistributedDataParallel(
             distiller, device_ids=[env.device.index] if env.device.type == "cuda" else None)
@@ -271,8 +272,6 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         bar = tqdm(total=total_steps, initial=step, desc="distil", unit="step", dynamic_ncols=True)
 
     # --- the loop: one optimizer step = grad_accum micro-batches ---
-    weights = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
-                   alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
     batches = training_batches(_endless(stream), config)  # an empty corpus is named at the first batch
     params = [p for p in student.parameters() if p.requires_grad]
     history: list[dict] = []
@@ -292,9 +291,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             # DDP: all-reduce gradients only on the last micro-batch of the step
             sync = micro == config.grad_accum - 1 or not env.distributed
             with (contextlib.nullcontext() if sync else distiller.no_sync()), _autocast(env, precision):
-                rows = task.loss_inputs(teacher if run_teacher else None, distiller, batch, env.device, config)
-                out = distillation_loss(rows.student_logits, rows.teacher_logits, rows.labels, None,
-                                        rows.student_hidden, rows.teacher_hidden, **weights)
+                out = task.loss(teacher if run_teacher else None, distiller, batch, env.device, config)
                 scaler.scale(out.loss / config.grad_accum).backward()
             step_terms += torch.stack([out.loss.detach(), out.kl, out.mlm, out.cos]).double() / config.grad_accum
 

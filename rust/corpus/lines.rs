@@ -5,9 +5,9 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{Compression, CorpusFile, FileReader, Format, OnBadJson, ReadOptions, ReadStats};
+use super::{shorter_than_position, Compression, CorpusFile, FileReader, Format, OnBadJson, ReadOptions, ReadStats};
 use crate::error::{Error, Result};
 
 /// Documents of one `.txt` / `.jsonl` file.
@@ -246,8 +246,3 @@ fn decode_utf8(bytes: &[u8], out: &mut String) -> u64 {
     invalid
 }
 
-fn shorter_than_position(path: &Path) -> Error {
-    Error::InvalidInput(format!(
-        "cannot resume in {}: it is shorter than the saved position (the file changed since the state was saved)",
-        path.display()))
-}

@@ -1,25 +1,37 @@
 //! Corpus discovery and document reading: files, directories and globs, expanded into an ordered
 //! list of [`CorpusFile`]s, then read document by document by a [`DocReader`].
 //!
-//! Each file format is one module implementing [`FileReader`] plus one arm in [`open_at`]; today
-//! [`lines`] reads `.txt` (one document per line, or blank-line separated paragraphs) and `.jsonl`
-//! (a configurable text field), each plain, gzip or zstd. Memory stays bounded whatever the
-//! corpus size.
+//! Each file format is one module implementing [`FileReader`] plus one arm in [`open_at`]: [`lines`]
+//! reads `.txt` (one document per line, or blank-line separated paragraphs) and `.jsonl` (a
+//! configurable text field), each plain, gzip or zstd; [`parquet`] and [`arrow`] read a text column
+//! of `.parquet` and Arrow IPC `.arrow` files; [`feed`] reads texts handed over by the caller (a
+//! Python dataset) — the row-based three share [`rows`]. Memory stays bounded whatever the corpus size.
 //!
 //! Every document has a [`DocPos`]: its file, its offset in that file, and its global document
 //! index. Seeking to a `DocPos` resumes reading exactly there.
 
+mod arrow;
+mod feed;
 mod lines;
+mod parquet;
+mod rows;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+pub use feed::{Feed, FeedPass};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Text,
     Jsonl,
+    Parquet,
+    /// Arrow IPC, file or stream format.
+    Arrow,
+    /// Texts handed over by the caller ([`Feed`]).
+    Feed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,10 +46,13 @@ pub struct CorpusFile {
     pub path: PathBuf,
     pub format: Format,
     pub compression: Compression,
+    /// The texts of a [`Format::Feed`] input (its `path` is then the feed's name, for messages).
+    pub feed: Option<Arc<dyn Feed>>,
 }
 
 impl CorpusFile {
-    /// Classify a path by its extensions: `.gz` / `.zst` / `.zstd` then `.jsonl` / `.json` / other (text).
+    /// Classify a path by its extensions: `.parquet`, `.arrow`, else `.gz` / `.zst` / `.zstd` then
+    /// `.jsonl` / `.json` / other (text).
     pub fn from_path(path: PathBuf) -> Self {
         let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
         let (stem, compression) = if let Some(s) = name.strip_suffix(".gz") {
@@ -47,17 +62,26 @@ impl CorpusFile {
         } else {
             (name.clone(), Compression::None)
         };
-        let format = if stem.ends_with(".jsonl") || stem.ends_with(".json") || stem.ends_with(".ndjson") {
+        let format = if name.ends_with(".parquet") {
+            Format::Parquet
+        } else if name.ends_with(".arrow") {
+            Format::Arrow
+        } else if stem.ends_with(".jsonl") || stem.ends_with(".json") || stem.ends_with(".ndjson") {
             Format::Jsonl
         } else {
             Format::Text
         };
-        CorpusFile { path, format, compression }
+        CorpusFile { path, format, compression, feed: None }
+    }
+
+    /// An input of texts handed over by the caller.
+    pub fn feed(feed: Arc<dyn Feed>) -> Self {
+        CorpusFile { path: PathBuf::from(feed.name()), format: Format::Feed, compression: Compression::None, feed: Some(feed) }
     }
 }
 
 /// Extensions picked up when a directory is given (files given by name are taken whatever their name).
-const DIR_EXTENSIONS: [&str; 5] = [".txt", ".jsonl", ".json", ".ndjson", ".text"];
+const DIR_EXTENSIONS: [&str; 7] = [".txt", ".jsonl", ".json", ".ndjson", ".text", ".parquet", ".arrow"];
 
 fn wanted_in_dir(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
@@ -97,7 +121,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<CorpusFile>> {
                 walk_dir(p, &mut paths)?;
                 if paths.len() == before {
                     return Err(Error::InvalidInput(format!(
-                        "directory {input} holds no .txt/.jsonl files (optionally .gz/.zst); pass the files explicitly")));
+                        "directory {input} holds no .txt/.jsonl (optionally .gz/.zst), .parquet or .arrow files; pass the files explicitly")));
                 }
             } else {
                 paths.push(p.to_path_buf());
@@ -167,6 +191,7 @@ counters! {
         oversized_lines,
         bad_json_lines,
         invalid_bytes,
+        null_rows,
         files_opened,
     }
 }
@@ -181,9 +206,32 @@ pub(crate) trait FileReader: Send {
 /// Open `file` at `offset` (0, or an offset its reader returned): the one place that dispatches on
 /// the format.
 fn open_at(file: &CorpusFile, offset: u64, opts: &ReadOptions) -> Result<Box<dyn FileReader>> {
-    match file.format {
-        Format::Text | Format::Jsonl => Ok(Box::new(lines::LineReader::open(file, offset, opts)?)),
+    Ok(match file.format {
+        Format::Text | Format::Jsonl => Box::new(lines::LineReader::open(file, offset, opts)?),
+        Format::Parquet => Box::new(parquet::ParquetReader::open(file, offset, opts)?),
+        Format::Arrow => Box::new(arrow::ArrowReader::open(file, offset, opts)?),
+        Format::Feed => {
+            let feed = file.feed.as_deref().expect("only CorpusFile::feed makes a feed input, with its feed");
+            Box::new(feed::FeedReader::open(feed, offset, opts)?)
+        }
+    })
+}
+
+/// Check now what reading will need of each file whose format has a schema (Parquet, Arrow): that
+/// it parses and holds `text_field` as strings — so a bad file fails before the first batch, with
+/// its name, rather than mid-epoch.
+pub fn check_files(files: &[CorpusFile], opts: &ReadOptions) -> Result<()> {
+    for file in files.iter().filter(|f| matches!(f.format, Format::Parquet | Format::Arrow)) {
+        open_at(file, 0, opts)?;
     }
+    Ok(())
+}
+
+/// A position past a file's end: the file changed since the position was saved.
+fn shorter_than_position(path: &Path) -> Error {
+    Error::InvalidInput(format!(
+        "cannot resume in {}: it is shorter than the saved position (the file changed since the state was saved)",
+        path.display()))
 }
 
 /// Sequential document reader over a list of corpus files.
@@ -246,21 +294,33 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn tmpdir(name: &str) -> PathBuf {
+    pub(super) fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("distilx-corpus-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
     }
 
-    fn read_all(files: Vec<CorpusFile>, opts: ReadOptions) -> (Vec<(DocPos, String)>, ReadStats) {
+    pub(super) fn read_all(files: Vec<CorpusFile>, opts: ReadOptions) -> (Vec<(DocPos, String)>, ReadStats) {
         let mut r = DocReader::new(files, opts);
+        let out = read_rest(&mut r);
+        (out, r.stats)
+    }
+
+    /// The documents of `files` from `pos` (a position a reader returned) to the end.
+    pub(super) fn read_from(files: &[CorpusFile], opts: &ReadOptions, pos: DocPos) -> Vec<(DocPos, String)> {
+        let mut r = DocReader::new(files.to_vec(), opts.clone());
+        r.seek(pos).unwrap();
+        read_rest(&mut r)
+    }
+
+    fn read_rest(r: &mut DocReader) -> Vec<(DocPos, String)> {
         let mut out = Vec::new();
         let mut t = String::new();
         while let Some(p) = r.next_doc(&mut t).unwrap() {
             out.push((p, t.clone()));
         }
-        (out, r.stats)
+        out
     }
 
     #[test]
@@ -285,14 +345,7 @@ mod tests {
         assert_eq!(docs.iter().map(|d| d.0.index).collect::<Vec<_>>(), (0..6).collect::<Vec<u64>>());
         // Seeking to any document's position continues exactly from it.
         for (k, (pos, _)) in docs.iter().enumerate() {
-            let mut r = DocReader::new(files.clone(), ReadOptions::default());
-            r.seek(*pos).unwrap();
-            let mut t = String::new();
-            let mut rest = Vec::new();
-            while let Some(p) = r.next_doc(&mut t).unwrap() {
-                rest.push((p, t.clone()));
-            }
-            assert_eq!(rest, docs[k..].to_vec());
+            assert_eq!(read_from(&files, &ReadOptions::default(), *pos), docs[k..].to_vec());
         }
         // Strict JSON mode raises, naming the file.
         let opts = ReadOptions { on_bad_json: OnBadJson::Raise, ..ReadOptions::default() };

@@ -15,7 +15,7 @@ pub(crate) mod text;
 use std::sync::Arc;
 
 use crate::cache::Cache;
-use crate::corpus::{expand_inputs, CorpusFile, DocPos, ReadOptions, ReadStats};
+use crate::corpus::{check_files, expand_inputs, CorpusFile, DocPos, Feed, ReadOptions, ReadStats};
 use crate::error::Result;
 use crate::sequences::TokDoc;
 use crate::tokenize::Tokenizer;
@@ -77,11 +77,47 @@ pub enum Corpus {
     Cache(Arc<Cache>),
 }
 
+/// One input of a corpus: a path (file, directory or glob) or texts handed over by the caller.
+pub enum Input {
+    Path(String),
+    Feed(Arc<dyn Feed>),
+}
+
 impl Corpus {
     /// The files, directories and globs of `inputs`, expanded (each file opened once, so a missing
     /// or unreadable one fails now).
     pub fn files(inputs: &[String]) -> Result<Self> {
         Ok(Corpus::Files(expand_inputs(inputs)?))
+    }
+
+    /// Paths and feeds, in order: each run of paths expanded as by [`Corpus::files`].
+    pub fn inputs(inputs: Vec<Input>) -> Result<Self> {
+        let (mut files, mut paths) = (Vec::new(), Vec::new());
+        for input in inputs {
+            match input {
+                Input::Path(p) => paths.push(p),
+                Input::Feed(feed) => {
+                    if !paths.is_empty() {
+                        files.extend(expand_inputs(&std::mem::take(&mut paths))?);
+                    }
+                    files.push(CorpusFile::feed(feed));
+                }
+            }
+        }
+        if !paths.is_empty() || files.is_empty() {
+            // (expand_inputs refuses an empty list, with the message that says what to pass)
+            files.extend(expand_inputs(&paths)?);
+        }
+        Ok(Corpus::Files(files))
+    }
+
+    /// Check what reading will need of files with a schema (Parquet, Arrow: the file parses, the
+    /// text column exists and holds strings), before any batch.
+    pub fn check(&self, read: &ReadOptions) -> Result<()> {
+        match self {
+            Corpus::Files(files) => check_files(files, read),
+            Corpus::Cache(_) => Ok(()),
+        }
     }
 
     /// A source over this corpus: the one place that dispatches on the kind of corpus.
@@ -94,6 +130,7 @@ impl Corpus {
 
     /// Read the whole corpus (every shard, in order), handing each document to `each`.
     pub fn for_each_doc(&self, tokenizing: &Tokenizing, word_ids: bool, mut each: impl FnMut(TokDoc) -> Result<()>) -> Result<ReadStats> {
+        self.check(&tokenizing.read)?;
         let mut source = self.open(tokenizing, Want { shard: Shard::ALL, shuffle: None, word_ids });
         let mut docs = Vec::new();
         while source.next_docs(&mut docs)? {

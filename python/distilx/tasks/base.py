@@ -4,31 +4,22 @@ The loop (training.py) asks a task for: the teacher (`load_teacher`), the studen
 initialised from the teacher, randomly, or a pre-trained folder), checks before the first step
 (`check_models`, `check_eval_input`), the resumable data source (`make_stream`: iterating yields one
 epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`), the
-module DDP wraps (`student_forward`), the rows the loss reads (`loss_inputs`), and the end-of-run
-evaluation (`evaluate`, printed with `table`). The loss itself is always `distillation_loss`.
+module DDP wraps (`student_forward`: the student's forward and the loss, so that DDP sees every
+parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
+module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always
+`distillation_loss` (or its fused-linear form for large vocabularies).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ..preflight import check_positions
 
-__all__ = ["LossInputs", "Task"]
-
-
-class LossInputs(NamedTuple):
-    """What `distillation_loss` reads for one micro-batch (its attention_mask is not needed: every row is real)."""
-
-    student_logits: torch.Tensor  # [N, V] (masked-LM rows) or [N, C] (one row per example)
-    teacher_logits: torch.Tensor  # the same shape; the student's own, detached, when the teacher is not run
-    labels: torch.Tensor  # [N] gold ids, -100 = no target
-    student_hidden: torch.Tensor | None  # [M, H] last hidden states of the real tokens, or None (no cosine)
-    teacher_hidden: torch.Tensor | None
+__all__ = ["Task"]
 
 
 class Task(ABC):
@@ -81,13 +72,13 @@ class Task(ABC):
 
     # --- one micro-batch ---
     @abstractmethod
-    def student_forward(self, student: nn.Module) -> nn.Module:
-        """An nn.Module around the student whose forward gives what loss_inputs reads (DDP wraps it)."""
+    def student_forward(self, student: nn.Module, loss_options: dict, config) -> nn.Module:
+        """An nn.Module around the student whose forward returns the DistillationLossOutput (DDP wraps it);
+        loss_options: distillation_loss's temperature, weights, kl_on and backend."""
 
     @abstractmethod
-    def loss_inputs(self, teacher: nn.Module | None, forward: nn.Module, batch: dict, device: torch.device,
-                    config) -> LossInputs:
-        """Teacher and student outputs of `batch` on `device`. teacher None: no loss term reads it
+    def loss(self, teacher: nn.Module | None, forward: nn.Module, batch: dict, device: torch.device, config):
+        """The DistillationLossOutput of `batch` on `device`. teacher None: no loss term reads it
         (alpha_kl = alpha_cos = 0), so it is not run."""
 
     # --- evaluation ---

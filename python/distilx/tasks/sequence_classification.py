@@ -13,22 +13,29 @@ from torch import nn
 from ..models.classification import forward_inputs, init_classifier_student, load_classifier, \
     pretrained_classifier_student
 from ..report import classification_table
-from .base import LossInputs, Task
+from .base import Task
 from .labelled_data import ClassificationBatches, LabelledExamples, LabelSet
 
 __all__ = ["ClassifierForward", "SequenceClassificationTask", "TASK"]
 
 
 class ClassifierForward(nn.Module):
-    """Class logits [B, C] and, when asked, the last hidden states of the real tokens [M, H]; an
-    nn.Module so that DDP wraps it."""
+    """Student forward and the loss for one batch: class logits [B, C], one row per example, and (when the
+    cosine term is on) the last hidden states of the real tokens. The loss is computed inside forward, as
+    for masked-LM, so that DDP (which wraps this module) sees it. teacher None (no term reads it): the
+    student's own outputs, detached, stand in for it."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, loss_options: dict):
         super().__init__()
         self.model = model
+        self.loss_options = loss_options
 
-    def forward(self, batch: dict, hidden: bool):
-        return _logits_and_hidden(self.model, batch, hidden)
+    def forward(self, batch: dict, teacher: tuple[torch.Tensor, torch.Tensor | None] | None):
+        from ..losses import distillation_loss
+
+        s_logits, s_hidden = _logits_and_hidden(self.model, batch, hidden=teacher is not None and teacher[1] is not None)
+        t_logits, t_hidden = (s_logits.detach(), None) if teacher is None else teacher
+        return distillation_loss(s_logits, t_logits, batch["labels"], None, s_hidden, t_hidden, **self.loss_options)
 
 
 def _logits_and_hidden(model: nn.Module, batch: dict, hidden: bool):
@@ -77,18 +84,16 @@ class SequenceClassificationTask(Task):
             raise ValueError(f"eval_files {list(config.eval_files)} hold no labelled example for the end-of-run "
                              "evaluation: add examples, or pass --eval-batches 0 to skip the evaluation")
 
-    def student_forward(self, student) -> nn.Module:
-        return ClassifierForward(student)
+    def student_forward(self, student, loss_options, config) -> nn.Module:
+        return ClassifierForward(student, loss_options)
 
-    def loss_inputs(self, teacher, forward, batch, device, config) -> LossInputs:
+    def loss(self, teacher, forward, batch, device, config):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        hidden = config.alpha_cos > 0 and teacher is not None
-        s_logits, s_hidden = forward(batch, hidden)
-        if teacher is None:
-            return LossInputs(s_logits, s_logits.detach(), batch["labels"], None, None)
-        with torch.no_grad():
-            t_logits, t_hidden = _logits_and_hidden(teacher, batch, hidden)
-        return LossInputs(s_logits, t_logits, batch["labels"], s_hidden, t_hidden)
+        side = None
+        if teacher is not None:
+            with torch.no_grad():
+                side = _logits_and_hidden(teacher, batch, hidden=config.alpha_cos > 0)
+        return forward(batch, side)
 
     def evaluate(self, teacher, student, config, tokenizer, device) -> dict:
         from ..classification_eval import evaluate_classification
