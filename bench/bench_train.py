@@ -41,7 +41,7 @@ def make_teacher(device: str):
                                           num_attention_heads=12, intermediate_size=3072))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_teacher(assets.minilm_dir())  # 6 layers, hidden 384, V=30522
+        return load_teacher(assets.minilm_dir(), require_mlm_head=False)  # 6 layers, hidden 384, V=30522
 
 
 class ReferenceCollator:

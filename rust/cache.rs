@@ -11,7 +11,8 @@
 //! words   ceil(num_tokens / 8) bytes, a word-start bit per token (only with flag bit 0)
 //! ```
 //! A truncated, corrupt or foreign file is detected on open (length, magic, version, checksum) and
-//! a cache built with another tokenizer is refused (tokenizer hash).
+//! a cache built with another tokenizer is refused (tokenizer hash). A file truncated in place while
+//! it is read is detected too ([`crate::mapping`]) and raises an error naming it.
 //!
 //! This module is the file format only: [`Writer`] writes documents it is given, [`Cache`] reads
 //! them; `passes::build_cache` feeds a writer from a corpus and `source::cache` reads a cache as a
@@ -21,7 +22,9 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
+use crate::mapping::MappedFile;
 use crate::splitmix::{hash_bytes, Hasher};
 use crate::tokenize::Tokenizer;
 use crate::words::WordRule;
@@ -32,6 +35,8 @@ const HEADER: usize = 64;
 /// Seeds of the body checksum and of the tokenizer fingerprint.
 const CHECKSUM_SEED: u64 = 0xC4EC;
 const TOKENIZER_SEED: u64 = 0x70CE;
+/// Bytes checksummed between two cancel checks.
+const CHECKSUM_BLOCK: usize = 16 << 20;
 
 /// A stable fingerprint of a tokenizer: its file's bytes, plus its word rule when that is not the
 /// pre-tokenizer's (caches of byte-level and Metaspace tokenizers built before those rules carry
@@ -45,7 +50,7 @@ pub fn tokenizer_hash(tok: &Tokenizer) -> Result<u64> {
 }
 
 pub struct Cache {
-    map: memmap2::Mmap,
+    map: MappedFile,
     pub path: PathBuf,
     pub id_bytes: usize,
     num_docs: u64,
@@ -56,17 +61,24 @@ pub struct Cache {
     words_at: usize,
 }
 
+fn truncated_while_read(path: &Path) -> Error {
+    Error::CorruptCache(format!(
+        "{} was truncated while it was being read (another process shrank or rewrote it in place); \
+         stop whatever writes it, then rebuild it with distilx.build_cache (builds write a new file and rename it)",
+        path.display()))
+}
+
 fn corrupt(path: &Path, what: &str) -> Error {
     Error::CorruptCache(format!("{}: {what}; delete it and build it again with distilx.build_cache", path.display()))
 }
 
 impl Cache {
-    /// Open and validate a cache; `tokenizer` (when given) must be the one it was built with.
-    pub fn open(path: &Path, tokenizer: Option<&Tokenizer>, verify_checksum: bool) -> Result<Self> {
+    /// Open and validate a cache; `tokenizer` (when given) must be the one it was built with. The
+    /// checksum pass (`verify_checksum`) stops with `Error::Interrupted` once `cancel` is set.
+    pub fn open(path: &Path, tokenizer: Option<&Tokenizer>, verify_checksum: bool, cancel: &Cancel) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the file is opened read-only; distilx never writes a cache in place (builds go to a
-        // temporary name and are renamed), so the mapping does not change under us.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let mapped = MappedFile::map(&file, path)?;
+        let map = mapped.bytes();
         if map.len() < HEADER || &map[..8] != MAGIC {
             return Err(corrupt(path, "not a distilx cache (bad magic or shorter than its header)"));
         }
@@ -88,8 +100,18 @@ impl Cache {
         if map.len() as u64 != file_len || want_len as u64 != file_len {
             return Err(corrupt(path, &format!("it is {} bytes but its header promises {} (truncated or overwritten)", map.len(), file_len.max(want_len as u64))));
         }
-        if verify_checksum && hash_bytes(&map[HEADER..], CHECKSUM_SEED) != checksum {
-            return Err(corrupt(path, "checksum mismatch (the file is corrupt)"));
+        if verify_checksum {
+            let mut hasher = Hasher::new(CHECKSUM_SEED);
+            for block in map[HEADER..].chunks(CHECKSUM_BLOCK) {
+                cancel.check()?;
+                hasher.update(block);
+            }
+            if mapped.truncated() {
+                return Err(truncated_while_read(path));
+            }
+            if hasher.finish() != checksum {
+                return Err(corrupt(path, "checksum mismatch (the file is corrupt)"));
+            }
         }
         if let Some(t) = tokenizer {
             if tokenizer_hash(t)? != tok_hash {
@@ -99,10 +121,11 @@ impl Cache {
                     t.source.display())));
             }
         }
-        let cache = Cache { map, path: path.to_path_buf(), id_bytes, num_docs, num_tokens, has_words, ids_at, offsets_at, words_at };
+        let cache = Cache { map: mapped, path: path.to_path_buf(), id_bytes, num_docs, num_tokens, has_words, ids_at, offsets_at, words_at };
         if cache.offset(num_docs) != num_tokens {
             return Err(corrupt(path, "its index does not match its token count"));
         }
+        cache.check_intact()?;
         Ok(cache)
     }
 
@@ -116,13 +139,25 @@ impl Cache {
 
     fn offset(&self, i: u64) -> u64 {
         let o = self.offsets_at + i as usize * 8;
-        u64::from_le_bytes(self.map[o..o + 8].try_into().unwrap())
+        u64::from_le_bytes(self.map.bytes()[o..o + 8].try_into().unwrap())
     }
 
-    /// Append document `i`'s ids (and word indices, numbered from 0, when asked and stored).
-    pub fn document(&self, i: u64, ids: &mut Vec<u32>, word_ids: Option<&mut Vec<u32>>) {
+    /// An error naming the file if it was truncated under us since it was opened (what was read
+    /// from the lost pages is zeros, not the cache's contents).
+    pub fn check_intact(&self) -> Result<()> {
+        if self.map.truncated() {
+            return Err(truncated_while_read(&self.path));
+        }
+        Ok(())
+    }
+
+    /// Append document `i`'s ids (and word indices, numbered from 0, when asked and stored); an
+    /// error if the file was truncated under us.
+    pub fn document(&self, i: u64, ids: &mut Vec<u32>, word_ids: Option<&mut Vec<u32>>) -> Result<()> {
         let (a, b) = (self.offset(i) as usize, self.offset(i + 1) as usize);
-        let bytes = &self.map[self.ids_at + a * self.id_bytes..self.ids_at + b * self.id_bytes];
+        self.check_intact()?;
+        let map = self.map.bytes();
+        let bytes = &map[self.ids_at + a * self.id_bytes..self.ids_at + b * self.id_bytes];
         if self.id_bytes == 2 {
             ids.extend(bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32));
         } else {
@@ -131,13 +166,14 @@ impl Cache {
         if let Some(w) = word_ids {
             let mut word = 0u32;
             for t in a..b {
-                let start = !self.has_words || (self.map[self.words_at + t / 8] >> (t % 8)) & 1 == 1;
+                let start = !self.has_words || (map[self.words_at + t / 8] >> (t % 8)) & 1 == 1;
                 if start && t > a {
                     word += 1;
                 }
                 w.push(word);
             }
         }
+        self.check_intact()
     }
 }
 
@@ -233,8 +269,9 @@ impl Writer {
     }
 
     /// Complete the file (built with the tokenizer whose `tokenizer_hash` is given) and move it to
-    /// its path. Returns (documents, tokens).
-    pub fn finish(mut self, tokenizer_hash: u64) -> Result<(u64, u64)> {
+    /// its path. Returns (documents, tokens). The checksum pass stops once `cancel` is set (the
+    /// temporary files are then removed).
+    pub fn finish(mut self, tokenizer_hash: u64, cancel: &Cancel) -> Result<(u64, u64)> {
         let [tmp, tmp_offsets, tmp_words] = self.tmp.clone();
         let word_starts = self.words.is_some();
         if let Some(mut words) = self.words.take() {
@@ -258,6 +295,7 @@ impl Writer {
         let mut block = vec![0u8; 1 << 20];
         let mut skip = HEADER;
         loop {
+            cancel.check()?;
             let n = f.read(&mut block).map_err(io_error(&tmp))?;
             if n == 0 {
                 break;
@@ -325,7 +363,7 @@ mod tests {
         for (ids, words) in docs {
             w.push(ids, words).unwrap();
         }
-        assert_eq!(w.finish(42).unwrap(), (docs.len() as u64, docs.iter().map(|d| d.0.len() as u64).sum()));
+        assert_eq!(w.finish(42, &Cancel::new()).unwrap(), (docs.len() as u64, docs.iter().map(|d| d.0.len() as u64).sum()));
     }
 
     #[test]
@@ -335,11 +373,11 @@ mod tests {
             let path = dir.join(format!("c{vocab}.dxc"));
             let want = docs(300, vocab);
             write(&path, vocab, word_starts, &want);
-            let c = Cache::open(&path, None, true).unwrap();
+            let c = Cache::open(&path, None, true, &Cancel::new()).unwrap();
             assert_eq!((c.id_bytes, c.num_documents(), c.has_word_starts()), (width, 300, word_starts));
             for (i, (ids, words)) in want.iter().enumerate() {
                 let (mut got_ids, mut got_words) = (Vec::new(), Vec::new());
-                c.document(i as u64, &mut got_ids, Some(&mut got_words));
+                c.document(i as u64, &mut got_ids, Some(&mut got_words)).unwrap();
                 assert_eq!(&got_ids, ids, "document {i}");
                 // Without the bits every token is its own word.
                 let want_words: Vec<u32> = if word_starts { words.clone() } else { (0..ids.len() as u32).collect() };
@@ -359,7 +397,7 @@ mod tests {
         let refused = |name: &str, bytes: &[u8]| {
             let p = dir.join(name);
             std::fs::write(&p, bytes).unwrap();
-            match Cache::open(&p, None, true) {
+            match Cache::open(&p, None, true, &Cancel::new()) {
                 Err(Error::CorruptCache(m)) => m,
                 Err(e) => panic!("{name}: {e}"),
                 Ok(_) => panic!("{name} was accepted"),
@@ -374,8 +412,8 @@ mod tests {
         version[8] = 9;
         assert!(refused("version.dxc", &version).contains("format version 9"));
         // Not verifying the checksum skips reading the body, nothing else.
-        assert!(Cache::open(&dir.join("flip.dxc"), None, false).is_ok());
-        assert!(matches!(Cache::open(&dir.join("trunc.dxc"), None, false), Err(Error::CorruptCache(_))));
+        assert!(Cache::open(&dir.join("flip.dxc"), None, false, &Cancel::new()).is_ok());
+        assert!(matches!(Cache::open(&dir.join("trunc.dxc"), None, false, &Cancel::new()), Err(Error::CorruptCache(_))));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Error {
     InvalidInput(String),
     /// A pre-tokenized cache that is truncated, corrupt or from another configuration (-> ValueError).
     CorruptCache(String),
+    /// The work was cancelled (`crate::cancel`; Ctrl-C -> KeyboardInterrupt).
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -46,6 +48,7 @@ impl fmt::Display for Error {
             Error::InvalidConfig(m) => write!(f, "invalid configuration: {m}"),
             Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
             Error::CorruptCache(m) => write!(f, "corrupt or mismatched cache: {m}"),
+            Error::Interrupted => write!(f, "interrupted"),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! [SEP]` or `<s> … </s>`) -> [`batches`] (rows -> planned batches) -> [`masking`] (batches -> input_ids /
 //! attention_mask / labels), driven by [`producer`] on a thread of [`stream`]. [`options`] holds
 //! every stream option; [`passes`] reads a whole corpus (token counts, row counts, cache
-//! building); [`splitmix`] is the shared randomness and hashing.
+//! building); [`mapping`] maps cache files so that a truncation under the reader is an error, not
+//! a crash; [`splitmix`] is the shared randomness and hashing; [`cancel`] stops long work
+//! (Ctrl-C).
 
 /// A struct of cumulative `u64` counters with `add_growth(now, before)`, which adds what a later
 /// snapshot of a counter set holds beyond an earlier one (a producer publishes its growth), and
@@ -38,8 +40,10 @@ pub mod batches;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
+pub mod cancel;
 pub mod corpus;
 pub mod error;
+pub mod mapping;
 pub mod masking;
 pub mod options;
 pub mod passes;

@@ -6,7 +6,8 @@
 //! `mask_replace_prob`, a random non-special id with `random_replace_prob`, else stays:
 //! - uniform: every non-special token independently with `mlm_probability` (BERT/RoBERTa);
 //! - frequency: a fixed number of targets per batch ([`TargetCount`]), drawn without replacement
-//!   with weight count^-smoothing (DistilBERT's smoothing) — weighted reservoir keys u^(1/w);
+//!   with weight count^-smoothing (DistilBERT's smoothing) — weighted reservoir keys u^(1/w), in
+//!   log space when a weight would leave the f64 range (any finite smoothing keeps its count);
 //! - whole_word: every word (a run of tokens of one pre-tokenized word) with `mlm_probability`,
 //!   all its tokens together.
 //!
@@ -50,8 +51,50 @@ pub struct Masker {
     special: Vec<bool>,
     /// Ids a random replacement is drawn from (all non-special ids).
     replacements: Vec<u32>,
-    /// Frequency mode: weight per id, count^-smoothing (0 for specials).
-    weights: Vec<f64>,
+    /// Frequency mode: each id's weight count^-smoothing (specials excluded).
+    weights: Weights,
+}
+
+/// Frequency masking's weights, and so its sampling keys. Both forms order the candidates alike
+/// (exactly, up to rounding): the plain one whenever every weight is a comfortable f64 (DistilBERT's
+/// 0.7 on any corpus), the log one when count^-smoothing would underflow to 0 (or overflow) for some
+/// id — with smoothing >= 100 that silently removed the frequent tokens from the draw and shrank the
+/// number of targets.
+enum Weights {
+    /// No weights (not frequency masking).
+    None,
+    /// w = count^-smoothing (0: special); key ln(u) / w, which orders like u^(1/w).
+    Plain(Vec<f64>),
+    /// ln w = -smoothing x ln(count) (-inf: special); key ln w - ln(-ln u), the Gumbel-top-k key,
+    /// a monotone function of ln(u) / w that stays finite for any finite smoothing.
+    Log(Vec<f64>),
+}
+
+/// Plain weights are used while every ln w lies in [-PLAIN_LN_LIMIT, PLAIN_LN_LIMIT]: w and
+/// ln(u) / w (|ln u| <= 709) then stay finite, normal f64s.
+const PLAIN_LN_LIMIT: f64 = 600.0;
+
+impl Weights {
+    /// The weights for `counts` (one per id) with exponent `smoothing`; specials get none.
+    fn new(counts: &[u64], special: &[bool], smoothing: f64) -> Self {
+        let ln_w: Vec<f64> = counts.iter().enumerate().map(|(i, &c)| if special[i] { f64::NEG_INFINITY } else { -smoothing * (c.max(1) as f64).ln() }).collect();
+        if ln_w.iter().all(|&l| l == f64::NEG_INFINITY || l.abs() <= PLAIN_LN_LIMIT) {
+            Weights::Plain(counts.iter().enumerate().map(|(i, &c)| if special[i] { 0.0 } else { (c.max(1) as f64).powf(-smoothing) }).collect())
+        } else {
+            Weights::Log(ln_w)
+        }
+    }
+
+    /// The sampling key of a token with id `id` and uniform draw `u` in (0, 1): the batch's targets
+    /// are the tokens with the largest keys. None for ids that are never drawn.
+    #[inline]
+    fn key(&self, id: u32, u: f64) -> Option<f64> {
+        match self {
+            Weights::None => None,
+            Weights::Plain(w) => w.get(id as usize).copied().filter(|&w| w > 0.0).map(|w| u.ln() / w),
+            Weights::Log(ln_w) => ln_w.get(id as usize).copied().filter(|&l| l > f64::NEG_INFINITY).map(|l| l - (-u.ln()).ln()),
+        }
+    }
 }
 
 /// The three arrays of one batch, row-major [rows, cols].
@@ -89,9 +132,9 @@ impl Masker {
                     "token_counts must hold one count per id ({n} for this vocabulary), got {}; compute it with distilx.data.count_tokens for this tokenizer",
                     counts.len())));
             }
-            counts.iter().enumerate().map(|(i, &c)| if special[i] { 0.0 } else { (c.max(1) as f64).powf(-cfg.smoothing) }).collect()
+            Weights::new(counts, &special, cfg.smoothing)
         } else {
-            Vec::new()
+            Weights::None
         };
         Ok(Masker { cfg: cfg.clone(), mask_id, pad_id, special, replacements, weights })
     }
@@ -188,11 +231,13 @@ impl Masker {
                 let mut cand: Vec<(f64, usize)> = Vec::new();
                 for (r, ids) in rows.iter().enumerate() {
                     for (c, &id) in ids.iter().enumerate() {
-                        let w = self.weights.get(id as usize).copied().unwrap_or(0.0);
-                        if w > 0.0 {
-                            // log(u)/w orders like u^(1/w) and does not underflow.
-                            let u = rng.unit().max(f64::MIN_POSITIVE);
-                            cand.push((u.ln() / w, r * cols + c));
+                        if self.is_special(id) {
+                            continue;
+                        }
+                        // The same draws as before the log form existed: one per non-special token.
+                        let u = rng.unit().max(f64::MIN_POSITIVE);
+                        if let Some(key) = self.weights.key(id, u) {
+                            cand.push((key, r * cols + c));
                         }
                     }
                 }
@@ -331,6 +376,48 @@ mod tests {
         // ~16.8k words: the share of words chosen is mlm_probability within a few standard errors.
         let rate = chosen as f64 / words as f64;
         assert!((rate - 0.15).abs() < 0.01, "whole-word rate {rate} over {words} words");
+    }
+
+    /// count^-smoothing underflows to 0 for frequent tokens once smoothing is large (1e6^-100 =
+    /// 1e-600): main dropped those tokens from the draw, so a batch got far fewer targets than
+    /// round(p x eligible) (10% -> 0% at smoothing 300). In log space every finite smoothing keeps
+    /// the count, and a large smoothing picks the rarest tokens first.
+    #[test]
+    fn frequency_target_count_holds_for_any_smoothing() {
+        let data = rows(32, 128, 5);
+        let refs: Vec<&[u32]> = data.iter().map(|r| r.as_slice()).collect();
+        let keys: Vec<u64> = (0..32).collect();
+        // Counts from 1 to ~1e6, rarest at the high ids.
+        let counts: Vec<u64> = (0..1000u64).map(|i| 1 + (999 - i).pow(2)).collect();
+        let eligible = data.iter().map(|r| r.len() - 2).sum::<usize>();
+        let want = (0.15 * eligible as f64).round() as usize;
+        for smoothing in [0.7, 100.0, 300.0, -100.0, 1e5, -1e5] {
+            let m = Masker::new(&MaskConfig { smoothing, ..cfg(Mode::Frequency) }, 1000, &[0, 1, 2, 3, 4], 3, 0, Some(&counts)).unwrap();
+            let out = m.mask(&refs, &[], &keys, 9, 128, 0, 0);
+            assert_eq!(out.targets, want, "smoothing {smoothing}");
+            let chosen: Vec<u64> = out.labels.iter().filter(|&&l| l != IGNORE).map(|&l| counts[l as usize]).collect();
+            assert_eq!(chosen.len(), want, "smoothing {smoothing}");
+            if smoothing.abs() >= 1e5 {
+                // The draw is then "the rarest first" (the most frequent for a negative exponent):
+                // the closest counts differ by 0.2%, i.e. by >= 200 in ln w, more than the noise
+                // of any key (< 44), so no token left out is rarer (more frequent) than one chosen.
+                let mut left: Vec<u64> = Vec::new();
+                for (r, row) in data.iter().enumerate() {
+                    for (c, &id) in row.iter().enumerate() {
+                        if id > 4 && out.labels[r * 128 + c] == IGNORE {
+                            left.push(counts[id as usize]);
+                        }
+                    }
+                }
+                let (rarest_left, most_chosen) = (*left.iter().min().unwrap(), *chosen.iter().max().unwrap());
+                let (most_left, rarest_chosen) = (*left.iter().max().unwrap(), *chosen.iter().min().unwrap());
+                if smoothing > 0.0 {
+                    assert!(rarest_left >= most_chosen, "smoothing {smoothing}: left a count-{rarest_left} token, chose a count-{most_chosen} one");
+                } else {
+                    assert!(most_left <= rarest_chosen, "smoothing {smoothing}");
+                }
+            }
+        }
     }
 
     #[test]

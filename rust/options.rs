@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::batches::{BatchShape, Padding};
+use crate::cancel::Cancel;
 use crate::corpus::{OnBadJson, ReadOptions};
 use crate::error::{Error, Result};
 use crate::masking::{MaskConfig, Mode, TargetCount};
@@ -18,6 +19,23 @@ use crate::sequences::SeqConfig;
 use crate::specials::Role;
 use crate::source::{Shard, Tokenizing};
 use crate::tokenize::{thread_pool, Tokenizer};
+
+/// The most ranks a stream is split across (the counting pass keeps one row counter per rank).
+pub const MAX_WORLD_SIZE: u64 = 1 << 16;
+/// The most tokenizer/masking threads (more only contend; a typo like 10**6 would start them all).
+pub const MAX_THREADS: usize = 1024;
+/// The longest document (line) the reader holds: a longer line is skipped without being held.
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 30;
+/// The most memory the stream's buffers may need ([`StreamOptions::buffer_bytes`]): larger sizes
+/// are refused up front instead of aborting the process when an allocation fails.
+pub const MAX_BUFFER_BYTES: u128 = 16 << 30;
+/// [`StreamOptions::buffer_bytes`]'s cost model: per token slot of a window (its u32 id, its
+/// word-start flag, and the three int64 arrays of its masked batch), per row (its vectors and
+/// place), per token slot of a queued batch (three int64 arrays), per queued batch (its queue slot).
+const WINDOW_BYTES_PER_TOKEN: u128 = 4 + 1 + 3 * 8;
+const BYTES_PER_ROW: u128 = 128;
+const QUEUE_BYTES_PER_TOKEN: u128 = 3 * 8;
+const BYTES_PER_QUEUED_BATCH: u128 = 256;
 
 /// An option's value as it arrives from Python or a config file, before conversion.
 #[derive(Clone, Debug, PartialEq)]
@@ -218,8 +236,8 @@ stream_options! {
     seed: u64 = 0, batches;
     /// This process's rank: it reads documents i with i % world_size == rank.
     rank: u64 = 0, batches;
-    /// Number of ranks (>= 1); with more than one, every rank yields the same number of batches
-    /// (a counting pass at construction) and drop_last is on.
+    /// Number of ranks (1 to 65536); with more than one, every rank yields the same number of
+    /// batches (a counting pass at construction) and drop_last is on.
     world_size: u64 = 1, batches;
     /// Fill rows to seq_len across documents (each followed by the framing's [SEP] / </s>) instead of
     /// one document per row.
@@ -237,9 +255,10 @@ stream_options! {
     shuffle: bool = true, batches;
     /// Drop a last batch smaller than batch_size (always on with world_size > 1).
     drop_last: bool = true, batches;
-    /// Window size in batches: the span of shuffling and length grouping (>= 1).
+    /// Window size in batches: the span of shuffling and length grouping (>= 1; with batch_size,
+    /// seq_len and prefetch, the buffers must fit in 16 GiB, see docs/data.md).
     window_batches: usize = 64, batches;
-    /// Tokenizer and masking threads; None = one per core (>= 1).
+    /// Tokenizer and masking threads; None = one per core (1 to 1024).
     num_threads: Option<usize> = None, runtime;
     /// Batches prepared ahead of the consumer (>= 1).
     prefetch: usize = 16, runtime;
@@ -249,8 +268,18 @@ stream_options! {
     paragraphs: bool = false, batches;
     /// A malformed .jsonl line: "skip" (counted in stats) or "raise" (ValueError naming file and line).
     on_bad_json: OnBadJson = OnBadJson::Skip, runtime;
-    /// A line longer than this many bytes is skipped (streamed past, counted), never held (>= 1).
+    /// A line longer than this many bytes is skipped (streamed past, counted), never held (1 to 2^30).
     max_document_bytes: usize = 16 << 20, batches;
+}
+
+/// The rule for a thread count (the stream's `num_threads`, and every thread pool the engine starts).
+pub fn check_num_threads(num_threads: Option<usize>) -> Result<()> {
+    match num_threads {
+        Some(n) if n == 0 || n > MAX_THREADS => {
+            Err(Error::InvalidConfig(format!("num_threads must be None (one per core) or 1 to {MAX_THREADS}, got {n}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn convert<T: OptionType>(name: &str, value: &Value) -> Result<T> {
@@ -293,8 +322,24 @@ impl StreamOptions {
         if self.rank >= self.world_size {
             return bad(format!("rank must satisfy 0 <= rank < world_size, got rank={} world_size={}", self.rank, self.world_size));
         }
-        if self.num_threads == Some(0) {
-            return bad("num_threads must be None (one per core) or >= 1, got 0".into());
+        check_num_threads(self.num_threads)?;
+        if self.world_size > MAX_WORLD_SIZE {
+            return bad(format!("world_size must be at most {MAX_WORLD_SIZE}, got {}", self.world_size));
+        }
+        if self.max_document_bytes > MAX_DOCUMENT_BYTES {
+            return bad(format!("max_document_bytes must be at most {MAX_DOCUMENT_BYTES} (1 GiB), got {}", self.max_document_bytes));
+        }
+        let need = self.buffer_bytes();
+        if need > MAX_BUFFER_BYTES {
+            return bad(format!(
+                "window_batches={} x batch_size={} x seq_len={} (+ prefetch={} batches) would need about {:.1} GiB of buffers, \
+                 more than the {} GiB the engine allows; lower window_batches or prefetch (or batch_size, seq_len)",
+                self.window_batches,
+                self.batch_size,
+                self.seq_len,
+                self.prefetch,
+                need as f64 / (1u64 << 30) as f64,
+                MAX_BUFFER_BYTES >> 30));
         }
         for (name, p) in [
             ("mlm_probability", self.mlm_probability),
@@ -318,6 +363,16 @@ impl StreamOptions {
         Ok(())
     }
 
+    /// The most memory the stream's buffers need: one window of rows (`window_batches x batch_size`
+    /// rows of up to `seq_len` tokens) with its masked batches, and `prefetch` queued batches.
+    /// Computed without overflow for any option values.
+    pub fn buffer_bytes(&self) -> u128 {
+        let (rows, seq, batch) = ((self.window_batches as u128) * (self.batch_size as u128), self.seq_len as u128, self.batch_size as u128);
+        let window = rows * (seq * WINDOW_BYTES_PER_TOKEN + BYTES_PER_ROW);
+        let queue = (self.prefetch as u128) * (batch * seq * QUEUE_BYTES_PER_TOKEN + BYTES_PER_QUEUED_BATCH);
+        window + queue
+    }
+
     /// Each option with its value (Python's `StreamOptions.to_dict()`).
     pub fn values(&self) -> Vec<(&'static str, Value)> {
         Self::fields().into_iter().map(|f| (f.name, self.get(f.name).expect("a declared option"))).collect()
@@ -329,6 +384,7 @@ impl StreamOptions {
             text_field: self.text_field.clone(),
             on_bad_json: self.on_bad_json,
             max_document_bytes: self.max_document_bytes,
+            cancel: Cancel::new(),
         }
     }
 
@@ -381,9 +437,10 @@ impl StreamOptions {
         }
     }
 
-    /// What reading raw text needs: `tokenizer`, these reading options, `num_threads` fresh threads.
-    pub fn tokenizing(&self, tokenizer: &Arc<Tokenizer>) -> Result<Tokenizing> {
-        Ok(Tokenizing { tokenizer: tokenizer.clone(), read: self.read(), pool: Arc::new(thread_pool(self.num_threads)?) })
+    /// What reading a corpus needs: `tokenizer`, these reading options, `num_threads` fresh threads,
+    /// and `cancel` to stop it.
+    pub fn tokenizing(&self, tokenizer: &Arc<Tokenizer>, cancel: &Cancel) -> Result<Tokenizing> {
+        Ok(Tokenizing { tokenizer: tokenizer.clone(), read: self.read(), pool: Arc::new(thread_pool(self.num_threads)?), cancel: cancel.clone() })
     }
 
     pub fn shard(&self) -> Shard {
@@ -437,5 +494,36 @@ mod tests {
         for p in [0.0, 1.0] {
             StreamOptions::from_values([("mlm_probability", Value::Float(p))]).unwrap();
         }
+    }
+
+    /// Sizes that cannot be allocated used to abort the process ("memory allocation of N bytes
+    /// failed") or start a million threads; each is now refused up front, naming the option.
+    #[test]
+    fn sizes_beyond_the_limits_are_refused() {
+        let err = |values: &[(&str, i128)]| {
+            StreamOptions::from_values(values.iter().map(|&(n, v)| (n, Value::Int(v)))).err().map(|e| e.to_string())
+        };
+        for (values, names) in [
+            (&[("batch_size", 10_i128.pow(7))][..], "batch_size=10000000"),
+            (&[("window_batches", 10_i128.pow(9))][..], "window_batches=1000000000"),
+            (&[("prefetch", 10_i128.pow(9))][..], "prefetch=1000000000"),
+            (&[("seq_len", 1 << 40)][..], "seq_len=1099511627776"),
+            (&[("world_size", 1 << 40)][..], "world_size must be at most 65536"),
+            (&[("num_threads", 10_i128.pow(6))][..], "num_threads must be None (one per core) or 1 to 1024"),
+            (&[("max_document_bytes", 1 << 31)][..], "max_document_bytes must be at most"),
+        ] {
+            let msg = err(values).unwrap_or_else(|| panic!("{values:?} was accepted"));
+            assert!(msg.contains(names), "{values:?}: {msg}");
+        }
+        // The limits themselves, and a large but real configuration, are allowed.
+        for values in [
+            &[("world_size", 1 << 16), ("rank", (1 << 16) - 1)][..],
+            &[("num_threads", 1024)][..],
+            &[("max_document_bytes", 1 << 30)][..],
+            &[("seq_len", 512), ("batch_size", 256), ("window_batches", 64), ("prefetch", 64)][..],
+        ] {
+            assert_eq!(err(values), None, "{values:?}");
+        }
+        assert!(StreamOptions::default().buffer_bytes() < 16 << 20, "the defaults need a few MB");
     }
 }

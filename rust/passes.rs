@@ -62,6 +62,6 @@ pub fn build_cache(corpus: &Corpus, tokenizing: &Tokenizing, path: &Path, word_s
     if writer.documents() == 0 {
         return Err(Error::InvalidInput("the corpus holds no document (empty files?); nothing to cache".into()));
     }
-    let (documents, tokens) = writer.finish(tokenizer_hash(tok)?)?;
+    let (documents, tokens) = writer.finish(tokenizer_hash(tok)?, &tokenizing.cancel)?;
     Ok(BuildReport { read, documents, tokens })
 }

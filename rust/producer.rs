@@ -9,13 +9,13 @@
 //! to that document, rebuilds the one window and skips the batches already seen: the batches that
 //! follow are exactly an uninterrupted run's.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
 use crate::batches::{plan, BatchShape, PlannedBatch};
+use crate::cancel::Cancel;
 use crate::corpus::ReadStats;
 use crate::error::{Error, Result};
 use crate::masking::{MaskedBatch, Masker};
@@ -74,7 +74,7 @@ pub(crate) struct Engine {
 }
 
 /// Run one epoch from `start`, sending batches until the end, an error, or the receiver is dropped.
-pub(crate) fn produce(engine: Arc<Engine>, start: Position, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, stats: Arc<Mutex<Stats>>) {
+pub(crate) fn produce(engine: Arc<Engine>, start: Position, tx: SyncSender<Msg>, stop: Cancel, stats: Arc<Mutex<Stats>>) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| produce_epoch(&engine, start, &tx, &stop, &stats)));
     let msg = match result {
         Ok(Ok(())) => Msg::End,
@@ -101,7 +101,7 @@ struct Rows {
 impl Rows {
     /// The next window of up to `n` rows (fewer at the end of the epoch; none after it), or None
     /// when asked to stop.
-    fn window(&mut self, n: usize, stop: &AtomicBool, stats: &Mutex<Stats>) -> Result<Option<Vec<Row>>> {
+    fn window(&mut self, n: usize, stop: &Cancel, stats: &Mutex<Stats>) -> Result<Option<Vec<Row>>> {
         let mut rows = Vec::with_capacity(n);
         let mut docs = Vec::new();
         while rows.len() < n {
@@ -112,7 +112,7 @@ impl Rows {
             if self.exhausted {
                 break;
             }
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_cancelled() {
                 return Ok(None);
             }
             self.exhausted = !self.source.next_docs(&mut docs)?;
@@ -150,9 +150,10 @@ fn mask_window(engine: &Engine, pool: &rayon::ThreadPool, rows: &[Row], planned:
     })
 }
 
-fn produce_epoch(engine: &Engine, start: Position, tx: &SyncSender<Msg>, stop: &AtomicBool, stats: &Mutex<Stats>) -> Result<()> {
+fn produce_epoch(engine: &Engine, start: Position, tx: &SyncSender<Msg>, stop: &Cancel, stats: &Mutex<Stats>) -> Result<()> {
     let epoch = start.epoch;
-    let tokenizing = engine.opts.tokenizing(&engine.tokenizer)?;
+    // Stopping the producer also stops a source waiting on a long read.
+    let tokenizing = engine.opts.tokenizing(&engine.tokenizer, stop)?;
     let want = Want { shard: engine.opts.shard(), shuffle: engine.shape.shuffle.then_some((engine.opts.seed, epoch)), word_ids: engine.seq.word_starts };
     let mut source = engine.corpus.open(&tokenizing, want);
     source.seek(start.window.doc)?;
@@ -188,7 +189,7 @@ fn produce_epoch(engine: &Engine, start: Position, tx: &SyncSender<Msg>, stop: &
                 s.target_tokens += data.targets as u64;
             }
             let after = Position { epoch, window, batch_in_window: j + 1, batches_done };
-            if tx.send(Msg::Batch(data, after)).is_err() || stop.load(Ordering::Relaxed) {
+            if tx.send(Msg::Batch(data, after)).is_err() || stop.is_cancelled() {
                 return Ok(());
             }
         }

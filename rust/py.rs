@@ -1,20 +1,25 @@
 //! The Python binding `distilx._native` — the only file that knows PyO3.
 //!
 //! Inputs are converted to owned Rust values, long work runs with the GIL released (`py.detach`),
-//! waits poll in short slices so Ctrl-C (`py.check_signals`) is honoured, batch arrays are handed
-//! to NumPy without copying (`PyArray::from_vec` takes ownership of the Rust buffer), and every
-//! Rust error becomes the matching Python exception. A panic is caught at this boundary.
+//! waits poll in short slices so Ctrl-C (`py.check_signals`) is honoured — the stream's waits for a
+//! batch, and the long calls (construction with its passes, count_batches, count_tokens,
+//! build_cache, cache_info), which run on a helper thread and are cancelled on Ctrl-C
+//! ([`interruptible`]) —, batch arrays are handed to NumPy without copying (`PyArray::from_vec`
+//! takes ownership of the Rust buffer), and every Rust error becomes the matching Python exception.
+//! A panic is caught at this boundary.
 
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
-use pyo3::exceptions::{PyAttributeError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyIterator, PyList, PyString};
 
 use crate::cache::Cache;
+use crate::cancel::Cancel;
 use crate::corpus::{DocPos, Feed, FeedPass};
 use crate::error::Error;
 use crate::options::{StreamOptions, Value};
@@ -31,17 +36,59 @@ fn to_py(e: Error) -> PyErr {
         Error::NotFound(_) => PyFileNotFoundError::new_err(msg),
         Error::PermissionDenied(_) => PyPermissionError::new_err(msg),
         Error::Io { .. } => PyOSError::new_err(msg),
+        Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
         _ => PyValueError::new_err(msg),
     }
 }
 
-/// Run `f` without the GIL, turning a panic into a Python exception instead of an abort.
-fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
-    let out = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+/// How often a thread waiting on Rust work checks for Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// The outcome of Rust work run under `catch_unwind`: its error as the Python exception, a panic as
+/// a RuntimeError instead of an abort.
+fn completed<T>(out: std::thread::Result<crate::Result<T>>) -> PyResult<T> {
     match out {
         Ok(r) => r.map_err(to_py),
         Err(_) => Err(PyRuntimeError::new_err("internal error in distilx's Rust core (please report it with the input that caused it)")),
     }
+}
+
+/// Run `f` without the GIL (short work: it is not interruptible).
+fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    completed(py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))))
+}
+
+/// Run long work on a helper thread while this (the caller's) thread waits without the GIL and
+/// checks for Ctrl-C every [`SIGNAL_POLL`]. On a signal the work's [`Cancel`] is set, the work stops
+/// at its next check (within milliseconds: the passes check per round of documents and per MiB
+/// read), and the signal's exception (KeyboardInterrupt) is raised once it has stopped.
+fn interruptible<T: Send>(py: Python<'_>, work: impl FnOnce(&Cancel) -> crate::Result<T> + Send) -> PyResult<T> {
+    let cancel = Cancel::new();
+    std::thread::scope(|scope| {
+        let (tx, mut rx) = sync_channel(1);
+        let token = &cancel;
+        std::thread::Builder::new()
+            .name("distilx-call".into())
+            .spawn_scoped(scope, move || {
+                let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(token))));
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread for distilx's Rust core: {e}")))?;
+        loop {
+            let (got, back) = py.detach(move || (rx.recv_timeout(SIGNAL_POLL), rx));
+            rx = back;
+            match got {
+                Ok(out) => return completed(out),
+                Err(RecvTimeoutError::Disconnected) => return completed(Err(Box::new("the work thread ended without a result"))),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(signal) = py.check_signals() {
+                        cancel.cancel();
+                        py.detach(move || drop(rx.recv()));
+                        return Err(signal);
+                    }
+                }
+            }
+        }
+    })
 }
 
 #[pyclass(name = "Tokenizer", module = "distilx._native", frozen)]
@@ -385,12 +432,12 @@ impl PyStream {
         let opts = options.inner.clone();
         let counts = token_counts.map(|c| c.as_array().to_vec());
         let inputs = to_inputs(files);
-        let stream = detached(py, move || {
+        let stream = interruptible(py, move |cancel| {
             let corpus = match cache {
-                Some(p) => Corpus::Cache(Arc::new(Cache::open(&p, Some(&tok), true)?)),
+                Some(p) => Corpus::Cache(Arc::new(Cache::open(&p, Some(&tok), true, cancel)?)),
                 None => Corpus::inputs(inputs)?,
             };
-            Stream::new(corpus, tok, opts, counts)
+            Stream::new(corpus, tok, opts, counts, cancel)
         })?;
         Ok(PyStream { inner: Mutex::new(stream) })
     }
@@ -448,7 +495,7 @@ impl PyStream {
     }
 
     fn count_batches(&self, py: Python<'_>) -> PyResult<u64> {
-        detached(py, || lock(&self.inner).count_batches())
+        interruptible(py, |cancel| lock(&self.inner).count_batches(cancel))
     }
 
     fn files(&self) -> Vec<PathBuf> {
@@ -487,7 +534,7 @@ fn count_tokens<'py>(py: Python<'py>, files: Vec<PyInput<'py>>, tokenizer: &PyTo
     let opts = PyStreamOptions::or_default(options);
     let tok = tokenizer.inner.clone();
     let inputs = to_inputs(files);
-    let counts = detached(py, move || passes::count_tokens(&Corpus::inputs(inputs)?, &opts.tokenizing(&tok)?))?;
+    let counts = interruptible(py, move |cancel| passes::count_tokens(&Corpus::inputs(inputs)?, &opts.tokenizing(&tok, cancel)?))?;
     Ok(PyArray1::from_vec(py, counts))
 }
 
@@ -506,7 +553,7 @@ fn build_cache<'py>(
     let opts = PyStreamOptions::or_default(options);
     let tok = tokenizer.inner.clone();
     let inputs = to_inputs(files);
-    let r = detached(py, move || passes::build_cache(&Corpus::inputs(inputs)?, &opts.tokenizing(&tok)?, &path, word_starts))?;
+    let r = interruptible(py, move |cancel| passes::build_cache(&Corpus::inputs(inputs)?, &opts.tokenizing(&tok, cancel)?, &path, word_starts))?;
     let d = PyDict::new(py);
     for (k, v) in r.read.items().into_iter().chain([("documents", r.documents), ("tokens", r.tokens)]) {
         d.set_item(k, v)?;
@@ -519,7 +566,7 @@ fn build_cache<'py>(
 #[pyo3(signature = (path, tokenizer=None))]
 fn cache_info<'py>(py: Python<'py>, path: PathBuf, tokenizer: Option<&PyTokenizer>) -> PyResult<Bound<'py, PyDict>> {
     let tok = tokenizer.map(|t| t.inner.clone());
-    let c = detached(py, move || Cache::open(&path, tok.as_deref(), true))?;
+    let c = interruptible(py, move |cancel| Cache::open(&path, tok.as_deref(), true, cancel))?;
     let d = PyDict::new(py);
     d.set_item("documents", c.num_documents())?;
     d.set_item("tokens", c.num_tokens)?;

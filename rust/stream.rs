@@ -7,12 +7,12 @@
 //! (`crate::passes::count_rows`) gives each rank's row count, and every rank stops after the
 //! minimum over ranks of its full batches.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::masking::{MaskedBatch, Masker, Mode};
 use crate::options::StreamOptions;
@@ -38,7 +38,7 @@ pub struct Stream {
     pos: Position,
     rx: Option<Receiver<Msg>>,
     handle: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    stop: Cancel,
     /// The process that started the producer (a forked child must start its own).
     owner_pid: u32,
     stats: Arc<Mutex<Stats>>,
@@ -49,8 +49,9 @@ pub struct Stream {
 impl Stream {
     /// A stream over `corpus` with `opts` (validated here). Frequency masking uses `token_counts`
     /// when given, else counts the corpus now — through the same source and reading options the
-    /// stream reads with, so the table describes exactly the documents it will see.
-    pub fn new(corpus: Corpus, tokenizer: Arc<Tokenizer>, opts: StreamOptions, token_counts: Option<Vec<u64>>) -> Result<Self> {
+    /// stream reads with, so the table describes exactly the documents it will see. The passes run
+    /// here (token counts, the per-rank row count) stop with `Error::Interrupted` once `cancel` is set.
+    pub fn new(corpus: Corpus, tokenizer: Arc<Tokenizer>, opts: StreamOptions, token_counts: Option<Vec<u64>>, cancel: &Cancel) -> Result<Self> {
         opts.validate()?;
         corpus.check(&opts.read())?;
         let seq = opts.seq(&tokenizer)?;
@@ -63,7 +64,7 @@ impl Stream {
             }
         }
         let token_counts = match (opts.masking, token_counts) {
-            (Mode::Frequency, None) => Some(passes::count_tokens(&corpus, &opts.tokenizing(&tokenizer)?)?),
+            (Mode::Frequency, None) => Some(passes::count_tokens(&corpus, &opts.tokenizing(&tokenizer, cancel)?)?),
             (Mode::Frequency, given) => given,
             _ => None,
         };
@@ -72,7 +73,7 @@ impl Stream {
         let mut engine = Engine { corpus, tokenizer: tokenizer.clone(), masker, seq, shape: opts.shape(), opts: opts.clone(), limit: None };
         let mut known_batches = None;
         if opts.world_size > 1 {
-            let counts = passes::count_rows(&engine.corpus, &opts.tokenizing(&tokenizer)?, &engine.seq, opts.world_size)?;
+            let counts = passes::count_rows(&engine.corpus, &opts.tokenizing(&tokenizer, cancel)?, &engine.seq, opts.world_size)?;
             let limit = counts.iter().min().copied().unwrap_or(0) / opts.batch_size as u64;
             if limit == 0 {
                 return Err(Error::InvalidInput(format!(
@@ -88,14 +89,14 @@ impl Stream {
             pos: Position::default(),
             rx: None,
             handle: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Cancel::new(),
             owner_pid: std::process::id(),
             stats: Arc::new(Mutex::new(Stats::default())),
             known_batches,
         };
         if matches!(stream.engine.corpus, Corpus::Cache(_)) {
             // Cheap from a cache (no tokenization), and the same every epoch.
-            stream.count_batches()?;
+            stream.count_batches(cancel)?;
         }
         Ok(stream)
     }
@@ -124,13 +125,14 @@ impl Stream {
         self.known_batches
     }
 
-    /// Run the counting pass now (tokenizes the corpus once) and remember the result.
-    pub fn count_batches(&mut self) -> Result<u64> {
+    /// Run the counting pass now (tokenizes the corpus once; stops when `cancel` is set) and
+    /// remember the result.
+    pub fn count_batches(&mut self, cancel: &Cancel) -> Result<u64> {
         if let Some(n) = self.known_batches {
             return Ok(n);
         }
         let e = &self.engine;
-        let rows = passes::count_rows(&e.corpus, &e.opts.tokenizing(&e.tokenizer)?, &e.seq, 1)?[0];
+        let rows = passes::count_rows(&e.corpus, &e.opts.tokenizing(&e.tokenizer, cancel)?, &e.seq, 1)?[0];
         let b = e.shape.batch_size as u64;
         // Exact for the fixed windows of a single rank: every window but the last is full.
         let n = if e.shape.drop_last { rows / b } else { rows.div_ceil(b) };
@@ -152,16 +154,16 @@ impl Stream {
             // Leak the handles instead of touching them.
             std::mem::forget(self.rx.take());
             std::mem::forget(self.handle.take());
-            self.stop = Arc::new(AtomicBool::new(false));
+            self.stop = Cancel::new();
             self.owner_pid = std::process::id();
             return;
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.cancel();
         drop(self.rx.take()); // unblocks a producer waiting on a full queue
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        self.stop = Arc::new(AtomicBool::new(false));
+        self.stop = Cancel::new();
     }
 
     fn ensure_producer(&mut self) -> Result<()> {
@@ -290,8 +292,8 @@ mod tests {
         let dir = tmpdir("stream-resume");
         let (tok, inputs) = (tokenizer(&dir), corpus(&dir));
         let cache = dir.join("c.dxc");
-        build_cache(&Corpus::files(&inputs).unwrap(), &small().tokenizing(&tok).unwrap(), &cache, true).unwrap();
-        let open_cache = || Corpus::Cache(Arc::new(Cache::open(&cache, Some(&tok), true).unwrap()));
+        build_cache(&Corpus::files(&inputs).unwrap(), &small().tokenizing(&tok, &Cancel::new()).unwrap(), &cache, true).unwrap();
+        let open_cache = || Corpus::Cache(Arc::new(Cache::open(&cache, Some(&tok), true, &Cancel::new()).unwrap()));
         let variants: Vec<(&str, StreamOptions, bool)> = vec![
             ("chunks", small(), false),
             ("packing", StreamOptions { packing: true, ..small() }, false),
@@ -302,7 +304,7 @@ mod tests {
         for (name, opts, from_cache) in variants {
             let make = || {
                 let corpus = if from_cache { open_cache() } else { Corpus::files(&inputs).unwrap() };
-                Stream::new(corpus, tok.clone(), opts.clone(), None).unwrap()
+                Stream::new(corpus, tok.clone(), opts.clone(), None, &Cancel::new()).unwrap()
             };
             let full = epoch(&mut make());
             assert!(full.len() > 12, "{name}: {} batches", full.len());
@@ -322,7 +324,7 @@ mod tests {
         let (tok, inputs) = (tokenizer(&dir), corpus(&dir));
         let run = |num_threads, prefetch| {
             let opts = StreamOptions { num_threads: Some(num_threads), prefetch, ..small() };
-            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts, None).unwrap();
+            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts, None, &Cancel::new()).unwrap();
             (epoch(&mut s), epoch(&mut s))
         };
         let (a0, a1) = run(1, 1);
@@ -352,10 +354,10 @@ mod tests {
         let docs: Vec<String> = documents(300, 2).iter().map(|d| d.split(' ').take(10).collect::<Vec<_>>().join(" ")).collect();
         let inputs = vec![write_lines(&dir, "d.txt", &docs)];
         let opts = StreamOptions { seq_len: 32, batch_size: 5, min_seq_len: 0, drop_last: false, ..StreamOptions::default() };
-        let mut all = rows(&epoch(&mut Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts.clone(), None).unwrap()), 32);
+        let mut all = rows(&epoch(&mut Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts.clone(), None, &Cancel::new()).unwrap()), 32);
         let mut seen: Vec<Vec<i64>> = Vec::new();
         for rank in 0..3 {
-            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), StreamOptions { rank, world_size: 3, ..opts.clone() }, None).unwrap();
+            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), StreamOptions { rank, world_size: 3, ..opts.clone() }, None, &Cancel::new()).unwrap();
             let batches = epoch(&mut s);
             assert_eq!((batches.len() as u64, s.batches_per_epoch()), (20, Some(20)), "rank {rank}");
             seen.extend(rows(&batches, 32));
@@ -374,7 +376,7 @@ mod tests {
         let inputs = vec![write_lines(&dir, "d.txt", &docs)];
         let limit = 120;
         let opts = StreamOptions { masking: Mode::Frequency, max_document_bytes: limit, world_size: 2, rank: 1, ..small() };
-        let s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts, None).unwrap();
+        let s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts, None, &Cancel::new()).unwrap();
         // Reference: every document the reader keeps (lines up to the byte limit), all ranks.
         let mut want = vec![0u64; tok.vocab_size as usize];
         let kept: Vec<&String> = docs.iter().filter(|d| d.len() <= limit).collect();

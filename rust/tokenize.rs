@@ -55,6 +55,9 @@ pub struct Tokenizer {
     vocab: std::collections::HashMap<String, u32>,
 }
 
+/// Ids must lie below this: per-id tables stay under a few hundred MB.
+pub const MAX_VOCAB_SIZE: u32 = 1 << 24;
+
 fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     String::from_utf8(bytes).map_err(|_| Error::InvalidTokenizer(format!("{} is not UTF-8 text", path.display())))
@@ -158,7 +161,16 @@ impl Tokenizer {
         // Whichever backend encodes, specials and words are the file's.
         let specials = specials::resolve(&Declarations { source: &file, json: &json, hf: &hf, vocab: &vocab })?;
         let max_id = vocab.values().copied().max().unwrap_or(0);
-        let vocab_size = (hf.get_vocab_size(true) as u32).max(max_id + 1);
+        let vocab_size = (hf.get_vocab_size(true) as u32).max(max_id.saturating_add(1));
+        if vocab_size > MAX_VOCAB_SIZE {
+            // The engine keeps tables of one entry per id (counts, weights, flags): an id of 4e9
+            // would ask for tens of GB before the first batch.
+            let (token, id) = vocab.iter().max_by_key(|(_, &id)| id).map(|(t, &id)| (t.as_str(), id)).unwrap_or(("", 0));
+            return Err(Error::InvalidTokenizer(format!(
+                "{} gives token {token:?} the id {id}; distilx supports ids below {MAX_VOCAB_SIZE} (2^24, far above any real vocabulary); \
+                 renumber the vocabulary densely from 0",
+                file.display())));
+        }
         let words = WordRule::new(&json, &hf, vocab_size);
         let fast = match backend {
             Backend::Hf => None,
@@ -229,10 +241,8 @@ impl Tokenizer {
 
 /// A thread pool for the engine's work; `None` = one thread per available core.
 pub fn thread_pool(num_threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    crate::options::check_num_threads(num_threads)?;
     let n = num_threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    if n == 0 {
-        return Err(Error::InvalidConfig("num_threads must be >= 1 (or None for one per core)".into()));
-    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("distilx-{i}"))

@@ -1,10 +1,13 @@
 """Shared set-up for the pipeline tests: a tiny BERT teacher with the real bert-base-uncased
-vocabulary (random weights, so a step costs milliseconds) and a slice of the real English corpus."""
+vocabulary (random weights, so a step costs milliseconds), a slice of the real English corpus, a padded
+batch of real English text tokenized by the reference `tokenizers` library, the logits comparison, and
+the config of a cheap CPU run."""
 
 import shutil
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer as HFTokenizer
 from transformers import BertConfig, BertForMaskedLM
 
 from distilx import TrainConfig, assets
@@ -86,3 +89,26 @@ def classification_config(teacher, train_file, heldout_file, out, /, **kw) -> Tr
                 tensorboard=False, seed=7, device="cpu")
     base.update(kw)
     return TrainConfig(**base)
+
+
+def english_batch(tokenizer_json, lines, n=6):
+    """Real English sentences tokenized by the reference `tokenizers` library, padded per batch."""
+    tok = HFTokenizer.from_file(str(tokenizer_json))
+    tok.no_truncation()
+    tok.enable_truncation(max_length=48)
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    texts = [line for line in lines if len(line) > 300][:n - 1] + [next(line for line in lines if 40 < len(line) < 90)]
+    enc = tok.encode_batch(texts)
+    ids = torch.tensor([e.ids for e in enc])
+    mask = torch.tensor([e.attention_mask for e in enc])
+    assert (mask == 0).any(), "the batch should contain padding"
+    return ids, mask
+
+
+def max_logit_diff(teacher, student, ids, mask):
+    teacher.eval(), student.eval()
+    with torch.no_grad():
+        t = teacher(input_ids=ids, attention_mask=mask).logits
+        s = student(input_ids=ids, attention_mask=mask).logits
+    real = mask.bool()
+    return (t[real] - s[real]).abs().max().item()

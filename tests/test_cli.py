@@ -142,14 +142,22 @@ def test_os_errors_are_one_line_messages(tmp_path, capsys):
 
 
 def test_a_teacher_of_an_unsupported_kind_is_a_one_line_error(tmp_path, capsys):
-    from distilx.models import init_student, load_teacher
+    from transformers import AlbertConfig, AlbertForMaskedLM, BertConfig, BertForSequenceClassification
 
     teacher = make_tiny_teacher(tmp_path / "teacher")
-    init_student(load_teacher(teacher), n_layers=2).save_pretrained(tmp_path / "distilbert")  # not a teacher (yet)
+    small = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48)
+    # ALBERT shares one layer across depth (no layer stack to keep); a classifier has no MLM head
+    AlbertForMaskedLM(AlbertConfig(embedding_size=16, **small)).save_pretrained(tmp_path / "albert")
+    BertForSequenceClassification(BertConfig(**small)).save_pretrained(tmp_path / "classifier")
     train_file, _ = corpus_slice(tmp_path)
     capsys.readouterr()  # transformers' own progress bars while saving
-    assert main(["train", "--teacher", str(tmp_path / "distilbert"), "--tokenizer", str(teacher),
-                 "--train-files", str(train_file), "--output-dir", str(tmp_path / "o"), "--max-steps", "1"]) == 2
-    err = capsys.readouterr().err
-    assert "BertForMaskedLM or RobertaForMaskedLM" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    for folder, what, needed in (
+            ("albert", "unsupported model AlbertForMaskedLM (model_type 'albert')", "model types ['bert', "),
+            ("classifier", "holds a BertForSequenceClassification, whose head is not a masked-LM head",
+             "a folder saved from a …ForMaskedLM")):
+        assert main(["train", "--teacher", str(tmp_path / folder), "--tokenizer", str(teacher),
+                     "--train-files", str(train_file), "--output-dir", str(tmp_path / f"run-{folder}"),
+                     "--max-steps", "1"]) == 2
+        err = capsys.readouterr().err
+        assert what in err and needed in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -83,6 +83,24 @@ def test_a_fresh_run_never_mixes_with_an_earlier_run(tiny_run_inputs, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_a_run_that_wrote_nothing_does_not_block_a_corrected_retry(tiny_run_inputs, tmp_path):
+    """A run that failed before writing anything (here: a teacher path with a typo) left only its marker;
+    before, the corrected retry into the same folder was refused as "another distilx run" and needed
+    --overwrite-output-dir or --resume. Foreign files still refuse the folder."""
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError):
+        train(config_for(tiny_run_inputs, out, teacher=str(tmp_path / "no-such-teacher")))
+    assert json.loads((out / MARKER).read_text())["files"] == []
+    result = train(config_for(tiny_run_inputs, out, max_steps=2))
+    assert result.steps == 2
+    with pytest.raises(FileNotFoundError):
+        train(config_for(tiny_run_inputs, tmp_path / "other", teacher=str(tmp_path / "no-such-teacher")))
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="files distilx did not write"):
+        train(config_for(tiny_run_inputs, tmp_path / "other", max_steps=2))
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
 def test_foreign_files_are_refused_and_never_deleted(tiny_run_inputs, tmp_path):
     """main: an unrelated folder as output_dir: distilx deleted user files in checkpoints/step-00000001/
     and a step-99999999.tmp-1/ folder, overwrote config.json and model.safetensors, and pruned all of

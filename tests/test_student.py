@@ -5,11 +5,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer as HFTokenizer
 from transformers import (AutoModelForMaskedLM, BertConfig, BertForMaskedLM, DistilBertForMaskedLM,
                           RobertaConfig, RobertaForMaskedLM)
 
 from distilx.models import check_vocab, init_student, load_teacher, student_layer_indices
+from pipeline_helpers import english_batch, max_logit_diff
 
 
 @pytest.fixture(scope="module")
@@ -17,35 +17,12 @@ def minilm(minilm_dir):
     torch.manual_seed(0)  # MiniLM ships no MLM head: its head is freshly initialised (seeded)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_teacher(minilm_dir)
+        return load_teacher(minilm_dir, require_mlm_head=False)
 
 
 @pytest.fixture(scope="module")
 def rxnfp(rxnfp_dir):
     return load_teacher(rxnfp_dir)
-
-
-def english_batch(tokenizer_json, lines, n=6):
-    """Real English sentences tokenized by the reference `tokenizers` library, padded per batch."""
-    tok = HFTokenizer.from_file(str(tokenizer_json))
-    tok.no_truncation()
-    tok.enable_truncation(max_length=48)
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")
-    texts = [line for line in lines if len(line) > 300][:n - 1] + [next(line for line in lines if 40 < len(line) < 90)]
-    enc = tok.encode_batch(texts)
-    ids = torch.tensor([e.ids for e in enc])
-    mask = torch.tensor([e.attention_mask for e in enc])
-    assert (mask == 0).any(), "the batch should contain padding"
-    return ids, mask
-
-
-def max_logit_diff(teacher, student, ids, mask):
-    teacher.eval(), student.eval()
-    with torch.no_grad():
-        t = teacher(input_ids=ids, attention_mask=mask).logits
-        s = student(input_ids=ids, attention_mask=mask).logits
-    real = mask.bool()
-    return (t[real] - s[real]).abs().max().item()
 
 
 def test_layer_indices_match_the_reference_rule():
@@ -77,6 +54,18 @@ def test_all_layers_kept_reproduces_teacher_logits_rxnfp(rxnfp):
     ids[:, 0], mask = 12, torch.ones_like(ids)  # [CLS] of the rxnfp vocabulary
     mask[2, 25:] = 0
     assert max_logit_diff(rxnfp, student, ids, mask) < 1e-4
+
+
+def test_same_class_option_gives_a_shallower_bert(minilm, rxnfp, tokenizer_json, english_lines):
+    full = init_student(minilm, n_layers=6, student_class="same")
+    assert type(full) is BertForMaskedLM and full.config.num_hidden_layers == 6
+    ids, mask = english_batch(tokenizer_json, english_lines)
+    assert max_logit_diff(minilm, full, ids, mask) < 1e-4
+    half = init_student(rxnfp, n_layers=6, student_class="same")  # trained MLM head
+    assert type(half) is BertForMaskedLM and half.config.num_hidden_layers == 6
+    for s_layer, t_index in zip(half.bert.encoder.layer, [0, 2, 4, 7, 9, 11]):
+        assert torch.equal(s_layer.attention.self.query.weight, rxnfp.bert.encoder.layer[t_index].attention.self.query.weight)
+    assert torch.equal(half.cls.predictions.transform.dense.weight, rxnfp.cls.predictions.transform.dense.weight)
 
 
 def test_half_depth_copies_the_chosen_layers(rxnfp):
@@ -140,8 +129,16 @@ def test_roberta_teacher_gives_roberta_student():
 
 
 def test_unsupported_teacher_and_bad_layers_raise(rxnfp):
-    with pytest.raises(TypeError, match="BertForMaskedLM or RobertaForMaskedLM"):
-        init_student(init_student(rxnfp, n_layers=2))  # a DistilBERT is not a supported teacher
+    from transformers import AlbertConfig, AlbertForMaskedLM
+
+    albert = AlbertForMaskedLM(AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=2, intermediate_size=48))
+    with pytest.raises(TypeError, match=r"model types \['bert', .*'roberta'"):
+        init_student(albert)  # one layer shared across depth: no stack of layers to keep
+    shallower = init_student(init_student(rxnfp, n_layers=4), n_layers=2)  # a DistilBERT teacher: shallower DistilBERT
+    assert isinstance(shallower, DistilBertForMaskedLM) and shallower.config.n_layers == 2
+    with pytest.raises(ValueError, match="student_class"):
+        init_student(rxnfp, student_class="distilroberta")
     with pytest.raises(ValueError, match="layers"):
         init_student(rxnfp, layers=[0, 12])
     with pytest.raises(ValueError, match="disagrees"):

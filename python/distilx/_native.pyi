@@ -1,9 +1,11 @@
 """Stubs for `distilx._native`, the Rust data engine (PyO3, abi3).
 
 Use it through `distilx.data` (`distilx.MaskedLMStream`, `distilx.encode`, `distilx.Tokenizer`,
-`distilx.build_cache`). Every long call releases the GIL and honours Ctrl-C. Errors: a missing path
-raises FileNotFoundError, an unreadable one PermissionError, other I/O failures OSError, and bad
-options, bad data, a bad tokenizer or a corrupt cache ValueError — each message says what to fix.
+`distilx.build_cache`). Every long call releases the GIL; a stream's waits and the corpus passes
+(construction, `count_batches`, `count_tokens`, `build_cache`, `cache_info`) stop on Ctrl-C with
+KeyboardInterrupt. Errors: a missing path raises FileNotFoundError, an unreadable one
+PermissionError, other I/O failures OSError, and bad options, bad data, a bad tokenizer or a corrupt
+cache ValueError — each message says what to fix (docs/data.md, "Limits and failure behaviour").
 """
 
 from os import PathLike

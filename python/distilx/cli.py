@@ -32,7 +32,7 @@ def _train_parser(sub) -> None:
     from .config import TrainConfig, default_text
 
     p = sub.add_parser("train", help="distil a teacher into a student (every TrainConfig field is a flag)",
-                       description="Distil a BERT-family teacher into a shallower student. Flags override "
+                       description="Distil a masked-LM teacher into a shallower student. Flags override "
                                    "the --config file; the fields are listed in docs/config.md.")
     p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
@@ -51,7 +51,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from .tasks import TASKS
 
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="distilx", description="Distil BERT-family masked-LM teachers.")
+    parser = argparse.ArgumentParser(prog="distilx", description="Distil masked-LM teachers into shallower students.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
 

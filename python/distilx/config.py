@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .models.defaults import STUDENT_CLASSES
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
 from .tasks import TASKS
 
@@ -50,8 +51,10 @@ class TrainConfig:
     task: str = knob("masked-lm", "'masked-lm': pre-training distillation of a masked-LM teacher on raw text; "
                      "'sequence-classification': a fine-tuned …ForSequenceClassification teacher on labelled "
                      ".jsonl/.csv examples (docs/tasks.md)", choices=TASKS)
-    teacher: str = knob("", "folder of the teacher (config.json + weights): a BERT / RoBERTa masked-LM model, or "
-                        "a fine-tuned classifier for task sequence-classification")
+    teacher: str = knob("", "folder of a masked-LM teacher (config.json + weights with the MLM head): BERT, RoBERTa, "
+                        "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
+                        "encoder with one layer stack (docs/pipeline.md); for task sequence-classification a fine-tuned "
+                        "…ForSequenceClassification (docs/tasks.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
     train_files: list[str] = knob([], "masked-lm: the corpus, files, folders or globs (.txt/.jsonl, .parquet, .arrow, "
                                   "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files")
@@ -66,6 +69,10 @@ class TrainConfig:
     student_layers: int | None = knob(None, "layers to keep; None = half the teacher's (rounded up)",
                                       valid=AT_LEAST_ONE)
     student_layer_indices: list[int] | None = knob(None, "explicit teacher layers to copy (overrides student_layers)")
+    student_class: str = knob("auto", "'auto': a BERT teacher gives a DistilBertForMaskedLM (the recipe), every other "
+                              "architecture its own class with fewer layers; 'same': the teacher's own class for BERT "
+                              "too (a shallower BertForMaskedLM); task sequence-classification: always the teacher's own "
+                              "classifier class", choices=STUDENT_CLASSES)
     student_init: str = knob("teacher", "'teacher' copies the kept teacher layers; 'random': same shape, fresh "
                              "weights (the ablation)", choices=("teacher", "random"))
     student: str | None = knob(None, "a pre-trained student folder to distil into instead of one initialised from "

@@ -68,7 +68,7 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no trained MLM head": that is what we fit here
-        teacher = load_teacher(minilm)
+        teacher = load_teacher(minilm, require_mlm_head=False)
     teacher.requires_grad_(False).eval()
     adapter = adapter_for(teacher)
     head = teacher.cls.predictions

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import IGNORE_INDEX
-from .models import adapter_for, load_teacher
+from .models import adapter_for, check_vocab, load_teacher
 
 __all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for"]
 
@@ -114,6 +114,8 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     device = torch.device(device)
     teacher, student = _load_model(teacher), _load_model(student)
     t_adapter, s_adapter = adapter_for(teacher), adapter_for(student)
+    check_vocab(teacher, tokenizer)
+    check_vocab(student, tokenizer)
     was_training = student.training
     teacher.eval().to(device)
     student.eval().to(device)

@@ -2,7 +2,8 @@
 
 - `check_positions`: seq_len must fit the position table of the teacher and of the student, or
   the run dies on a tensor-size error at the first long batch. RoBERTa-style models number
-  positions from padding_idx + 1, so their 514 rows hold 512 tokens (the adapter table knows).
+  positions from padding_idx + 1, so their 514 rows hold 512 tokens (the adapter table knows);
+  rotary-position models are held to the length they were built for.
 - `check_eval_input`: the held-out files must give at least one batch, or the run trains for
   hours and then fails at the final evaluation.
 - `training_batches`: if the corpus gives no batch, the engine's error names the flag.
@@ -21,10 +22,14 @@ __all__ = ["usable_positions", "check_positions", "check_eval_input", "training_
 
 
 def usable_positions(model: nn.Module) -> int:
-    """The longest sequence `model` (any head) can embed: its position table minus the rows its
-    architecture reserves (models/adapters.py)."""
+    """The longest sequence `model` (any head) can embed: its position table minus the rows its architecture
+    reserves (models/adapters.py); without a table (rotary or relative positions: ModernBERT, EuroBERT,
+    DeBERTa without position_biased_input) the length it was built for, max_position_embeddings."""
     adapter = encoder_adapter(model)
-    return adapter.embeddings(model).position_embeddings.num_embeddings - adapter.reserved_positions(model)
+    table = getattr(adapter.embeddings(model), "position_embeddings", None)
+    if not isinstance(table, nn.Embedding):
+        return model.config.max_position_embeddings
+    return table.num_embeddings - adapter.reserved_positions(model)
 
 
 def check_positions(seq_len: int, **models: nn.Module) -> None:

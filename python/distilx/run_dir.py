@@ -11,7 +11,8 @@ distilx keeps two files of its own in the output folder:
 - never the teacher's or the tokenizer's folder (compared as files: symlinks and relative paths
   do not hide it);
 - a folder locked by a live process: refused at once;
-- a new or empty folder: claimed by a fresh run (new run id);
+- a new or empty folder, or one whose earlier run wrote nothing (it failed before its first output):
+  claimed by a fresh run (new run id);
 - a folder holding a distilx run: `resume` continues it (same run id); a fresh run is refused
   unless `overwrite`, which deletes exactly the paths that run recorded (its checkpoints by their
   owner.json) and nothing else;
@@ -176,6 +177,13 @@ class RunFolder:
         fd = _lock(path)
         try:
             marker = _read_marker(path)  # again, now that nobody else can change it
+            if marker is not None and not resume and not _recorded(marker):
+                # an earlier run that stopped before writing anything (e.g. a bad teacher path) owns
+                # nothing: its folder is as good as empty, so a corrected retry needs no flag
+                foreign = _foreign_entries(path)
+                if foreign:
+                    raise OutputDirError(cls._foreign_message(path, foreign))
+                marker = None
             if marker is not None and resume:
                 return cls(path, marker["run_id"], marker.get("created", "?"), set(marker["files"]), fd)
             if marker is not None:

@@ -167,8 +167,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         raise ValueError("train_files is empty: give the corpus (files, folders or globs) or, for task "
                          "sequence-classification, the labelled .jsonl/.csv files")
     if teacher is None and not config.teacher:
-        raise ValueError("no teacher: set `teacher` to a folder with a BERT/RoBERTa masked-LM checkpoint (or a "
-                         "fine-tuned classifier for task sequence-classification)")
+        raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
+                         "architectures: docs/pipeline.md), or a fine-tuned classifier for task sequence-classification")
     env = setup_distributed(config.device)
     precision = _resolve_precision(config, env)
     output_dir = Path(config.output_dir)

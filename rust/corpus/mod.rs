@@ -1,5 +1,6 @@
 //! Corpus discovery and document reading: files, directories and globs, expanded into an ordered
-//! list of [`CorpusFile`]s, then read document by document by a [`DocReader`].
+//! list of [`CorpusFile`]s ([`discover`]: links followed once, each file once, regular files only),
+//! then read document by document by a [`DocReader`].
 //!
 //! Each file format is one module implementing [`FileReader`] plus one arm in [`open_at`]: [`lines`]
 //! reads `.txt` (one document per line, or blank-line separated paragraphs) and `.jsonl` (a
@@ -11,17 +12,20 @@
 //! index. Seeking to a `DocPos` resumes reading exactly there.
 
 mod arrow;
+mod discover;
 mod feed;
 mod lines;
 mod parquet;
 mod rows;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+pub use discover::expand_inputs;
 pub use feed::{Feed, FeedPass};
+
+use crate::cancel::Cancel;
+use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -83,65 +87,11 @@ impl CorpusFile {
 /// Extensions picked up when a directory is given (files given by name are taken whatever their name).
 const DIR_EXTENSIONS: [&str; 7] = [".txt", ".jsonl", ".json", ".ndjson", ".text", ".parquet", ".arrow"];
 
+/// Whether a file met in a directory walk is a corpus file (by its extensions).
 fn wanted_in_dir(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
     let base = name.strip_suffix(".gz").or_else(|| name.strip_suffix(".zst")).or_else(|| name.strip_suffix(".zstd")).unwrap_or(&name);
     DIR_EXTENSIONS.iter().any(|e| base.ends_with(e))
-}
-
-fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk_dir(&p, out)?;
-        } else if wanted_in_dir(&p) {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-/// Expand files, directories (recursively, sorted, known extensions) and glob patterns into the
-/// ordered list of corpus files. Every file is opened once here so a missing or unreadable path
-/// fails now, with its name, rather than mid-epoch.
-pub fn expand_inputs(inputs: &[String]) -> Result<Vec<CorpusFile>> {
-    if inputs.is_empty() {
-        return Err(Error::InvalidInput("no input files were given (pass a file, a directory or a glob)".into()));
-    }
-    let mut paths = Vec::new();
-    for input in inputs {
-        let p = Path::new(input);
-        if p.exists() {
-            if p.is_dir() {
-                let before = paths.len();
-                walk_dir(p, &mut paths)?;
-                if paths.len() == before {
-                    return Err(Error::InvalidInput(format!(
-                        "directory {input} holds no .txt/.jsonl (optionally .gz/.zst), .parquet or .arrow files; pass the files explicitly")));
-                }
-            } else {
-                paths.push(p.to_path_buf());
-            }
-        } else if input.contains(['*', '?', '[']) {
-            let pattern = glob::glob(input).map_err(|e| Error::InvalidInput(format!("bad glob pattern {input:?}: {e}")))?;
-            let mut found: Vec<PathBuf> = pattern.filter_map(|r| r.ok()).filter(|p| p.is_file()).collect();
-            if found.is_empty() {
-                return Err(Error::NotFound(PathBuf::from(input)));
-            }
-            found.sort();
-            paths.extend(found);
-        } else {
-            return Err(Error::NotFound(p.to_path_buf()));
-        }
-    }
-    for p in &paths {
-        File::open(p).map_err(|e| Error::io(p, e))?;
-    }
-    Ok(paths.into_iter().map(CorpusFile::from_path).collect())
 }
 
 /// Where a document starts: file index, offset in that file, global document index (documents
@@ -172,11 +122,14 @@ pub struct ReadOptions {
     /// A line longer than this is skipped (streamed past, counted) — a 100 MB line is almost always
     /// a broken file, and holding it would break the bounded-memory promise.
     pub max_document_bytes: usize,
+    /// Set to stop reading: within the next MiB read (or decompressed while skipping to a resume
+    /// offset), whatever the lines, reading ends in `Error::Interrupted`.
+    pub cancel: Cancel,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { paragraphs: false, text_field: "text".into(), on_bad_json: OnBadJson::Skip, max_document_bytes: 16 << 20 }
+        ReadOptions { paragraphs: false, text_field: "text".into(), on_bad_json: OnBadJson::Skip, max_document_bytes: 16 << 20, cancel: Cancel::new() }
     }
 }
 

@@ -53,7 +53,7 @@ impl DocSource for CacheSource {
         for k in self.next..end {
             let d = self.order[k];
             let mut doc = TokDoc { pos: DocPos { file: 0, offset: k as u64, index: d }, ids: Vec::new(), word_ids: Vec::new() };
-            self.cache.document(d, &mut doc.ids, if self.word_ids { Some(&mut doc.word_ids) } else { None });
+            self.cache.document(d, &mut doc.ids, if self.word_ids { Some(&mut doc.word_ids) } else { None })?;
             self.stats.documents += 1;
             out.push(doc);
         }

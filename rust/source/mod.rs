@@ -15,6 +15,7 @@ pub(crate) mod text;
 use std::sync::Arc;
 
 use crate::cache::Cache;
+use crate::cancel::Cancel;
 use crate::corpus::{check_files, expand_inputs, CorpusFile, DocPos, Feed, ReadOptions, ReadStats};
 use crate::error::Result;
 use crate::sequences::TokDoc;
@@ -63,12 +64,14 @@ pub struct Want {
     pub word_ids: bool,
 }
 
-/// What reading raw text needs: the tokenizer, the reading options and the threads to tokenize on.
+/// What reading a corpus needs: the tokenizer, the reading options, the threads to tokenize on and
+/// the caller's cancel flag (reading stops with `Error::Interrupted` soon after it is set).
 #[derive(Clone)]
 pub struct Tokenizing {
     pub tokenizer: Arc<Tokenizer>,
     pub read: ReadOptions,
     pub pool: Arc<rayon::ThreadPool>,
+    pub cancel: Cancel,
 }
 
 /// A corpus: where documents come from.
@@ -134,6 +137,7 @@ impl Corpus {
         let mut source = self.open(tokenizing, Want { shard: Shard::ALL, shuffle: None, word_ids });
         let mut docs = Vec::new();
         while source.next_docs(&mut docs)? {
+            tokenizing.cancel.check()?;
             for d in docs.drain(..) {
                 each(d)?;
             }
@@ -166,10 +170,10 @@ mod tests {
         let tok = tokenizer(&dir);
         let docs = documents(500, 4);
         let inputs = vec![write_lines(&dir, "a.txt", &docs[..200]), write_lines(&dir, "b.txt", &docs[200..])];
-        let tokenizing = Tokenizing { tokenizer: tok.clone(), read: ReadOptions::default(), pool: Arc::new(thread_pool(Some(2)).unwrap()) };
+        let tokenizing = Tokenizing { tokenizer: tok.clone(), read: ReadOptions::default(), pool: Arc::new(thread_pool(Some(2)).unwrap()), cancel: Cancel::new() };
         let files = Corpus::files(&inputs).unwrap();
         build_cache(&files, &tokenizing, &dir.join("c.dxc"), true).unwrap();
-        let cache = Corpus::Cache(Arc::new(Cache::open(&dir.join("c.dxc"), Some(&tok), true).unwrap()));
+        let cache = Corpus::Cache(Arc::new(Cache::open(&dir.join("c.dxc"), Some(&tok), true, &Cancel::new()).unwrap()));
         let mut covered = Vec::new();
         for rank in 0..3 {
             let want = Want { shard: Shard { rank, world: 3 }, shuffle: None, word_ids: true };
@@ -216,10 +220,10 @@ mod tests {
         std::fs::write(other_dir.join("vocab.txt"), vocab).unwrap();
         let other = crate::tokenize::Tokenizer::from_path(&other_dir.join("vocab.txt"), Some(true), crate::tokenize::Backend::Auto).unwrap();
         let inputs = vec![write_lines(&dir, "a.txt", &documents(20, 5))];
-        let tokenizing = Tokenizing { tokenizer: tok.clone(), read: ReadOptions::default(), pool: Arc::new(thread_pool(Some(1)).unwrap()) };
+        let tokenizing = Tokenizing { tokenizer: tok.clone(), read: ReadOptions::default(), pool: Arc::new(thread_pool(Some(1)).unwrap()), cancel: Cancel::new() };
         build_cache(&Corpus::files(&inputs).unwrap(), &tokenizing, &dir.join("c.dxc"), false).unwrap();
-        assert!(Cache::open(&dir.join("c.dxc"), Some(&tok), true).is_ok());
-        let err = Cache::open(&dir.join("c.dxc"), Some(&other), true).err().expect("another tokenizer is refused");
+        assert!(Cache::open(&dir.join("c.dxc"), Some(&tok), true, &Cancel::new()).is_ok());
+        let err = Cache::open(&dir.join("c.dxc"), Some(&other), true, &Cancel::new()).err().expect("another tokenizer is refused");
         assert!(err.to_string().contains("another tokenizer"), "{err}");
     }
 }

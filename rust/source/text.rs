@@ -2,16 +2,22 @@
 //! thread (decompress, split, decode; keeps this shard's documents) feeds a tokenizer thread
 //! (encodes each round on the pool), which feeds the consumer. Reading, tokenizing and what the
 //! consumer does with the documents thus overlap.
+//!
+//! Stopping: the source's own flag (set when it is dropped or restarted) reaches the reader inside
+//! a file (`ReadOptions::cancel`, checked per MiB read and per skipped document of another rank),
+//! and the consumer checks the caller's flag (`Tokenizing::cancel`) while it waits, so neither
+//! waits on a long read.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rayon::prelude::*;
 
 use super::{DocSource, Tokenizing, Want};
-use crate::corpus::{CorpusFile, DocPos, DocReader, ReadStats};
+use crate::cancel::Cancel;
+use crate::corpus::{CorpusFile, DocPos, DocReader, ReadOptions, ReadStats};
 use crate::error::{Error, Result};
 use crate::sequences::TokDoc;
 use crate::tokenize::Tokenizer;
@@ -21,6 +27,8 @@ const ROUND_BYTES: usize = 1 << 20;
 pub(crate) const ROUND_DOCS: usize = 4096;
 /// Rounds in flight per stage: enough to keep every thread busy, few enough to bound memory.
 const ROUNDS_AHEAD: usize = 4;
+/// How often a consumer waiting for a round checks the caller's cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 pub(crate) fn tokenize_docs(tok: &Tokenizer, items: &[(DocPos, String)], words: bool, pool: &rayon::ThreadPool) -> Result<Vec<TokDoc>> {
     pool.install(|| {
@@ -53,13 +61,15 @@ pub(crate) struct TextSource {
     input: Arc<Input>,
     rx: Option<Receiver<Feed>>,
     threads: Vec<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    /// Set to stop this source's threads (a fresh flag per start).
+    stop: Cancel,
     stats: ReadStats,
     ended: bool,
 }
 
-fn read_rounds(input: Arc<Input>, start: DocPos, tx: SyncSender<Feed>, stop: Arc<AtomicBool>) {
-    let mut reader = DocReader::new(input.files.clone(), input.tokenizing.read.clone());
+fn read_rounds(input: Arc<Input>, start: DocPos, tx: SyncSender<Feed>, stop: Cancel) {
+    let read = ReadOptions { cancel: stop.clone(), ..input.tokenizing.read.clone() };
+    let mut reader = DocReader::new(input.files.clone(), read);
     if let Err(e) = reader.seek(start) {
         let _ = tx.send(Feed::Err(e));
         return;
@@ -80,10 +90,12 @@ fn read_rounds(input: Arc<Input>, start: DocPos, tx: SyncSender<Feed>, stop: Arc
                     bytes += text.len();
                     texts.push((pos, std::mem::take(&mut text)));
                 }
+                // Another rank's document: a round may skip many of them before it fills.
+                Ok(Some(_)) if stop.is_cancelled() => return,
                 Ok(Some(_)) => {}
             }
         }
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_cancelled() {
             return;
         }
         let msg = if texts.is_empty() { Feed::End(reader.stats.clone()) } else { Feed::Texts(texts, reader.stats.clone()) };
@@ -94,10 +106,10 @@ fn read_rounds(input: Arc<Input>, start: DocPos, tx: SyncSender<Feed>, stop: Arc
     }
 }
 
-fn tokenize_rounds(input: Arc<Input>, rx: Receiver<Feed>, tx: SyncSender<Feed>, stop: Arc<AtomicBool>) {
+fn tokenize_rounds(input: Arc<Input>, rx: Receiver<Feed>, tx: SyncSender<Feed>, stop: Cancel) {
     let t = &input.tokenizing;
     while let Ok(msg) = rx.recv() {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_cancelled() {
             return;
         }
         let out = match msg {
@@ -120,19 +132,19 @@ impl TextSource {
             input: Arc::new(Input { files, tokenizing, want }),
             rx: None,
             threads: Vec::new(),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Cancel::new(),
             stats: ReadStats::default(),
             ended: false,
         }
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.cancel();
         drop(self.rx.take());
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        self.stop = Arc::new(AtomicBool::new(false));
+        self.stop = Cancel::new();
     }
 
     fn start(&mut self, pos: DocPos) -> Result<()> {
@@ -169,7 +181,15 @@ impl DocSource for TextSource {
         if self.rx.is_none() {
             self.start(DocPos::default())?;
         }
-        match self.rx.as_ref().expect("started").recv() {
+        let rx = self.rx.as_ref().expect("started");
+        let received = loop {
+            match rx.recv_timeout(CANCEL_POLL) {
+                Err(RecvTimeoutError::Timeout) => self.input.tokenizing.cancel.check()?,
+                Err(RecvTimeoutError::Disconnected) => break Err(()),
+                Ok(feed) => break Ok(feed),
+            }
+        };
+        match received {
             Ok(Feed::Docs(docs, st)) => {
                 self.stats = st;
                 out.extend(docs);

@@ -14,12 +14,16 @@
 //! reordering can only show when a *surviving* non-starter is emitted. Such chars (a few dozen,
 //! e.g. U+302E, U+1D165) are marked [`Kind::Rare`]: a text containing one is handed whole to the
 //! tokenizers crate.
+//!
+//! The tables are filled without locks ([`LazyBox`]): a process forked while a thread was building
+//! a block rebuilds it instead of waiting for a builder that does not exist in the child.
 
-use std::sync::{Arc, Mutex, OnceLock};
 
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::{NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+use super::lazy::LazyBox;
 
 /// How the pre-tokenizer treats one (already normalized) char.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,33 +116,28 @@ const BLOCKS: usize = 0x110000 / 256;
 /// The per-char tables of one flag combination, filled block by block on first use.
 pub struct CharTable {
     flags: NormFlags,
-    blocks: Box<[OnceLock<Box<Block>>]>,
+    blocks: Box<[LazyBox<Block>]>,
     /// The 128 ASCII entries copied out of block 0, for the fast path.
     pub ascii: [u32; 128],
 }
 
 impl CharTable {
-    /// The shared table for `flags` (one per process and flag combination).
-    pub fn shared(flags: NormFlags) -> Arc<CharTable> {
-        static TABLES: OnceLock<Mutex<[Option<Arc<CharTable>>; 16]>> = OnceLock::new();
-        let tables = TABLES.get_or_init(|| Mutex::new(Default::default()));
-        let mut tables = tables.lock().unwrap_or_else(|poison| poison.into_inner());
-        tables[flags.index()]
-            .get_or_insert_with(|| {
-                let blocks = (0..BLOCKS).map(|_| OnceLock::new()).collect::<Vec<_>>().into_boxed_slice();
-                let mut table = CharTable { flags, blocks, ascii: [0; 128] };
-                let block0 = table.block(0);
-                let mut ascii = [0u32; 128];
-                ascii.copy_from_slice(&block0.entries[..128]);
-                table.ascii = ascii;
-                Arc::new(table)
-            })
-            .clone()
+    /// The shared table for `flags` (one per process and flag combination, never freed).
+    pub fn shared(flags: NormFlags) -> &'static CharTable {
+        static TABLES: [LazyBox<CharTable>; 16] = [const { LazyBox::new() }; 16];
+        TABLES[flags.index()].get_or_init(|| {
+            let blocks = (0..BLOCKS).map(|_| LazyBox::new()).collect::<Vec<_>>().into_boxed_slice();
+            let mut table = CharTable { flags, blocks, ascii: [0; 128] };
+            let mut ascii = [0u32; 128];
+            ascii.copy_from_slice(&table.block(0).entries[..128]);
+            table.ascii = ascii;
+            table
+        })
     }
 
     #[inline]
     pub fn block(&self, index: usize) -> &Block {
-        self.blocks[index].get_or_init(|| Box::new(build_block(self.flags, index)))
+        self.blocks[index].get_or_init(|| build_block(self.flags, index))
     }
 
     /// The normalization of char `c` (computed on first use of its block).

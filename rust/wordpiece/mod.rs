@@ -2,11 +2,12 @@
 //! over the text, with ids identical to the `tokenizers` library's.
 //!
 //! The pass fuses the three stages: each input char is normalized by a table lookup (ASCII from a
-//! 128-entry table, everything else from lazily built per-block tables, see [`chars`]), classified
-//! as space / punctuation / word char, and word chars are appended to one reused buffer. At a word
-//! end the buffer is split greedily longest-match-first by walking a double-array trie of the
-//! vocabulary ([`trie`]). Added (special) tokens such as `[MASK]` are matched in the raw text first,
-//! like the tokenizers library does. Nothing is allocated per word.
+//! 128-entry table, everything else from lazily built per-block tables, see [`chars`]; built
+//! without locks, so a fork mid-epoch is safe), classified as space / punctuation / word char,
+//! and word chars are appended to one reused buffer. At a word end the buffer is split greedily
+//! longest-match-first by walking a double-array trie of the vocabulary ([`trie`]). Added
+//! (special) tokens such as `[MASK]` are matched in the raw text first, like the tokenizers
+//! library does. Nothing is allocated per word.
 //!
 //! Tokenizers this path cannot reproduce exactly (another normalizer, added tokens that are
 //! normalized or strip spaces, ...) are refused with `Ok(None)` so the caller uses the tokenizers
@@ -14,12 +15,12 @@
 //! tokenizers crate inside [`FastWordPiece::encode_into`].
 
 mod chars;
+mod lazy;
 mod trie;
 #[cfg(test)]
 mod tests;
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use tokenizers::{ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, Tokenizer};
 
@@ -57,7 +58,7 @@ impl AddedTokens {
 /// A BERT-style tokenizer (BertNormalizer + BertPreTokenizer + WordPiece) whose ids are identical
 /// to the `tokenizers` library's. `Send + Sync`: one instance is shared by all worker threads.
 pub struct FastWordPiece {
-    chars: Arc<CharTable>,
+    chars: &'static CharTable,
     /// Per ASCII byte: kind (`A_*`) and the normalized byte.
     ascii_kind: [u8; 128],
     ascii_byte: [u8; 128],

@@ -2,14 +2,29 @@
 
 - `adapters.py`: the adapter table — embeddings, layer stack, last hidden state, MLM head
   (`head_transform` + `decoder`, `mlm_logits`) per architecture (BERT, RoBERTa/XLM-R/CamemBERT,
-  DistilBERT);
-- `loading.py`: `load_teacher` (a local folder) and `check_vocab` (tokenizer vs embeddings);
-- `builders.py`: teacher -> student weight copies; `student.py`: `init_student` and the layer rule.
+  DistilBERT, ELECTRA, DeBERTa-v2, ModernBERT, EuroBERT); `generic.py`: the entry of any other
+  masked-LM encoder whose layer stack and head can be found and checked;
+- `loading.py`: `load_teacher` (a local folder) and `check_vocab` (tokenizer vs model);
+- `builders.py`: teacher -> student weight copies and the per-layer config; `student.py`:
+  `init_student` and the layer rule; `defaults.py`: its choices.
+
+The choices import without torch; the rest loads on first use (so `distilx.config` stays light).
 """
 
-from .adapters import ADAPTERS, ModelAdapter, UnsupportedModelError, adapter_for, adapter_for_type
-from .loading import check_vocab, load_teacher
-from .student import init_student, student_layer_indices
+from importlib import import_module
 
-__all__ = ["ADAPTERS", "ModelAdapter", "UnsupportedModelError", "adapter_for", "adapter_for_type", "check_vocab",
-           "init_student", "load_teacher", "student_layer_indices"]
+from .defaults import STUDENT_CLASSES
+
+_LAZY = {"ADAPTERS": "adapters", "ModelAdapter": "adapters", "UnsupportedModelError": "adapters",
+         "adapter_for": "adapters", "adapter_for_type": "adapters", "supported_types": "adapters",
+         "check_vocab": "loading", "load_teacher": "loading", "init_student": "student",
+         "student_layer_indices": "student"}
+
+__all__ = sorted(_LAZY) + ["STUDENT_CLASSES"]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'distilx.models' has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)

@@ -1,18 +1,25 @@
 """How to reach the parts of each supported masked-LM architecture: one `ModelAdapter` per entry.
 
 Student initialisation, the training loop, evaluation and the losses talk to a model only through its
-adapter: the embeddings, the layer stack, the encoder's last hidden state, and the MLM head split in
-two — `head_transform(hidden)` (what goes into the vocabulary projection) and `decoder()` (its weight
-[V, H] and bias [V] or None) — so that the projection, the dominant cost, runs only on the rows a loss
-or metric reads (or chunk by chunk, fused with the loss). `mlm_logits` = the two together, equal to
-the model's own head.
+adapter. Two halves:
+
+- the encoder — `embeddings`, `layers` (the stack of blocks), `last_hidden` — reached through
+  `model.base_model`, so the same entry serves every head class of the architecture (…ForMaskedLM
+  today; a …ForSequenceClassification's encoder is reached the same way);
+- the MLM head split in two — `head_transform(model, hidden)` (what goes into the vocabulary
+  projection) and `decoder(model)` (its weight [V, E] and bias [V] or None) — so that the projection,
+  the dominant cost, runs only on the rows a loss or metric reads (or chunk by chunk, fused with the
+  loss). `mlm_logits` = the two together, equal to the model's own head. Both work on any gathered
+  [n, H] row set: no head of the table needs more than the rows' hidden states.
 
 Adding an architecture = one entry in `ADAPTERS` (+ a student builder in `builders.py` when the generic
-"same class, fewer layers" one does not fit) and one test (tests/test_models.py).
+"same class, fewer layers" one does not fit) and one case in tests/test_models.py. A masked-LM model
+type without an entry is served by `generic.py` when its layer stack and head can be found and checked.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +30,7 @@ from torch import nn
 from .builders import bert_to_distilbert, same_class_fewer_layers
 
 __all__ = ["ModelAdapter", "ADAPTERS", "UnsupportedModelError", "adapter_for", "adapter_for_type",
-           "supported_teachers"]
+           "supported_types"]
 
 
 class UnsupportedModelError(TypeError, ValueError):
@@ -40,26 +47,30 @@ def _output_embedding(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | No
     return projection.weight, projection.bias
 
 
+def _no_pinned_layer(config) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class ModelAdapter:
     """The access recipe of one architecture; every callable takes the model first."""
 
     name: str  # e.g. "bert"
-    model_types: tuple[str, ...]  # config.json `model_type` values this entry loads and serves
-    teacher_class: str  # transformers class name named in messages, e.g. "BertForMaskedLM"
-    head_prefixes: tuple[str, ...]  # state-dict prefixes of the MLM head (missing at load = untrained head)
-    embeddings: Callable[[nn.Module], nn.Module]
+    model_types: tuple[str, ...]  # config.json `model_type` values this entry serves
+    embeddings: Callable[[nn.Module], nn.Module]  # the module that turns ids into the first layer's input
     layers: Callable[[nn.Module], nn.ModuleList]
-    head_transform: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # hidden [.., H] -> projection input
-    # (teacher, layers, tied, adapter) -> student; None: not accepted as a teacher by init_student
-    build_student: Callable | None = None
+    head_transform: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # hidden [.., H] -> projection input [.., E]
+    # (teacher, layers, tied, adapter) -> the default student (init_student's student_class="auto")
+    build_student: Callable = same_class_fewer_layers
     last_hidden: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] = _base_model_hidden
     decoder: Callable[[nn.Module], tuple[torch.Tensor, torch.Tensor | None]] = _output_embedding
+    # config -> why the teacher's layer 0 must stay the student's first layer (None: any layers may be kept)
+    pinned_first_layer: Callable[[object], str | None] = _no_pinned_layer
     # rows of embeddings(model).position_embeddings that no token position uses (RoBERTa: padding_idx + 1)
     reserved_positions: Callable[[nn.Module], int] = lambda model: 0
 
     def mlm_logits(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        """The model's MLM head on hidden rows (..., H) -> logits (..., V), bit-equal to the model's own."""
+        """The model's MLM head on hidden rows (..., H) -> logits (..., V), equal to the model's own."""
         weight, bias = self.decoder(model)
         return F.linear(self.head_transform(model, hidden), weight, bias)
 
@@ -73,45 +84,97 @@ def _roberta_transform(model, hidden):
     return head.layer_norm(F.gelu(head.dense(hidden)))
 
 
+def _deberta_legacy(model) -> bool:
+    """The BERT-layout head (LegacyDebertaV2OnlyMLMHead); transformers without the flag have only that one."""
+    return getattr(model.config, "legacy", True)
+
+
+def _deberta_transform(model, hidden):
+    if _deberta_legacy(model):
+        return model.cls.predictions.transform(hidden)
+    head = model.lm_predictions.lm_head
+    return head.LayerNorm(head.transform_act_fn(head.dense(hidden)))
+
+
+def _deberta_decoder(model):
+    if _deberta_legacy(model):
+        return _output_embedding(model)
+    # the new head multiplies by the word embeddings itself; its get_output_embeddings() is the
+    # transform's dense layer, not the projection
+    return model.deberta.embeddings.word_embeddings.weight, model.lm_predictions.lm_head.bias
+
+
+def _deberta_pinned(config) -> str | None:
+    if getattr(config, "conv_kernel_size", 0) > 0:
+        return f"DeBERTa-v2 runs its convolution (conv_kernel_size={config.conv_kernel_size}) after the first layer"
+    return None
+
+
+def _modernbert_pinned(config) -> str | None:
+    return "ModernBERT's first layer has no attention LayerNorm (the embeddings' norm serves it)"
+
+
 ADAPTERS: tuple[ModelAdapter, ...] = (
     ModelAdapter(
-        name="bert", model_types=("bert",), teacher_class="BertForMaskedLM", head_prefixes=("cls.",),
-        embeddings=lambda m: m.bert.embeddings, layers=lambda m: m.bert.encoder.layer,
-        head_transform=lambda m, h: m.cls.predictions.transform(h), build_student=bert_to_distilbert),
+        name="bert", model_types=("bert",), embeddings=lambda m: m.base_model.embeddings,
+        layers=lambda m: m.base_model.encoder.layer, head_transform=lambda m, h: m.cls.predictions.transform(h),
+        build_student=bert_to_distilbert),
     ModelAdapter(
-        name="roberta", model_types=("roberta", "xlm-roberta", "camembert"), teacher_class="RobertaForMaskedLM",
-        head_prefixes=("lm_head.",), embeddings=lambda m: m.roberta.embeddings,
-        layers=lambda m: m.roberta.encoder.layer, head_transform=_roberta_transform,
-        build_student=same_class_fewer_layers, reserved_positions=lambda m: m.config.pad_token_id + 1),
-    ModelAdapter(  # a distilx student; not (yet) a teacher
-        name="distilbert", model_types=("distilbert",), teacher_class="DistilBertForMaskedLM",
-        head_prefixes=("vocab_",), embeddings=lambda m: m.distilbert.embeddings,
-        layers=lambda m: m.distilbert.transformer.layer, head_transform=_distilbert_transform),
+        name="roberta", model_types=("roberta", "xlm-roberta", "camembert"),
+        embeddings=lambda m: m.base_model.embeddings, layers=lambda m: m.base_model.encoder.layer,
+        head_transform=_roberta_transform, reserved_positions=lambda m: m.config.pad_token_id + 1),
+    ModelAdapter(
+        name="distilbert", model_types=("distilbert",), embeddings=lambda m: m.base_model.embeddings,
+        layers=lambda m: m.base_model.transformer.layer, head_transform=_distilbert_transform),
+    ModelAdapter(  # the generator (ElectraForMaskedLM); embeddings may be narrower than the hidden size
+        name="electra", model_types=("electra",), embeddings=lambda m: m.base_model.embeddings,
+        layers=lambda m: m.base_model.encoder.layer, head_transform=lambda m, h: m.generator_predictions(h)),
+    ModelAdapter(  # relative-position embeddings live in the encoder, shared by every layer
+        name="deberta-v2", model_types=("deberta-v2",), embeddings=lambda m: m.base_model.embeddings,
+        layers=lambda m: m.base_model.encoder.layer, head_transform=_deberta_transform, decoder=_deberta_decoder,
+        pinned_first_layer=_deberta_pinned),
+    ModelAdapter(  # per-layer global/local attention: config.layer_types, remapped by the builder
+        name="modernbert", model_types=("modernbert",), embeddings=lambda m: m.base_model.embeddings,
+        layers=lambda m: m.base_model.layers, head_transform=lambda m, h: m.head(h),
+        pinned_first_layer=_modernbert_pinned),
+    ModelAdapter(  # no head transform: the projection reads the final RMSNorm's output
+        name="eurobert", model_types=("eurobert",), embeddings=lambda m: m.base_model.embed_tokens,
+        layers=lambda m: m.base_model.layers, head_transform=lambda m, h: h),
 )
 
 
-def supported_teachers() -> str:
-    """'BertForMaskedLM or RobertaForMaskedLM': the classes init_student accepts, for messages."""
-    return " or ".join(a.teacher_class for a in ADAPTERS if a.build_student is not None)
+def supported_types() -> str:
+    """What distilx takes, for messages: the table's model types and the generic rule."""
+    known = sorted(t for a in ADAPTERS for t in a.model_types)
+    return (f"masked-LM models (…ForMaskedLM) of the model types {known}, or of another type that "
+            "AutoModelForMaskedLM loads and whose encoder is one stack of identical layers (docs/pipeline.md)")
 
 
 def adapter_for_type(model_type: str, where: str = "") -> ModelAdapter:
-    """The entry serving a config.json `model_type`; ValueError naming the supported ones otherwise."""
+    """The table entry serving a config.json `model_type`; UnsupportedModelError otherwise."""
     for adapter in ADAPTERS:
         if model_type in adapter.model_types:
             return adapter
-    known = sorted(t for a in ADAPTERS for t in a.model_types)
-    raise ValueError(f"unsupported model_type {model_type!r}{' in ' + where if where else ''}: distilx "
-                     f"supports the masked-LM models {known}")
+    raise UnsupportedModelError(f"unsupported model_type {model_type!r}{' in ' + where if where else ''}: "
+                                f"no entry in distilx's table; distilx takes {supported_types()}")
+
+
+# generic entries, found and checked once per model object
+_GENERIC: "weakref.WeakKeyDictionary[nn.Module, ModelAdapter]" = weakref.WeakKeyDictionary()
 
 
 def adapter_for(model: nn.Module) -> ModelAdapter:
-    """The entry of a loaded masked-LM model; TypeError for anything else (a bare encoder, other types)."""
+    """The entry of a loaded masked-LM model (a table entry, else a generic one found and checked);
+    UnsupportedModelError for anything else (a bare encoder, a classifier, an unsupported layout)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    adapter = next((a for a in ADAPTERS if model_type in a.model_types), None)
     has_head = callable(getattr(model, "get_output_embeddings", None)) and model.get_output_embeddings() is not None
-    if adapter is None or not has_head:
-        raise UnsupportedModelError(f"unsupported model {type(model).__name__}: distilx takes a "
-                                    f"{supported_teachers()} (object or local folder) as teacher, and their "
-                                    "distilx students")
-    return adapter
+    if not has_head:
+        raise UnsupportedModelError(f"{type(model).__name__} has no masked-LM head: distilx takes {supported_types()}")
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter
+    if model not in _GENERIC:
+        from .generic import generic_adapter  # imports this module: loaded on first use
+
+        _GENERIC[model] = generic_adapter(model)
+    return _GENERIC[model]

@@ -1,4 +1,4 @@
-"""Loading a supported masked-LM model from a local folder, and the tokenizer/vocabulary check."""
+"""Loading a masked-LM model from a local folder, and the tokenizer-vs-model checks."""
 
 from __future__ import annotations
 
@@ -9,49 +9,93 @@ from pathlib import Path
 from torch import nn
 
 from ..safe_loading import refusing_code
-from .adapters import adapter_for_type
+from .adapters import UnsupportedModelError, adapter_for, supported_types
 
 __all__ = ["load_teacher", "check_vocab"]
 
+# (tokenizer attribute, config entries that declare the same token, the first one set decides)
+_DECLARED_IDS = (("pad_id", ("pad_token_id",)), ("mask_id", ("mask_token_id",)),
+                 ("cls_id", ("cls_token_id", "bos_token_id")), ("sep_id", ("sep_token_id", "eos_token_id")))
 
-def load_teacher(path: str | Path) -> nn.Module:
+
+def _holds(architectures) -> str:
+    """What config.json says the folder holds, for the no-MLM-head message."""
+    if not architectures:
+        return ""
+    name = architectures[0]
+    if name.endswith("Model"):
+        return f"; config.json says it holds a {name}, a bare encoder without an MLM head"
+    return f"; config.json says it holds a {name}, whose head is not a masked-LM head"
+
+
+def load_teacher(path: str | Path, *, require_mlm_head: bool = True) -> nn.Module:
     """Load a masked-LM model of a supported architecture from a local folder (config.json + weights),
     in eval mode: a teacher, or a distilx student folder.
 
-    A config.json without `model_type` (rxnfp) is read as BERT. A checkpoint without trained MLM-head
-    weights (a sentence encoder such as all-MiniLM-L6-v2) loads with a freshly initialised head and a
-    warning: its logits mean nothing until the head is fitted. Weights load through safetensors or
-    `torch.load(weights_only=True)` (transformers' own loader).
+    A config.json without `model_type` (rxnfp) is read as BERT. A folder whose weights hold no MLM head
+    (a bare encoder such as the sentence encoder all-MiniLM-L6-v2, or a fine-tuned classifier) is a
+    ValueError saying what the folder holds; with require_mlm_head=False it loads with a freshly
+    initialised head and a warning (its logits mean nothing until the head is fitted: the demo does
+    that). Weights load through safetensors or `torch.load(weights_only=True)` (transformers' own loader).
     """
+    import transformers
     from transformers import AutoModelForMaskedLM
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} has no config.json: pass a folder saved by save_pretrained "
                                 "(config.json + model.safetensors or pytorch_model.bin)")
-    model_type = json.loads(config_file.read_text()).get("model_type", "bert")
-    adapter = adapter_for_type(model_type, where=str(config_file))
+    declared = json.loads(config_file.read_text())
+    model_type = declared.get("model_type", "bert")
+    if model_type not in CONFIG_MAPPING:
+        raise UnsupportedModelError(f"unsupported model_type {model_type!r} in {config_file}: transformers "
+                                    f"{transformers.__version__} does not know it (a newer version may); "
+                                    f"distilx takes {supported_types()}")
+    if model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise UnsupportedModelError(f"unsupported model_type {model_type!r} in {config_file}: transformers has "
+                                    f"no masked-LM class for it; distilx takes {supported_types()}")
     config = CONFIG_MAPPING[model_type].from_json_file(str(config_file))
     with refusing_code(path):  # a hostile pickle: one line naming the file
         model, info = AutoModelForMaskedLM.from_pretrained(str(path), config=config, output_loading_info=True)
-    head_missing = [k for k in info.get("missing_keys", []) if k.startswith(adapter.head_prefixes)]
+    adapter_for(model)  # an architecture distilx can serve (a generic one is checked here, once)
+    base = model.base_model_prefix + "."
+    head_missing = [k for k in info.get("missing_keys", []) if not k.startswith(base)]
     if head_missing:
-        warnings.warn(f"{path}: the checkpoint has no trained MLM head ({len(head_missing)} head tensors "
-                      "freshly initialised); fit the head before using it as a teacher "
-                      "(see distilx.demo.fit_teacher_head)", stacklevel=2)
+        what = (f"{path}: its weights hold no trained masked-LM head ({len(head_missing)} head tensors would be "
+                f"freshly initialised){_holds(declared.get('architectures'))}")
+        if require_mlm_head:
+            raise ValueError(f"{what}. A teacher must be a masked-LM model: a folder saved from a …ForMaskedLM "
+                             f"({type(model).__name__} here) with its MLM head weights. To start from this encoder "
+                             "anyway, load it with load_teacher(path, require_mlm_head=False) and fit the head first "
+                             "(distilx.demo.fit_teacher_head)")
+        warnings.warn(f"{what}; fit the head before using it as a teacher (see distilx.demo.fit_teacher_head)",
+                      stacklevel=2)
     return model.eval()
 
 
 def check_vocab(model: nn.Module, tokenizer) -> None:
-    """Raise if the tokenizer can produce ids the model has no embedding for."""
+    """Raise if the tokenizer does not belong to the model: it can produce ids the model has no embedding
+    for, or its special tokens' ids differ from those the model's config declares (pad_token_id,
+    mask_token_id, cls/bos_token_id, sep/eos_token_id; undeclared ones are not checked)."""
     model_vocab = model.get_input_embeddings().weight.shape[0]
     if tokenizer.vocab_size > model_vocab:
         raise ValueError(f"tokenizer vocabulary ({tokenizer.vocab_size} ids) is larger than the model's "
                          f"({model_vocab} embeddings): the tokenizer does not belong to this teacher; "
                          "pass the teacher's own tokenizer (tokenizer = the teacher folder)")
-    for name in ("cls_id", "sep_id", "mask_id", "pad_id"):
+    for name, keys in _DECLARED_IDS:
         token_id = getattr(tokenizer, name, None)
-        if token_id is not None and token_id >= model_vocab:
+        if token_id is None:
+            continue
+        if token_id >= model_vocab:
             raise ValueError(f"tokenizer {name}={token_id} is outside the model's {model_vocab} embeddings")
+        key = next((k for k in keys if getattr(model.config, k, None) is not None), None)
+        if key is None:
+            continue
+        expected = getattr(model.config, key)
+        if token_id not in (expected if isinstance(expected, (list, tuple)) else [expected]):
+            raise ValueError(f"the tokenizer's {name.removesuffix('_id')} token is id {token_id}, but the model's "
+                             f"config declares {key}={expected}: the tokenizer does not belong to this model (pass "
+                             f"the teacher's own tokenizer), or its config.json declares the wrong id (fix {key})")

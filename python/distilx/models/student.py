@@ -1,9 +1,9 @@
 """`init_student`: a shallower copy of a masked-LM teacher, initialised from the layers it keeps.
 
-A BERT teacher gives a `DistilBertForMaskedLM` (DistilBERT's own mapping, docs/recipe.md); a RoBERTa
-(XLM-R, CamemBERT) teacher gives its own class with fewer layers. Kept layers default to
-round(linspace(0, L-1, n)), i.e. [0, 2, 4, 7, 9, 11] for 12 -> 6. Which builder serves which
-architecture is in the adapter table (`adapters.py`).
+A BERT teacher gives a `DistilBertForMaskedLM` (DistilBERT's own mapping, docs/recipe.md) unless
+student_class="same"; every other architecture gives its own class with fewer layers. Kept layers
+default to round(linspace(0, L-1, n)), i.e. [0, 2, 4, 7, 9, 11] for 12 -> 6. Which builder serves
+which architecture is in the adapter table (`adapters.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .adapters import UnsupportedModelError, adapter_for, supported_teachers
+from .adapters import adapter_for
+from .builders import same_class_fewer_layers
+from .defaults import STUDENT_CLASSES
 from .loading import load_teacher
 
 __all__ = ["init_student", "kept_layers", "student_layer_indices"]
@@ -43,29 +45,33 @@ def kept_layers(total: int, n_layers: int | None, layers: list[int] | None) -> l
     return layers
 
 
-def _tied(model: nn.Module) -> bool:
+def _tied(model: nn.Module, adapter) -> bool:
     """Is the vocabulary projection the word-embedding matrix (same storage or same values)?"""
-    out, inp = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    out, inp = adapter.decoder(model)[0], model.get_input_embeddings().weight
     return out is inp or (out.shape == inp.shape and torch.equal(out, inp))
 
 
-def init_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:
-    """Build a shallower student from `teacher` (a BertForMaskedLM / RobertaForMaskedLM or a folder).
+def init_student(teacher, n_layers: int | None = None, layers: list[int] | None = None,
+                 student_class: str = "auto") -> nn.Module:
+    """Build a shallower student from a masked-LM `teacher` (a model or a local folder) of any supported
+    architecture (docs/pipeline.md).
 
     n_layers: how many layers the student keeps (default: half the teacher's, rounded up);
-    layers: the teacher layer indices to copy, in order (overrides n_layers).
-    Returns a DistilBertForMaskedLM (BERT teacher) or the teacher's class (RoBERTa family) in fp32,
-    train mode. The vocabulary projection stays tied to the word embeddings exactly when it is tied in
-    the teacher; otherwise the teacher's decoder is copied into an untied projector.
+    layers: the teacher layer indices to copy, in order (overrides n_layers);
+    student_class: "auto" (BERT -> DistilBertForMaskedLM, every other architecture its own class) or
+    "same" (the teacher's own class, BERT included).
+    Returns the student in fp32, train mode; its config is the teacher's with the layer count and the
+    per-layer settings of the kept layers. The vocabulary projection stays tied to the word embeddings
+    exactly when it is tied in the teacher; otherwise the teacher's decoder is copied untied.
     """
+    if student_class not in STUDENT_CLASSES:
+        raise ValueError(f"student_class={student_class!r}; choose one of {STUDENT_CLASSES}")
     if isinstance(teacher, (str, Path)):
         teacher = load_teacher(teacher)
     adapter = adapter_for(teacher)
-    if adapter.build_student is None:
-        raise UnsupportedModelError(f"unsupported teacher {type(teacher).__name__}: init_student takes a "
-                                    f"{supported_teachers()} (object or local folder)")
+    build = adapter.build_student if student_class == "auto" else same_class_fewer_layers
     layers = kept_layers(len(adapter.layers(teacher)), n_layers, layers)
     with torch.no_grad():
-        student = adapter.build_student(teacher, layers, _tied(teacher), adapter)
+        student = build(teacher, layers, _tied(teacher, adapter), adapter)
     student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
     return student.float().train()

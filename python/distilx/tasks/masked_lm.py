@@ -106,7 +106,8 @@ class MaskedLMTask(Task):
         return load_teacher(path)
 
     def init_student(self, teacher, config) -> nn.Module:
-        return init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices)
+        return init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices,
+                            student_class=config.student_class)
 
     def load_student(self, path, teacher) -> nn.Module:
         """A masked-LM student folder (e.g. an earlier run's output) to distil further."""
