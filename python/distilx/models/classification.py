@@ -16,7 +16,6 @@ DistilBERT has no segment embeddings, which text pairs use).
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from torch import nn
 from ..safe_loading import refusing_code
 from .adapters import ModelAdapter, UnsupportedModelError, adapter_for, adapter_for_type
 from .builders import same_class_fewer_layers
+from .loading import read_config_json
 from .student import kept_layers
 
 __all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "encoder_adapter",
@@ -70,12 +70,7 @@ def _config_of(path: Path):
     load_teacher reads it)."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} has no config.json: pass a folder saved by save_pretrained "
-                                "(config.json + model.safetensors or pytorch_model.bin)")
-    declared = json.loads(config_file.read_text())
-    model_type = declared.get("model_type", "bert")
+    declared, model_type, config_file = read_config_json(path)
     adapter_for_type(model_type, where=str(config_file))  # an architecture the table serves
     return CONFIG_MAPPING[model_type].from_json_file(str(config_file)), declared
 
