@@ -48,6 +48,49 @@ def run_config(teacher, train_file, heldout_file, out, /, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def make_tiny_classifier(folder: Path, labels: tuple[str, ...], layers: int = 4, seed: int = 0,
+                         dropout: float = 0.1) -> Path:
+    """A tiny BertForSequenceClassification "fine-tuned" on `labels` (random weights, every tensor saved,
+    so distilx loads it as a trained classifier) with the real bert-base-uncased tokenizer files."""
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout, id2label=dict(enumerate(labels)),
+                        label2id={name: i for i, name in enumerate(labels)})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(assets.minilm_dir() / name, folder / name)
+    return folder
+
+
+def kernel_doc_slice(folder: Path, every: int = 40) -> tuple[tuple[str, ...], Path, Path]:
+    """(labels, train.jsonl, heldout.jsonl): every `every`-th paragraph of the kernel-documentation
+    task's train and test splits (distilx.assets.kernel_doc_classification)."""
+    import json
+
+    splits = assets.kernel_doc_classification()
+    out = []
+    for split in ("train", "test"):
+        dst = folder / f"{split}.jsonl"
+        with open(splits[split], encoding="utf-8") as f:
+            dst.write_text("".join(line for i, line in enumerate(f) if i % every == 0), encoding="utf-8")
+        out.append(dst)
+    labels = tuple(sorted({json.loads(line)["label"] for line in out[0].read_text().splitlines()}))
+    return labels, out[0], out[1]
+
+
+def classification_config(teacher, train_file, heldout_file, out, /, **kw) -> TrainConfig:
+    """A sequence-classification run of a few cheap CPU steps."""
+    base = dict(task="sequence-classification", teacher=str(teacher), train_files=[str(train_file)],
+                eval_files=[str(heldout_file)], output_dir=str(out), student_layers=2, seq_len=48, batch_size=8,
+                max_steps=6, log_every=1, save_every=3, keep_last=2, eval_batches=2, progress=False,
+                tensorboard=False, seed=7, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
 def english_batch(tokenizer_json, lines, n=6):
     """Real English sentences tokenized by the reference `tokenizers` library, padded per batch."""
     tok = HFTokenizer.from_file(str(tokenizer_json))

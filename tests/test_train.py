@@ -12,7 +12,8 @@ from distilx import TrainConfig, train
 from distilx.checkpoint import list_checkpoints
 from distilx.data import Tokenizer
 from distilx.distributed import DistEnv
-from distilx.training import NonFiniteLossError, _make_stream
+from distilx.tasks.masked_lm import masked_lm_stream
+from distilx.training import NonFiniteLossError
 from pipeline_helpers import corpus_slice, make_tiny_teacher, run_config
 
 
@@ -81,6 +82,22 @@ def test_random_init_ablation_differs_from_teacher_init(setup, tmp_path):
     assert wa.shape == wb.shape and not torch.allclose(wa, wb)
 
 
+def test_a_pre_trained_student_folder_continues_and_frozen_embeddings_stay(setup, tmp_path):
+    """--student: an earlier run's student is the starting point (not a new one from the teacher);
+    --freeze-embeddings: its embedding layer does not move while the layers do."""
+    first = train(config_for(setup, tmp_path / "first", max_steps=2, eval_batches=0))
+    config = config_for(setup, tmp_path / "second", max_steps=2, eval_batches=0, student=str(tmp_path / "first"),
+                        student_layers=None, freeze_embeddings=True)
+    second = train(config).student
+    before = first.student.state_dict()
+    after = second.state_dict()
+    assert type(second) is type(first.student)
+    embeddings = [k for k in after if k.startswith("distilbert.embeddings.")]
+    layers = [k for k in after if k.startswith("distilbert.transformer.")]
+    assert embeddings and all(torch.equal(after[k], before[k].cpu()) for k in embeddings)
+    assert sum(not torch.equal(after[k], before[k].cpu()) for k in layers) > len(layers) // 2
+
+
 @pytest.mark.parametrize("kl_on", ["targets", "tokens"])
 def test_loop_loss_is_distilberts_step(setup, tmp_path, kl_on):
     """The first step's logged terms equal DistilBERT's distiller on the same batch, transcribed from full
@@ -98,7 +115,7 @@ def test_loop_loss_is_distilberts_step(setup, tmp_path, kl_on):
         for p in student.distilbert.transformer.parameters():
             p.add_(torch.randn_like(p) * 0.3)
     logged = train(config, student=copy.deepcopy(student)).history[0]
-    batch = next(iter(_make_stream(config, Tokenizer(str(teacher_dir)), DistEnv(0, 1, 0, torch.device("cpu")))))
+    batch = next(iter(masked_lm_stream(config, Tokenizer(str(teacher_dir)), DistEnv(0, 1, 0, torch.device("cpu")))))
     student.eval()
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     with torch.no_grad():
@@ -143,7 +160,7 @@ def poison(teacher_dir, out_dir, token_id=None):
 def test_non_finite_steps_are_skipped_and_counted(setup, tmp_path):
     config = config_for(setup, tmp_path / "nan", max_steps=4, eval_batches=0, save_every=100)
     # pick a token that shows up in some but not all of the batches this run will see
-    stream = _make_stream(config, Tokenizer(str(setup[0])), DistEnv(0, 1, 0, torch.device("cpu")))
+    stream = masked_lm_stream(config, Tokenizer(str(setup[0])), DistEnv(0, 1, 0, torch.device("cpu")))
     batches = [b["input_ids"] for _, b in zip(range(16), stream)]
     counts = {}
     for ids in batches:

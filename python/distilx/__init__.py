@@ -8,6 +8,8 @@ what it needs):
 - fused-linear loss (from the vocabulary projection's inputs, no N x V logits):
   `fused_linear_distillation_loss`, `FusedLinearDistillationLoss`
 - pipeline: `init_student`, `TrainConfig`, `train`, `evaluate`
+- task stage (docs/tasks.md): `init_classifier_student`, `evaluate_classification`, `DistillationTrainer`
+  (a transformers.Trainer that distils)
 """
 
 from importlib import import_module
@@ -25,6 +27,9 @@ _EXPORTS = {
     "fused_linear_distillation_loss": "losses",
     "FusedLinearDistillationLoss": "losses",
     "init_student": "models",
+    "init_classifier_student": "models.classification",
+    "evaluate_classification": "classification_eval",
+    "DistillationTrainer": "trainer",
     "TrainConfig": "config",
     "train": "training",
     "evaluate": "evaluation",

@@ -119,6 +119,52 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: The splits of kernel_doc_classification and the share of the files each one gets.
+KERNEL_DOC_SPLITS = {"train": 0.7, "dev": 0.1, "test": 0.2}
+
+
+def _split_of(relative: str) -> str:
+    """A file's split, from a hash of its path: stable across machines, independent of the other files."""
+    share = int(hashlib.sha1(relative.encode()).hexdigest()[:8], 16) / 16**8
+    for split, width in KERNEL_DOC_SPLITS.items():
+        if share < width:
+            return split
+        share -= width
+    return split
+
+
+def kernel_doc_classification(n_classes: int = 8) -> dict[str, Path]:
+    """A labelled task from the kernel documentation: {split: .jsonl file} of paragraphs (assets'
+    paragraph rule) with "text" and "label", the label being the top-level folder (subsystem) of the
+    paragraph's file, for the `n_classes` folders with the most paragraphs (translations excluded).
+
+    Split by FILE (KERNEL_DOC_SPLITS, by a hash of the file's path): no file has paragraphs in two
+    splits, so the test paragraphs come from documents never trained on. Written once into
+    `cache_dir()` and reused."""
+    root = linux_doc_dir()
+    files_of: dict[str, list[Path]] = {}
+    for f in linux_doc_files():
+        parts = f.relative_to(root).parts
+        if len(parts) > 1:  # files at the top level belong to no subsystem
+            files_of.setdefault(parts[0], []).append(f)
+    paragraphs = {f: _paragraphs([f]) for files in files_of.values() for f in files}
+    size = {name: sum(len(paragraphs[f]) for f in files) for name, files in files_of.items()}
+    classes = sorted(sorted(size, key=lambda name: (-size[name], name))[:n_classes])
+    digest = hashlib.sha1(f"{classes}:{[size[c] for c in classes]}:{KERNEL_DOC_SPLITS}".encode()).hexdigest()[:12]
+    folder = cache_dir() / f"kernel-doc-classes-{digest}"
+    out = {split: folder / f"{split}.jsonl" for split in KERNEL_DOC_SPLITS}
+    if not all(p.is_file() for p in out.values()):
+        folder.mkdir(parents=True, exist_ok=True)
+        lines: dict[str, list[str]] = {split: [] for split in KERNEL_DOC_SPLITS}
+        for label in classes:
+            for f in files_of[label]:
+                split = _split_of(f.relative_to(root).as_posix())
+                lines[split] += [json.dumps({"text": p, "label": label}) for p in paragraphs[f]]
+        for split, path in out.items():
+            _write_atomic(path, "\n".join(lines[split]) + "\n")
+    return out
+
+
 def english_corpus(heldout_every: int = 20) -> tuple[Path, Path]:
     """The default English corpus as (train.txt, heldout.txt), one document per line.
 

@@ -2,7 +2,9 @@
 
     distilx train --config run.toml --lr 3e-4 --max-steps 1000      # flags override the file
     torchrun --nproc-per-node 8 -m distilx.cli train --config run.toml
+    distilx train --task sequence-classification --teacher FINETUNED_DIR --train-files train.jsonl
     distilx eval --teacher TEACHER_DIR --student RUN_DIR --files heldout.txt
+    distilx eval --task sequence-classification --teacher FINETUNED_DIR --student RUN_DIR --files test.jsonl
     distilx plot RUN_DIR
     distilx demo                                                   # the embedded default
 
@@ -45,19 +47,32 @@ def _train_parser(sub) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .config import TrainConfig
+    from .tasks import TASKS
+
+    defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="distilx", description="Distil masked-LM teachers into shallower students.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
 
-    e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same masks")
+    e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same examples")
+    e.add_argument("--task", choices=TASKS, default=TASKS[0],
+                   help="masked-lm: masked-token accuracy and perplexity on the same masks; sequence-classification: "
+                        "accuracy, macro-F1 and the student/teacher retention on labelled examples")
     e.add_argument("--teacher", required=True, help="teacher folder")
     e.add_argument("--student", required=True, help="student folder (a train run's output_dir)")
-    e.add_argument("--files", required=True, nargs="+", help="held-out text files, one document per line")
+    e.add_argument("--files", required=True, nargs="+",
+                   help="held-out files: text, one document per line (masked-lm); labelled .jsonl/.csv")
     e.add_argument("--tokenizer", help="tokenizer.json / vocab.txt / folder (default: the student folder)")
+    e.add_argument("--text-fields", default=",".join(defaults.text_fields),
+                   help=f"sequence-classification: the text field(s), comma-separated (default: {','.join(defaults.text_fields)})")
+    e.add_argument("--label-field", default=defaults.label_field,
+                   help=f"sequence-classification: the label field (default: {defaults.label_field})")
     e.add_argument("--seq-len", type=int, default=128)
     e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--max-batches", type=int, default=20)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--max-batches", type=int, default=None,
+                   help="evaluate that many batches (default: 20 for masked-lm, every example for sequence-classification)")
+    e.add_argument("--seed", type=int, default=0, help="masked-lm: the seed of the masks")
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", help="also write the metrics to this file")
 
@@ -74,7 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args) -> int:
     from .config import TrainConfig
-    from .report import metrics_table, plural
+    from .report import plural
+    from .tasks import task_for
     from .training import train
 
     config = TrainConfig.load(args.config) if args.config else TrainConfig()
@@ -82,7 +98,7 @@ def _cmd_train(args) -> int:
     config = config.override(overrides)
     result = train(config)
     if result.eval_metrics is not None:
-        print(metrics_table(result.eval_metrics))
+        print(task_for(config.task).table(result.eval_metrics))
         print(json.dumps(result.eval_metrics, indent=2))
     print(f"student saved to {result.output_dir} after {plural(result.steps, 'step')} "
           f"({result.skipped_steps} skipped)")
@@ -90,11 +106,23 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .evaluation import evaluate
+    if args.task == "sequence-classification":
+        from .classification_eval import evaluate_classification
+        from .report import classification_table
 
-    metrics = evaluate(args.teacher, args.student, args.files, args.tokenizer or args.student,
-                       seq_len=args.seq_len, batch_size=args.batch_size, max_batches=args.max_batches,
-                       seed=args.seed, device=args.device)
+        fields = [f for f in args.text_fields.split(",") if f.strip()]
+        metrics = evaluate_classification(args.teacher, args.student, args.files, args.tokenizer or args.student,
+                                          text_fields=fields, label_field=args.label_field, seq_len=args.seq_len,
+                                          batch_size=args.batch_size, max_batches=args.max_batches,
+                                          device=args.device)
+        print(classification_table(metrics))
+    else:
+        from .evaluation import evaluate
+
+        metrics = evaluate(args.teacher, args.student, args.files, args.tokenizer or args.student,
+                           seq_len=args.seq_len, batch_size=args.batch_size,
+                           max_batches=20 if args.max_batches is None else args.max_batches,
+                           seed=args.seed, device=args.device)
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.json:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .models.defaults import STUDENT_CLASSES
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
+from .tasks import TASKS
 
 __all__ = ["TrainConfig", "knob", "config_table", "default_text"]
 
@@ -47,12 +48,21 @@ BETA = (lambda v: 0 <= v < 1, "in [0, 1)")
 @dataclass
 class TrainConfig:
     # --- what to distil ---
+    task: str = knob("masked-lm", "'masked-lm': pre-training distillation of a masked-LM teacher on raw text; "
+                     "'sequence-classification': a fine-tuned …ForSequenceClassification teacher on labelled "
+                     ".jsonl/.csv examples (docs/tasks.md)", choices=TASKS)
     teacher: str = knob("", "folder of a masked-LM teacher (config.json + weights with the MLM head): BERT, RoBERTa, "
                         "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
-                        "encoder with one layer stack (docs/pipeline.md)")
+                        "encoder with one layer stack (docs/pipeline.md); for task sequence-classification a fine-tuned "
+                        "…ForSequenceClassification (docs/tasks.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
-    train_files: list[str] = knob([], "corpus: files, folders or globs (.txt/.jsonl, .parquet, .arrow, a save_to_disk folder)")
-    eval_files: list[str] = knob([], "held-out files for the end-of-run evaluation")
+    train_files: list[str] = knob([], "masked-lm: the corpus, files, folders or globs (.txt/.jsonl, .parquet, .arrow, "
+                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files")
+    eval_files: list[str] = knob([], "held-out files (same kind as train_files) for the end-of-run evaluation")
+    text_fields: list[str] = knob(["text"], "sequence-classification: the field (.jsonl) or column (.csv) holding "
+                                  "the text; two names for a text pair")
+    label_field: str = knob("label", "sequence-classification: the field or column holding the label, a name from "
+                            "the teacher's config.json id2label or its integer id")
     output_dir: str = knob("distilx-run", "student, tokenizer, config, metrics, plots and checkpoints go here")
 
     # --- the student ---
@@ -61,24 +71,32 @@ class TrainConfig:
     student_layer_indices: list[int] | None = knob(None, "explicit teacher layers to copy (overrides student_layers)")
     student_class: str = knob("auto", "'auto': a BERT teacher gives a DistilBertForMaskedLM (the recipe), every other "
                               "architecture its own class with fewer layers; 'same': the teacher's own class for BERT "
-                              "too (a shallower BertForMaskedLM)", choices=STUDENT_CLASSES)
+                              "too (a shallower BertForMaskedLM); task sequence-classification: always the teacher's own "
+                              "classifier class", choices=STUDENT_CLASSES)
     student_init: str = knob("teacher", "'teacher' copies the kept teacher layers; 'random': same shape, fresh "
                              "weights (the ablation)", choices=("teacher", "random"))
+    student: str | None = knob(None, "a pre-trained student folder to distil into instead of one initialised from "
+                               "the teacher, e.g. a masked-LM student of an earlier run: 'distil while fine-tuning' "
+                               "with a classifier teacher (docs/tasks.md)")
+    freeze_embeddings: bool = knob(False, "keep the student's embedding layer (word, position, segment embeddings "
+                                   "and their LayerNorm) fixed; on CPU the dense update of the vocabulary matrix is "
+                                   "about half of a small model's step (docs/tasks.md). A tied MLM projection stays "
+                                   "fixed with it")
 
-    # --- data (the Rust engine does masking, padding and batching) ---
+    # --- data (masked-lm: the Rust engine does masking, padding and batching) ---
     seq_len: int = knob(128, "tokens per sequence, the framing's special tokens ([CLS]/[SEP], <s>/</s>) included")
     batch_size: int = knob(32, "sequences per micro-batch per process")
     grad_accum: int = knob(1, "micro-batches per optimizer step (effective batch = batch_size*grad_accum*world)",
                            valid=AT_LEAST_ONE)
-    masking: str = knob("frequency", "'frequency' (the recipe: DistilBERT's count^-0.7 smoothing, one counting pass "
+    masking: str = knob("frequency", "masked-lm: 'frequency' (the recipe: DistilBERT's count^-0.7 smoothing, one counting pass "
                         "over train_files at start; target count round(p x eligible tokens), "
                         "data frequency_targets=all_tokens gives DistilBERT's ceil(p x all tokens)), 'uniform' "
                         "(BERT: no counting pass) or 'whole_word'")
-    mlm_probability: float = knob(0.15, "share of real tokens that become prediction targets")
+    mlm_probability: float = knob(0.15, "masked-lm: share of real tokens that become prediction targets")
     padding: str = knob("dynamic", "'dynamic' pads to the longest sequence in the batch, 'fixed' to seq_len")
-    packing: bool = knob(False, "pack several documents into one sequence (fewer pad tokens)")
+    packing: bool = knob(False, "masked-lm: pack several documents into one sequence (fewer pad tokens)")
     data_threads: int | None = knob(None, "tokenizer/engine threads; None = the engine's default")
-    data: dict[str, Any] = knob({}, "any other MaskedLMStream option by name, e.g. min_seq_len=8,text_field=body "
+    data: dict[str, Any] = knob({}, "masked-lm: any other MaskedLMStream option by name, e.g. min_seq_len=8,text_field=body "
                                 "(CLI: --data NAME=VALUE,...); names, types, defaults and help: "
                                 "distilx.data.options_help(), from rust/options.rs")
 
@@ -86,15 +104,16 @@ class TrainConfig:
     temperature: float = knob(TEMPERATURE, "softmax temperature of the KL term (the KL is scaled by T^2)",
                               valid=POSITIVE)
     alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student)", valid=NON_NEGATIVE)
-    alpha_mlm: float = knob(ALPHA_MLM, "weight of the student's masked-LM cross-entropy", valid=NON_NEGATIVE)
+    alpha_mlm: float = knob(ALPHA_MLM, "weight of the student's cross-entropy on the gold labels: the masked tokens "
+                            "(masked-lm), the class (sequence-classification)", valid=NON_NEGATIVE)
     alpha_cos: float = knob(ALPHA_COS, "weight of 1 - cos(h_student, h_teacher) over every real token's last "
                             "hidden state", valid=NON_NEGATIVE)
-    kl_on: str = knob(KL_ON, "rows of the KL term: 'tokens', every real token (DistilBERT), or 'targets', the "
+    kl_on: str = knob(KL_ON, "masked-lm: rows of the KL term: 'tokens', every real token (DistilBERT), or 'targets', the "
                       "masked positions only (much cheaper on CPU; the cosine stays on every real token)",
                       choices=KL_ON_CHOICES)
     loss_backend: str = knob("auto", "'auto' (Triton on GPU, PyTorch elsewhere), 'triton' or 'torch'",
                              choices=BACKENDS)
-    fused_linear: str = knob("auto", "compute the vocabulary projections chunk by chunk together with the loss, "
+    fused_linear: str = knob("auto", "masked-lm: compute the vocabulary projections chunk by chunk together with the loss, "
                              "never holding the N x V logits (large vocabularies): 'auto' when it saves memory "
                              "that matters (distilx.losses.fused_linear.fused_linear_pays), 'on' or 'off'",
                              choices=("auto", "on", "off"))
@@ -192,10 +211,29 @@ class TrainConfig:
         self.stream_options()  # the data fields, checked by the engine's own rules (rust/options.rs)
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
+        self._check_task_fields()
         if self.resume and self.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
                              "output_dir, --overwrite-output-dir replaces it")
         return self
+
+    # Fields only one task reads (docs/tasks.md): set under the other task they are an error, not ignored
+    _TASK_FIELDS = {"masked-lm": ("masking", "mlm_probability", "packing", "data", "kl_on", "fused_linear"),
+                    "sequence-classification": ("text_fields", "label_field")}
+    # What a pre-trained `student` folder replaces
+    _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init")
+
+    def _check_task_fields(self) -> None:
+        defaults = TrainConfig()
+        for task, names in self._TASK_FIELDS.items():
+            stray = [n for n in names if task != self.task and getattr(self, n) != getattr(defaults, n)]
+            if stray:
+                raise ValueError(f"{', '.join(stray)} {'apply' if len(stray) > 1 else 'applies'} to task {task}, "
+                                 f"not to task {self.task}: remove {'them' if len(stray) > 1 else 'it'}")
+        stray = [n for n in self._STUDENT_INIT_FIELDS if getattr(self, n) != getattr(defaults, n)]
+        if self.student and stray:
+            raise ValueError(f"student={self.student!r} is a pre-trained student, which {', '.join(stray)} would "
+                             "initialise from the teacher instead: pass one or the other")
 
     # Fields that are stream options under the same name (the others: data_threads -> num_threads,
     # and the run's rank / world size).

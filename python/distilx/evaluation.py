@@ -24,11 +24,41 @@ from torch import nn
 from .losses import IGNORE_INDEX
 from .models import adapter_for, check_vocab, load_teacher
 
-__all__ = ["evaluate", "eval_stream", "count_parameters"]
+__all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for"]
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # .parameters() yields a tied tensor once
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on GPU (how distilx runs models there), nothing on CPU."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def forward_seconds(teacher: nn.Module, student: nn.Module, batches: list[dict], device: torch.device
+                    ) -> tuple[float, float]:
+    """Median seconds of one full forward of `teacher` and of `student` over `batches` (dicts of model
+    inputs, each model given those its forward takes), the two interleaved so that machine noise hits
+    both alike."""
+    from .models.classification import forward_inputs
+
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for batch in batches:
+        for i, model in enumerate((teacher, student)):
+            inputs = forward_inputs(model, batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            with autocast_for(device):
+                model(**inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[i].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _load_model(model) -> nn.Module:
@@ -89,8 +119,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     was_training = student.training
     teacher.eval().to(device)
     student.eval().to(device)
-    amp = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda"
-           else contextlib.nullcontext())
+    amp = autocast_for(device)
     stream = eval_stream(files, tokenizer, seq_len=seq_len, batch_size=batch_size, seed=seed)
     totals = {"targets": 0, "teacher_correct": 0, "student_correct": 0, "agree": 0,
               "teacher_nll": 0.0, "student_nll": 0.0}
@@ -113,24 +142,12 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         totals["teacher_nll"] += t_nll
         totals["student_nll"] += s_nll
         if len(kept) < speed_batches:
-            kept.append((ids, mask))
+            kept.append({"input_ids": ids, "attention_mask": mask})
     n = totals["targets"]
     if n == 0:
         raise ValueError(f"no masked targets in {list(files)}: the held-out files are empty or too short")
 
-    # inference speed: full forward passes, interleaved so that machine noise hits both alike
-    t_times, s_times = [], []
-    for ids, mask in kept:
-        for model, times in ((teacher, t_times), (student, s_times)):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            with amp:
-                model(input_ids=ids, attention_mask=mask).logits
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-    t_time, s_time = statistics.median(t_times), statistics.median(s_times)
+    t_time, s_time = forward_seconds(teacher, student, kept, device)
     if was_training:
         student.train()
     return {

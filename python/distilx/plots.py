@@ -8,7 +8,8 @@ from .metrics_log import read_records
 
 __all__ = ["read_metrics", "plot_run", "plot_runs"]
 
-TERMS = ("loss", "kl", "mlm", "cos")
+# the logged terms in panel order; the cross-entropy on gold labels is "mlm" (masked-lm) or "ce" (classification)
+TERMS = ("loss", "kl", "mlm", "ce", "cos")
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -24,13 +25,15 @@ def plot_runs(runs: dict[str, str | Path], out_file: str | Path, title: str = "d
     matplotlib.use("Agg")  # no display on training machines
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(TERMS), figsize=(4 * len(TERMS), 3.2))
-    for label, run_dir in runs.items():
-        records = read_metrics(run_dir)
+    records_of = {label: read_metrics(run_dir) for label, run_dir in runs.items()}
+    terms = [t for t in TERMS if any(records and t in records[0] for records in records_of.values())] or ["loss"]
+    fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2))
+    for label, records in records_of.items():
         steps = [r["step"] for r in records]
-        for ax, term in zip(axes, TERMS):
-            ax.plot(steps, [r[term] for r in records], label=label)
-    for ax, term in zip(axes, TERMS):
+        for ax, term in zip(axes, terms):
+            if records and term in records[0]:
+                ax.plot(steps, [r[term] for r in records], label=label)
+    for ax, term in zip(axes, terms):
         ax.set_title(term)
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)

@@ -16,16 +16,16 @@ from typing import Iterator
 
 from torch import nn
 
-from .models import adapter_for
+from .models.classification import encoder_adapter
 
 __all__ = ["usable_positions", "check_positions", "check_eval_input", "training_batches"]
 
 
 def usable_positions(model: nn.Module) -> int:
-    """The longest sequence `model` can embed: its position table minus the rows its architecture
+    """The longest sequence `model` (any head) can embed: its position table minus the rows its architecture
     reserves (models/adapters.py); without a table (rotary or relative positions: ModernBERT, EuroBERT,
     DeBERTa without position_biased_input) the length it was built for, max_position_embeddings."""
-    adapter = adapter_for(model)
+    adapter = encoder_adapter(model)
     table = getattr(adapter.embeddings(model), "position_embeddings", None)
     if not isinstance(table, nn.Embedding):
         return model.config.max_position_embeddings
@@ -37,7 +37,7 @@ def check_positions(seq_len: int, **models: nn.Module) -> None:
     for role, model in models.items():
         limit = usable_positions(model)
         if seq_len > limit:
-            reserved = adapter_for(model).reserved_positions(model)
+            reserved = encoder_adapter(model).reserved_positions(model)
             why = f" minus {reserved} reserved (padding_idx + 1)" if reserved else ""
             raise ValueError(f"seq_len={seq_len} is longer than the {role} can embed: {limit} positions "
                              f"(max_position_embeddings={limit + reserved}{why}); set --seq-len {limit} or less")

@@ -5,7 +5,8 @@ and schedule -> resume from the newest checkpoint (optional) -> loop over optimi
 `grad_accum` micro-batches) with a non-finite guard, logging and periodic checkpoints -> save the
 student in Hugging Face format, tokenizer files, resolved config, metrics, loss plot -> evaluate.
 
-Masking, padding and batching belong to the data engine (`MaskedLMStream`); the loss terms to
+What differs between tasks — which models, which data, which rows the loss reads, which evaluation —
+belongs to the task (`distilx.tasks`: masked-lm, sequence-classification); the loss terms to
 `distillation_loss`. This file only wires them together.
 """
 
@@ -20,24 +21,23 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
 from .diskfull import reporting_disk_full
 from .distributed import DistEnv, run_on_main, setup_distributed
-from .losses import IGNORE_INDEX
 from .metrics_log import MetricsLog
-from .models import adapter_for, check_vocab, init_student, load_teacher
-from .preflight import check_eval_input, check_positions, training_batches
+from .models import check_vocab
+from .models.classification import encoder_adapter
+from .preflight import training_batches
 from .run_dir import RunFolder
 from .run_identity import resume_point, run_identity
+from .tasks import task_for
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError"]
 
@@ -54,71 +54,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # the metric lines written by this process
     eval_metrics: dict | None = None  # distilx.evaluate's result on config.eval_files (rank 0)
     student: nn.Module | None = None  # the trained student (this process's copy, on its device)
-
-
-class TeacherSide(NamedTuple):
-    """What the loss needs from the frozen teacher for one batch (computed under no_grad)."""
-
-    head_input: torch.Tensor  # [n_rows, H_t]: the MLM head's transform of the loss rows
-    weight: torch.Tensor  # [V, H_t] vocabulary projection
-    bias: torch.Tensor | None  # [V]
-    hidden: torch.Tensor  # [n_real, H_t]: last hidden states of every real token (the cosine's rows)
-
-
-@torch.no_grad()
-def teacher_side(teacher: nn.Module, input_ids, attention_mask, logit_rows) -> TeacherSide:
-    adapter = adapter_for(teacher)
-    hidden = adapter.last_hidden(teacher, input_ids, attention_mask)
-    weight, bias = adapter.decoder(teacher)
-    return TeacherSide(adapter.head_transform(teacher, hidden[logit_rows]), weight, bias,
-                       hidden[attention_mask.bool()])
-
-
-class MaskedLMDistiller(nn.Module):
-    """Student forward and the loss for one batch.
-
-    The vocabulary projection runs only on the rows the KL and MLM terms read (kl_on="targets" reads
-    ~15% of the tokens: that projection is where the CPU time goes); the cosine term stays on every real
-    token, as in DistilBERT (hidden states are cheap). With `fused_linear` ("auto": when
-    `fused_linear_pays`) the projections and the loss run chunk by chunk and the N x V logits are never
-    held (large vocabularies). The loss is computed inside forward so that DDP, which wraps this module,
-    sees every parameter the loss uses (the decoder weight included) in the graph of its output.
-    """
-
-    def __init__(self, student: nn.Module, loss_options: dict, fused_linear: str = "auto"):
-        super().__init__()
-        self.student = student
-        self.adapter = adapter_for(student)
-        self.loss_options = loss_options
-        self.fused_linear = fused_linear
-
-    def forward(self, input_ids, attention_mask, logit_rows, row_labels, teacher: TeacherSide):
-        from .losses import distillation_loss, fused_linear_distillation_loss
-
-        hidden = self.adapter.last_hidden(self.student, input_ids, attention_mask)
-        head_input = self.adapter.head_transform(self.student, hidden[logit_rows])
-        real_hidden = hidden[attention_mask.bool()]
-        weight, bias = self.adapter.decoder(self.student)
-        if self._use_fused_linear(head_input, weight):
-            return fused_linear_distillation_loss(
-                head_input, weight, teacher.head_input, teacher.weight, row_labels, student_bias=bias,
-                teacher_bias=teacher.bias, student_hidden=real_hidden, teacher_hidden=teacher.hidden,
-                **self.loss_options)
-        s_logits = F.linear(head_input, weight, bias)
-        with torch.no_grad():
-            t_logits = F.linear(teacher.head_input, teacher.weight, teacher.bias)
-        return distillation_loss(s_logits, t_logits, row_labels, None, real_hidden, teacher.hidden,
-                                 **self.loss_options)
-
-    def _use_fused_linear(self, head_input: torch.Tensor, weight: torch.Tensor) -> bool:
-        if self.fused_linear != "auto":
-            return self.fused_linear == "on"
-        from .losses.fused_linear import fused_linear_pays
-
-        device = head_input.device
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else weight.dtype
-        return fused_linear_pays(head_input.shape[0], weight.shape[0], weight.shape[1], device=device,
-                                 dtype=dtype, weight_dtype=weight.dtype)
 
 
 def _seed_everything(seed: int) -> None:
@@ -162,12 +97,6 @@ def _schedule(optimizer, total_steps: int, warmup_ratio: float):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _make_stream(config: TrainConfig, tokenizer, env: DistEnv):
-    from .data import MaskedLMStream
-
-    return MaskedLMStream(list(config.train_files), tokenizer, **config.stream_options(env.rank, env.world_size))
 
 
 def _endless(stream):
@@ -233,50 +162,53 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     from .data import Tokenizer
 
     config = config.validated()
+    task = task_for(config.task)
     if not config.train_files:
-        raise ValueError("train_files is empty: give the corpus (files, folders or globs)")
+        raise ValueError("train_files is empty: give the corpus (files, folders or globs) or, for task "
+                         "sequence-classification, the labelled .jsonl/.csv files")
     if teacher is None and not config.teacher:
         raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
-                         "architectures: docs/pipeline.md)")
+                         "architectures: docs/pipeline.md), or a fine-tuned classifier for task sequence-classification")
     env = setup_distributed(config.device)
     precision = _resolve_precision(config, env)
     output_dir = Path(config.output_dir)
     # rank 0 locks and owns the output folder: refused if it is the teacher's, busy or another run's
     run: RunFolder | None = run_on_main(env, lambda: cleanup.enter_context(RunFolder.claim(
         output_dir, resume=config.resume, overwrite=config.overwrite_output_dir,
-        protected={"teacher": config.teacher, "tokenizer": config.tokenizer})))
+        protected={"teacher": config.teacher, "tokenizer": config.tokenizer, "student": config.student})))
     _seed_everything(config.seed)
 
     # --- models: the teacher is frozen, in eval mode, without gradients (bf16 on GPU) ---
     teacher_source = config.teacher if teacher is None else teacher  # what the run's identity digests
     if teacher is None:
-        teacher = load_teacher(config.teacher)
+        teacher = task.load_teacher(config.teacher)
     teacher.eval().requires_grad_(False)
     teacher.to(env.device)
     tokenizer_source = Path(config.tokenizer or config.teacher)
     tokenizer = Tokenizer(str(tokenizer_source))
     check_vocab(teacher, tokenizer)
     if student is None:
-        student = init_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices,
-                               student_class=config.student_class)
-        if config.student_init == "random":
-            torch.manual_seed(config.seed)
-            student = type(student)(student.config)  # same shape, fresh weights (the ablation baseline)
-    check_positions(config.seq_len, teacher=teacher, student=student)
+        student = task.build_student(teacher, config)  # from the teacher, random, or config.student's folder
+    check_vocab(student, tokenizer)
+    task.check_models(config, teacher, student)  # positions, widths, labels: before any step
     if env.device.type == "cuda" and precision != "fp32":
         teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
+    if config.freeze_embeddings:
+        encoder_adapter(student).embeddings(student).requires_grad_(False)  # the optimizer takes what has grads
     student.to(env.device).train()
     loss_options = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
                         alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
-    distiller: nn.Module = MaskedLMDistiller(student, loss_options, config.fused_linear)
+    distiller: nn.Module = task.student_forward(student, loss_options, config)  # the student's loss, for DDP
     if env.distributed:
         distiller = nn.parallel.DistributedDataParallel(
             distiller, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    # a teacher that no loss term reads is not run (e.g. the cross-entropy-only baseline)
+    run_teacher = config.alpha_kl > 0 or config.alpha_cos > 0
 
     # --- data, optimizer, schedule ---
-    stream = _make_stream(config, tokenizer, env)
+    stream = task.make_stream(config, tokenizer, env, teacher)
     if env.is_main:
-        check_eval_input(config, tokenizer)  # now, not after hours of training
+        task.check_eval_input(config, tokenizer, teacher)  # now, not after hours of training
     if config.max_steps is not None:
         total_steps = config.max_steps
     else:
@@ -344,7 +276,6 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     params = [p for p in student.parameters() if p.requires_grad]
     history: list[dict] = []
     consecutive_bad = 0
-    window = {"loss": 0.0, "kl": 0.0, "mlm": 0.0, "cos": 0.0}
     window_terms = torch.zeros(4, dtype=torch.float64, device=env.device)  # summed on device: no sync per step
     window_steps, window_tokens, window_wait, window_start = 0, 0, 0.0, time.perf_counter()
     steps_this_run = 0
@@ -354,22 +285,13 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             wait_start = time.perf_counter()
             batch = next(batches)
             window_wait += time.perf_counter() - wait_start
-            attention_mask = batch["attention_mask"]
-            labels = batch["labels"]
-            n_tokens = int(attention_mask.sum())  # CPU tensors: no device sync
+            n_tokens = int(batch["attention_mask"].sum())  # CPU tensors: no device sync
             window_tokens += n_tokens
             tokens_seen += n_tokens * env.world_size
-            # the vocabulary projection runs on the rows the KL and MLM terms read; the cosine on every real token
-            rows = (labels != IGNORE_INDEX) if config.kl_on == "targets" else attention_mask.bool()
-            input_ids = batch["input_ids"].to(env.device, non_blocking=True)
-            attention_mask = attention_mask.to(env.device, non_blocking=True)
-            rows = rows.to(env.device, non_blocking=True)
-            row_labels = labels.to(env.device, non_blocking=True)[rows]
             # DDP: all-reduce gradients only on the last micro-batch of the step
             sync = micro == config.grad_accum - 1 or not env.distributed
             with (contextlib.nullcontext() if sync else distiller.no_sync()), _autocast(env, precision):
-                out = distiller(input_ids, attention_mask, rows, row_labels,
-                                teacher_side(teacher, input_ids, attention_mask, rows))
+                out = task.loss(teacher if run_teacher else None, distiller, batch, env.device, config)
                 scaler.scale(out.loss / config.grad_accum).backward()
             step_terms += torch.stack([out.loss.detach(), out.kl, out.mlm, out.cos]).double() / config.grad_accum
 
@@ -405,7 +327,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             terms = (window_terms / window_steps).tolist()
             window_terms.zero_()
             elapsed = time.perf_counter() - window_start
-            record = {"step": step, "loss": terms[0], "kl": terms[1], "mlm": terms[2], "cos": terms[3],
+            record = {"step": step, "loss": terms[0], "kl": terms[1], task.gold_term: terms[2], "cos": terms[3],
                       "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                       "tokens_per_s": window_tokens * env.world_size / max(elapsed, 1e-9),
                       "data_wait_share": window_wait / max(elapsed, 1e-9), "skipped": skipped}
@@ -413,8 +335,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             if log is not None:
                 log.write(record)
             if bar is not None:
-                bar.set_postfix(loss=f"{terms[0]:.3f}", kl=f"{terms[1]:.3f}", mlm=f"{terms[2]:.3f}",
-                                cos=f"{terms[3]:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                bar.set_postfix({"loss": f"{terms[0]:.3f}", "kl": f"{terms[1]:.3f}", task.gold_term: f"{terms[2]:.3f}",
+                                 "cos": f"{terms[3]:.3f}", "tok_s": f"{record['tokens_per_s']:.0f}"})
             window_steps, window_tokens, window_wait, window_start = 0, 0, 0.0, time.perf_counter()
         if bar is not None:
             bar.update(1)
@@ -451,10 +373,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         except ImportError:  # matplotlib is optional
             pass
         if config.eval_files and config.eval_batches > 0:
-            from .evaluation import evaluate
-            eval_metrics = evaluate(teacher, student, config.eval_files, tokenizer, seq_len=config.seq_len,
-                                    batch_size=config.batch_size, max_batches=config.eval_batches,
-                                    seed=config.seed, device=env.device)
+            eval_metrics = task.evaluate(teacher, student, config, tokenizer, env.device)
             summary["eval"] = eval_metrics
             (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     if env.distributed:

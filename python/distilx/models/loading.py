@@ -11,7 +11,7 @@ from torch import nn
 from ..safe_loading import refusing_code
 from .adapters import UnsupportedModelError, adapter_for, supported_types
 
-__all__ = ["load_teacher", "check_vocab"]
+__all__ = ["load_teacher", "check_vocab", "read_config_json"]
 
 # (tokenizer attribute, config entries that declare the same token, the first one set decides)
 _DECLARED_IDS = (("pad_id", ("pad_token_id",)), ("mask_id", ("mask_token_id",)),
@@ -26,6 +26,16 @@ def _holds(architectures) -> str:
     if name.endswith("Model"):
         return f"; config.json says it holds a {name}, a bare encoder without an MLM head"
     return f"; config.json says it holds a {name}, whose head is not a masked-LM head"
+
+
+def read_config_json(path: Path) -> tuple[dict, str, Path]:
+    """A model folder's config.json: (what it declares, its model_type — absent: BERT, as rxnfp's —, its path)."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} has no config.json: pass a folder saved by save_pretrained "
+                                "(config.json + model.safetensors or pytorch_model.bin)")
+    declared = json.loads(config_file.read_text())
+    return declared, declared.get("model_type", "bert"), config_file
 
 
 def load_teacher(path: str | Path, *, require_mlm_head: bool = True) -> nn.Module:
@@ -44,12 +54,7 @@ def load_teacher(path: str | Path, *, require_mlm_head: bool = True) -> nn.Modul
     from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     path = Path(path)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} has no config.json: pass a folder saved by save_pretrained "
-                                "(config.json + model.safetensors or pytorch_model.bin)")
-    declared = json.loads(config_file.read_text())
-    model_type = declared.get("model_type", "bert")
+    declared, model_type, config_file = read_config_json(path)
     if model_type not in CONFIG_MAPPING:
         raise UnsupportedModelError(f"unsupported model_type {model_type!r} in {config_file}: transformers "
                                     f"{transformers.__version__} does not know it (a newer version may); "

@@ -19,7 +19,7 @@ from .builders import same_class_fewer_layers
 from .defaults import STUDENT_CLASSES
 from .loading import load_teacher
 
-__all__ = ["init_student", "student_layer_indices"]
+__all__ = ["init_student", "kept_layers", "student_layer_indices"]
 
 
 def student_layer_indices(teacher_layers: int, n_layers: int) -> list[int]:
@@ -30,6 +30,19 @@ def student_layer_indices(teacher_layers: int, n_layers: int) -> list[int]:
         return [0]
     step = (teacher_layers - 1) / (n_layers - 1)
     return [int(math.floor(i * step + 0.5)) for i in range(n_layers)]
+
+
+def kept_layers(total: int, n_layers: int | None, layers: list[int] | None) -> list[int]:
+    """The teacher layers a student keeps: `layers` checked against the teacher's `total`, else
+    `n_layers` (default: half, rounded up) spread by student_layer_indices."""
+    if layers is None:
+        return student_layer_indices(total, n_layers if n_layers is not None else (total + 1) // 2)
+    layers = [int(i) for i in layers]
+    if n_layers is not None and n_layers != len(layers):
+        raise ValueError(f"n_layers={n_layers} disagrees with layers={layers}; pass one of them")
+    if not layers or any(not 0 <= i < total for i in layers):
+        raise ValueError(f"layers={layers} must be a non-empty list of indices in [0, {total - 1}]")
+    return layers
 
 
 def _tied(model: nn.Module, adapter) -> bool:
@@ -57,15 +70,7 @@ def init_student(teacher, n_layers: int | None = None, layers: list[int] | None 
         teacher = load_teacher(teacher)
     adapter = adapter_for(teacher)
     build = adapter.build_student if student_class == "auto" else same_class_fewer_layers
-    total = len(adapter.layers(teacher))
-    if layers is None:
-        layers = student_layer_indices(total, n_layers if n_layers is not None else (total + 1) // 2)
-    else:
-        layers = [int(i) for i in layers]
-        if n_layers is not None and n_layers != len(layers):
-            raise ValueError(f"n_layers={n_layers} disagrees with layers={layers}; pass one of them")
-        if not layers or any(not 0 <= i < total for i in layers):
-            raise ValueError(f"layers={layers} must be a non-empty list of indices in [0, {total - 1}]")
+    layers = kept_layers(len(adapter.layers(teacher)), n_layers, layers)
     with torch.no_grad():
         student = build(teacher, layers, _tied(teacher, adapter), adapter)
     student.config.distilx_teacher_layers = layers  # provenance, saved in config.json

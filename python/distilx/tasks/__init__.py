@@ -1,0 +1,25 @@
+"""What is distilled: one `Task` per kind of teacher, giving the training loop what differs between them.
+
+- `masked_lm.py`: pre-training distillation of a masked-LM teacher on raw text (the Rust engine's
+  `MaskedLMStream`, the MLM head projected only on the rows the loss reads);
+- `sequence_classification.py`: task-stage distillation of a fine-tuned …ForSequenceClassification on
+  labelled examples (`labelled_data.py`: reading, label mapping, tokenization, resumable batches);
+- `base.py`: the interface the loop (training.py) calls, and what both tasks share.
+
+`TASKS` imports without torch (TrainConfig validates against it); the rest loads on first use.
+"""
+
+from importlib import import_module
+
+TASKS = ("masked-lm", "sequence-classification")
+
+_MODULES = {"masked-lm": "masked_lm", "sequence-classification": "sequence_classification"}
+
+__all__ = ["TASKS", "task_for"]
+
+
+def task_for(name: str):
+    """The Task object of `name` (one of TASKS)."""
+    if name not in _MODULES:
+        raise ValueError(f"task={name!r}; choose one of {TASKS}")
+    return import_module(f".{_MODULES[name]}", __name__).TASK

@@ -1,0 +1,91 @@
+"""The interface between the training loop and a task, and the parts every task shares.
+
+The loop (training.py) asks a task for: the teacher (`load_teacher`), the student (`build_student`:
+initialised from the teacher, randomly, or a pre-trained folder), checks before the first step
+(`check_models`, `check_eval_input`), the resumable data source (`make_stream`: iterating yields one
+epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`), the
+module DDP wraps (`student_forward`: the student's forward and the loss, so that DDP sees every
+parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
+module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always
+`distillation_loss` (or its fused-linear form for large vocabularies).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from ..preflight import check_positions
+
+__all__ = ["Task"]
+
+
+class Task(ABC):
+    """One kind of distillation; a subclass implements the abstract methods."""
+
+    name: str
+    gold_term: str  # the metric name of the cross-entropy on the gold labels ("mlm", "ce")
+
+    # --- models ---
+    @abstractmethod
+    def load_teacher(self, path) -> nn.Module:
+        """The teacher folder's model, in eval mode."""
+
+    @abstractmethod
+    def init_student(self, teacher: nn.Module, config) -> nn.Module:
+        """A student initialised from the teacher's kept layers (config.student_layers / _indices)."""
+
+    @abstractmethod
+    def load_student(self, path, teacher: nn.Module) -> nn.Module:
+        """A pre-trained student folder (config.student), ready for this task."""
+
+    def build_student(self, teacher: nn.Module, config) -> nn.Module:
+        """config.student if set, else initialised from the teacher; student_init='random' keeps the shape
+        and draws fresh weights (the ablation baseline), seeded by config.seed."""
+        if config.student:
+            return self.load_student(config.student, teacher)
+        student = self.init_student(teacher, config)
+        if config.student_init == "random":
+            torch.manual_seed(config.seed)
+            student = type(student)(student.config)
+        return student
+
+    def check_models(self, config, teacher: nn.Module, student: nn.Module) -> None:
+        """Before the first step: seq_len fits both models' positions; the cosine term has equal widths."""
+        check_positions(config.seq_len, teacher=teacher, student=student)
+        widths = teacher.config.hidden_size, student.config.hidden_size
+        if config.alpha_cos > 0 and widths[0] != widths[1]:
+            raise ValueError(f"alpha_cos={config.alpha_cos} compares hidden states, but the teacher's are {widths[0]} "
+                             f"wide and the student's {widths[1]}: use a student of the teacher's width or set "
+                             "--alpha-cos 0")
+
+    # --- data ---
+    @abstractmethod
+    def make_stream(self, config, tokenizer, env, teacher: nn.Module):
+        """This rank's resumable batches of config.train_files (bad input is an error here, before any step)."""
+
+    @abstractmethod
+    def check_eval_input(self, config, tokenizer, teacher: nn.Module) -> None:
+        """Raise unless config.eval_files can be evaluated (no-op without an evaluation)."""
+
+    # --- one micro-batch ---
+    @abstractmethod
+    def student_forward(self, student: nn.Module, loss_options: dict, config) -> nn.Module:
+        """An nn.Module around the student whose forward returns the DistillationLossOutput (DDP wraps it);
+        loss_options: distillation_loss's temperature, weights, kl_on and backend."""
+
+    @abstractmethod
+    def loss(self, teacher: nn.Module | None, forward: nn.Module, batch: dict, device: torch.device, config):
+        """The DistillationLossOutput of `batch` on `device`. teacher None: no loss term reads it
+        (alpha_kl = alpha_cos = 0), so it is not run."""
+
+    # --- evaluation ---
+    @abstractmethod
+    def evaluate(self, teacher: nn.Module, student: nn.Module, config, tokenizer, device) -> dict:
+        """Teacher and student metrics on config.eval_files."""
+
+    @abstractmethod
+    def table(self, metrics: dict) -> str:
+        """evaluate()'s result as the side-by-side table `distilx train` prints."""

@@ -1,0 +1,210 @@
+"""Labelled examples for sequence classification: files, labels, tokens, and resumable batches.
+
+- Files: `.jsonl` (one JSON object per line; blank lines skipped) and `.csv` (a header row names the
+  columns). The text is one field or two (a text pair), the label one field; names are configurable.
+- Labels: the teacher's label set (config.json `id2label`). A label is a label name, or an integer id
+  in [0, num_labels) (a JSON integer or, in CSV, a string of digits); names win when a name is itself
+  a number. Anything else is an error naming the file, the line and the known labels.
+- Tokens: the teacher's own Hugging Face tokenizer frames the text or the pair (its template decides
+  [CLS] a [SEP] b [SEP], <s> a </s></s> b </s>, the segment ids) and truncates to seq_len
+  ("longest_first" for pairs): the exact framing, by construction.
+- Batches (`ClassificationBatches`): a seeded shuffle per epoch, full batches only, split across ranks
+  so every rank yields the same number per epoch; the position (epoch, batch index) is the resume state.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
+           "SUFFIXES"]
+
+SUFFIXES = (".jsonl", ".csv")
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The teacher's labels in id order (config.json id2label)."""
+
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, model_config) -> "LabelSet":
+        id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
+        return cls(tuple(id2label[i] for i in range(len(id2label))))
+
+    def id_of(self, value, where: str) -> int:
+        """The id of a label as written in a file (a name, or an integer id); `where`: file:line."""
+        if isinstance(value, str):
+            if value in self.names:
+                return self.names.index(value)
+            if value.isdigit():
+                value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
+            return value
+        raise ValueError(f"{where}: label {value!r} is not one the teacher knows: its labels (config.json id2label) "
+                         f"are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or use a "
+                         "teacher fine-tuned on this label set")
+
+
+def _jsonl_records(path: Path):
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg}): each line of a .jsonl file is one JSON "
+                                 "object") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with the text and label "
+                                 "fields")
+            yield where, record
+
+
+def _csv_records(path: Path):
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for record in reader:
+            if None in record:  # more cells than the header has columns
+                raise ValueError(f"{path}:{reader.line_num}: {len(record) - 1 + len(record[None])} cells but the "
+                                 f"header names {len(reader.fieldnames)} columns")
+            yield f"{path}:{reader.line_num}", record
+
+
+def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
+                  ) -> tuple[list[tuple[str, ...]], list[int]]:
+    """(texts, label ids) of every example in `files`, in file order; ValueError naming the file and
+    line of anything malformed (a missing field, a non-text text, an unknown label)."""
+    if not 1 <= len(text_fields) <= 2:
+        raise ValueError(f"text_fields={list(text_fields)}: give one field (a single text) or two (a text pair)")
+    texts, ids = [], []
+    for name in files:
+        path = Path(name)
+        if path.suffix not in SUFFIXES:
+            raise ValueError(f"{path}: labelled files must be {' or '.join(SUFFIXES)} (one example per line / row)")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist or is not a file")
+        for where, record in (_jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path)):
+            missing = [k for k in (*text_fields, label_field) if k not in record]
+            if missing:
+                raise ValueError(f"{where}: no field {missing[0]!r} (fields here: {sorted(record)}); name the text "
+                                 "field(s) with --text-fields and the label field with --label-field")
+            example = tuple(record[k] for k in text_fields)
+            bad = next((k for k, v in zip(text_fields, example) if not isinstance(v, str)), None)
+            if bad is not None:
+                raise ValueError(f"{where}: field {bad!r} holds {record[bad]!r}, not a text")
+            texts.append(example)
+            ids.append(labels.id_of(record[label_field], where))
+    return texts, ids
+
+
+def hf_tokenizer(source: str | os.PathLike):
+    """The Hugging Face tokenizer of a model folder (AutoTokenizer) or of a tokenizer.json file."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    source = Path(source)
+    if source.is_dir():
+        return AutoTokenizer.from_pretrained(str(source))
+    if source.suffix == ".json":
+        return PreTrainedTokenizerFast(tokenizer_file=str(source))
+    raise ValueError(f"tokenizer {source}: sequence classification frames text pairs with the tokenizer's own "
+                     "template; pass the tokenizer's folder or its tokenizer.json")
+
+
+class LabelledExamples:
+    """Tokenized labelled examples: token ids (and segment ids when the tokenizer gives them), label ids."""
+
+    def __init__(self, files, tokenizer_source, *, text_fields: list[str], label_field: str, labels: LabelSet,
+                 seq_len: int):
+        from ..data import _as_tokenizer
+
+        self.files = [os.fspath(f) for f in files]
+        texts, self.labels = read_examples(self.files, text_fields, label_field, labels)
+        self.seq_len = seq_len
+        self.pad_id = _as_tokenizer(tokenizer_source).pad_id  # the engine's, as for masked-LM batches
+        self.features: dict[str, list[list[int]]] = {}
+        if texts:
+            tokenizer = hf_tokenizer(tokenizer_source)
+            columns = [list(column) for column in zip(*texts)]
+            encoded = tokenizer(*columns, truncation=True, max_length=seq_len, padding=False,
+                                return_attention_mask=False)
+            self.features = {k: encoded[k] for k in ("input_ids", "token_type_ids") if k in encoded}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, indices, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        """The examples at `indices` as int64 tensors, padded to the longest one (or to `pad_to`)."""
+        rows = {k: [v[i] for i in indices] for k, v in self.features.items()}
+        lengths = [len(ids) for ids in rows["input_ids"]]
+        width = pad_to or max(lengths)
+        out = {"attention_mask": torch.tensor([[1] * n + [0] * (width - n) for n in lengths], dtype=torch.int64)}
+        for key, values in rows.items():
+            pad = self.pad_id if key == "input_ids" else 0
+            out[key] = torch.tensor([v + [pad] * (width - len(v)) for v in values], dtype=torch.int64)
+        out["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=torch.int64)
+        return out
+
+    def in_order(self, batch_size: int, max_batches: int | None = None):
+        """The examples in file order, `batch_size` at a time (the last batch may be smaller)."""
+        n = self.count(batch_size, max_batches)
+        for start in range(0, n, batch_size):
+            yield self.batch(range(start, min(n, start + batch_size)))
+
+    def count(self, batch_size: int, max_batches: int | None = None) -> int:
+        """How many examples in_order(batch_size, max_batches) yields."""
+        return len(self) if max_batches is None else min(len(self), max_batches * batch_size)
+
+
+class ClassificationBatches:
+    """Resumable training batches of labelled examples for one rank.
+
+    Epoch e visits the examples in the order of a permutation drawn from (seed, e); it is cut into
+    global batches of batch_size x world_size examples (the incomplete last one is dropped: a different
+    remainder each epoch) and rank r takes the r-th slice of each, so all ranks yield `batches_per_epoch`
+    batches. Iterating yields the rest of the current epoch, then the epoch counter advances, like the
+    masked-LM stream. `state_dict()` is the position (epoch, batches yielded in it).
+    """
+
+    def __init__(self, examples: LabelledExamples, *, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1, padding: str = "dynamic"):
+        self.examples = examples
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.pad_to = examples.seq_len if padding == "fixed" else None
+        self.batches_per_epoch = len(examples) // (batch_size * world_size)
+        self.epoch, self.index = 0, 0
+
+    @property
+    def files(self) -> list[str]:
+        return self.examples.files
+
+    def _config(self) -> dict:
+        return {"examples": len(self.examples), "batch_size": self.batch_size, "seed": self.seed, "rank": self.rank,
+                "world_size": self.world_size}
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.examples))
+        while self.index < self.batches_per_epoch:
+            start = (self.index * self.world_size + self.rank) * self.batch_size
+            self.index += 1  # before the yield: a state taken while this batch is in use is past it
+            yield self.examples.batch(order[start:start + self.batch_size].tolist(), self.pad_to)
+        self.epoch, self.index = self.epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index, "config": self._config()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["config"] != self._config():
+            raise ValueError(f"this batch position was saved for {state['config']}, but these batches are "
+                             f"{self._config()}: resume with the same data, batch size, seed and processes")
+        self.epoch, self.index = state["epoch"], state["index"]
