@@ -23,7 +23,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cancel::Cancel;
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 use crate::mapping::MappedFile;
 use crate::splitmix::{hash_bytes, Hasher};
 use crate::tokenize::Tokenizer;
@@ -62,10 +62,7 @@ pub struct Cache {
 }
 
 fn truncated_while_read(path: &Path) -> Error {
-    Error::CorruptCache(format!(
-        "{} was truncated while it was being read (another process shrank or rewrote it in place); \
-         stop whatever writes it, then rebuild it with distilx.build_cache (builds write a new file and rename it)",
-        path.display()))
+    Error::CorruptCache(error::truncated_while_read(path, "rebuild it with distilx.build_cache (builds write a new file and rename it)"))
 }
 
 fn corrupt(path: &Path, what: &str) -> Error {

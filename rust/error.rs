@@ -2,7 +2,7 @@
 //! matching Python exception (FileNotFoundError, PermissionError, ValueError, ...).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
 pub enum Error {
@@ -36,6 +36,14 @@ impl Error {
             _ => Error::Io { path, source },
         }
     }
+}
+
+/// The message for a file that lost bytes while it was being read (another process truncated it in
+/// place); `fix` says how to get a good file again.
+pub fn truncated_while_read(path: &Path, fix: &str) -> String {
+    format!(
+        "{} was truncated while it was being read (another process shrank or rewrote it in place); stop whatever writes it, then {fix}",
+        path.display())
 }
 
 impl fmt::Display for Error {

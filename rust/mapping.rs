@@ -1,13 +1,14 @@
 //! A read-only memory map of a file that survives the file being truncated under it.
 //!
 //! Reading a mapped page that lies past the end of a file truncated after it was mapped raises
-//! SIGBUS, which kills the process (a cache truncated in place while a stream read it did). No
-//! check before a read closes the window between check and read, so the fault itself is handled:
-//! a process-wide SIGBUS handler looks the faulting address up among the live [`MappedFile`]s; for
-//! one of theirs it maps a page of zeros over the missing page (the read then completes) and marks
-//! the mapping truncated, which its reader checks after each read ([`MappedFile::check_intact`]) to
-//! raise a clear error instead of using the zeros. A fault anywhere else is handed to the handler
-//! that was installed before (or to the default action, which ends the process as before).
+//! SIGBUS, which kills the process (a cache or an Arrow file truncated in place while a stream read
+//! it did). No check before a read closes the window between check and read, so the fault itself
+//! is handled: a process-wide SIGBUS handler looks the faulting address up among the live
+//! [`MappedFile`]s; for one of theirs it maps a page of zeros over the missing page (the read then
+//! completes) and marks the mapping truncated, which its reader checks after each read
+//! ([`MappedFile::truncated`]) to raise a clear error instead of using the zeros. A fault anywhere
+//! else is handed to the handler that was installed before (or to the default action, which ends
+//! the process as before).
 //!
 //! The handler exists on Linux only; elsewhere a truncated mapping still raises SIGBUS.
 
@@ -33,7 +34,7 @@ impl MappedFile {
         {
             let slot = fault::register(map.as_ptr() as usize, map.len()).ok_or_else(|| {
                 Error::InvalidConfig(format!(
-                    "cannot map {}: {} memory-mapped caches are open at once, the most one process may hold; close some streams",
+                    "cannot map {}: {} memory-mapped files (caches, Arrow files) are open at once, the most one process may hold; close some streams",
                     path.display(),
                     fault::SLOTS))
             })?;
@@ -45,6 +46,19 @@ impl MappedFile {
 
     pub fn bytes(&self) -> &[u8] {
         &self.map
+    }
+
+    /// Hand the pages of `len` bytes from `start` back to the kernel, so that a file read once
+    /// through keeps only what is being read resident.
+    pub fn drop_pages(&self, start: usize, len: usize) {
+        // SAFETY: a read-only file mapping: a dropped page is read from the file again if touched
+        // (or faults and is handled, past the end of a truncated file).
+        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+    }
+
+    /// Tell the kernel the file is read front to back (it reads ahead further).
+    pub fn advise_sequential(&self) {
+        let _ = self.map.advise(memmap2::Advice::Sequential);
     }
 
     /// Whether a read met a page past the file's end (the file was truncated after mapping); the

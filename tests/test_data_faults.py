@@ -1,6 +1,6 @@
-"""The data engine under faults: a fork mid-epoch, link cycles, a cache truncated while read,
-sizes that cannot be allocated, Ctrl-C during long calls, extreme smoothing (docs/data.md,
-"Limits and failure behaviour").
+"""The data engine under faults: a fork mid-epoch, link cycles, a cache or corpus file truncated
+while read, sizes that cannot be allocated, Ctrl-C during long calls, extreme smoothing
+(docs/data.md, "Limits and failure behaviour").
 
 Each fault that could kill or hang a process runs in a subprocess, so a regression fails its test
 (a signal exit, a timeout) instead of taking pytest down. Each docstring says what main did.
@@ -14,6 +14,9 @@ import sys
 import textwrap
 import time
 
+import pyarrow as pa
+import pyarrow.ipc
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -138,18 +141,22 @@ def test_two_self_links_do_not_hang_construction(tmp_path, tokenizer_json):
     assert code == 0 and out.strip() == "1", err[-2000:]
 
 
-# -- 10: a cache truncated while read ---------------------------------------------------------------
+# -- 10: a cache or corpus file truncated while read ------------------------------------------------
 
-TRUNCATE_CACHE = """
-    import os, shutil, sys
+TRUNCATE_WHILE_READ = """
+    import os, sys
     import distilx
-    corpus, tokenizer, cache = sys.argv[1:4]
-    distilx.build_cache(corpus, tokenizer, cache)
-    stream = distilx.MaskedLMStream(None, tokenizer, cache=cache, batch_size=32, window_batches=2, prefetch=2)
+    tokenizer, path, kind = sys.argv[1:4]
+    options = dict(batch_size=32, window_batches=2, prefetch=2)
+    if kind == "cache":  # built first from the corpus file given after the kind
+        distilx.build_cache(sys.argv[4], tokenizer, path)
+        stream = distilx.MaskedLMStream(None, tokenizer, cache=path, **options)
+    else:
+        stream = distilx.MaskedLMStream(path, tokenizer, **options)
     it = iter(stream)
     for _ in range(5):
         next(it)
-    os.truncate(cache, os.path.getsize(cache) // 3)  # in place, under the mapping
+    os.truncate(path, os.path.getsize(path) // 3)  # in place, under the reader
     try:
         n = sum(1 for _ in it)
         print("no error after", n, "batches")
@@ -162,9 +169,34 @@ def test_a_cache_truncated_while_read_raises(english_corpus, tokenizer_json, tmp
     """main: the stream died with SIGBUS (reading mapped pages past the new end of the file). Now the
     lost pages are detected and the next batch raises a ValueError naming the file."""
     cache = tmp_path / "corpus.dxc"
-    code, out, err = finish(python(TRUNCATE_CACHE, english_corpus[0], tokenizer_json, cache), timeout=300)
+    code, out, err = finish(python(TRUNCATE_WHILE_READ, tokenizer_json, cache, "cache", english_corpus[0]), timeout=300)
     assert code == 0, f"exit {code} (-7 is SIGBUS)\n{err[-2000:]}"
     assert out.startswith("ValueError:") and str(cache) in out and "truncated" in out, out
+
+
+def write_corpus_file(path, lines, kind):
+    """`lines` as a text column in many record batches / row groups (so a cut lands mid-file)."""
+    table = pa.table({"text": lines})
+    if kind == "parquet":
+        pq.write_table(table, path, row_group_size=1000)
+    else:
+        opener = pa.ipc.new_file if kind == "arrow-file" else pa.ipc.new_stream
+        with opener(path, table.schema) as w:
+            w.write_table(table, max_chunksize=1000)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["arrow-file", "arrow-stream", "parquet"])
+def test_a_corpus_file_truncated_while_read_raises(english_corpus, tokenizer_json, tmp_path, kind):
+    """main: an Arrow file (memory-mapped) died with SIGBUS, like a cache; a Parquet file (read with
+    plain reads) raised, but called itself not a Parquet file. Now both raise a ValueError naming the
+    file and saying it was truncated while it was being read."""
+    with open(english_corpus[0], encoding="utf-8") as f:
+        lines = [l.rstrip("\n") for l in f if l.strip()]
+    path = write_corpus_file(tmp_path / f"corpus.{kind.split('-')[0]}", lines, kind)
+    code, out, err = finish(python(TRUNCATE_WHILE_READ, tokenizer_json, path, kind), timeout=300)
+    assert code == 0, f"exit {code} (-7 is SIGBUS)\n{err[-2000:]}"
+    assert out.startswith("ValueError:") and str(path) in out and "truncated while it was being read" in out, out
 
 
 FOREIGN_SIGBUS = """

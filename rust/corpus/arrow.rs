@@ -7,6 +7,10 @@
 //! stream, from the message headers alone, so opening at a row goes straight to its batch. Pages of
 //! batches already read are handed back to the kernel, so the resident memory stays about a batch
 //! whatever the file's size.
+//!
+//! A file truncated in place while it is read raises an error naming it (`crate::mapping` turns the
+//! fault on the lost pages into a flag checked after each document; the file's length, checked
+//! before each batch, catches the tail of its last page, which reads as zeros without a fault).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,11 +22,11 @@ use arrow_ipc::convert::try_fb_to_schema;
 use arrow_ipc::reader::FileDecoder;
 use arrow_ipc::{root_as_footer, root_as_message, Block, MessageHeader, MetadataVersion};
 use arrow_schema::{DataType, SchemaRef};
-use memmap2::{Mmap, UncheckedAdvice};
 
 use super::rows::{guarded, text_column, RowCursor, TextColumn};
-use super::{shorter_than_position, CorpusFile, FileReader, ReadOptions, ReadStats};
+use super::{shorter_than_position, truncated_while_read, CorpusFile, FileReader, ReadOptions, ReadStats};
 use crate::error::{Error, Result};
+use crate::mapping::MappedFile;
 
 const FILE_MAGIC: &[u8] = b"ARROW1";
 const CONTINUATION: [u8; 4] = [0xff; 4];
@@ -152,6 +156,7 @@ impl Layout {
 }
 
 pub(super) struct ArrowReader {
+    path: PathBuf,
     opts: ReadOptions,
     batches: Batches,
     rows: RowCursor,
@@ -159,8 +164,9 @@ pub(super) struct ArrowReader {
 
 /// The record batches of a mapped file, decoded one after the other.
 struct Batches {
-    path: PathBuf,
-    map: Arc<Mmap>,
+    /// The file mapped, kept open to check its length.
+    file: File,
+    map: Arc<MappedFile>,
     /// The whole mapping as an Arrow buffer (arrays decoded from it point into the mapping).
     data: Buffer,
     decoder: FileDecoder,
@@ -174,11 +180,13 @@ impl ArrowReader {
     /// Open `file` at row `offset` (0, or a row number this reader returned).
     pub(super) fn open(file: &CorpusFile, offset: u64, opts: &ReadOptions) -> Result<Self> {
         let path = &file.path;
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the mapping is read-only; as with the cache, the file must not be truncated while
-        // it is read (the same contract as `datasets`, which maps these files too).
-        let map = Arc::new(unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?);
-        let layout = guarded(|| Layout::read(&map, path), |what| corrupt(path, what))?;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let map = Arc::new(MappedFile::map(&file, path)?);
+        let layout = guarded(|| Layout::read(map.bytes(), path), |what| corrupt(path, what));
+        if map.truncated() {
+            return Err(truncated_while_read(path));
+        }
+        let layout = layout?;
         let column = text_column(&layout.schema, path, &opts.text_field)?;
         if matches!(layout.schema.field(column).data_type(), DataType::Dictionary(..)) {
             return Err(Error::InvalidInput(format!(
@@ -189,13 +197,14 @@ impl ArrowReader {
         }
         // Indexing touched a page per message header, and the kernel maps pages around each touch:
         // hand them all back, so that only the batches being read stay resident.
-        // SAFETY: a read-only file mapping; dropped pages are read again from the file if touched.
-        let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let data = match NonNull::new(map.as_ptr() as *mut u8) {
+        let len = map.bytes().len();
+        map.drop_pages(0, len);
+        map.advise_sequential();
+        let data = match NonNull::new(map.bytes().as_ptr() as *mut u8) {
             // SAFETY: the pointer and length describe the live mapping, which the buffer keeps
-            // alive through its owner (the Arc); nothing writes to it.
-            Some(ptr) => unsafe { Buffer::from_custom_allocation(ptr, map.len(), map.clone()) },
+            // alive (and registered with the fault handler) through its owner, the Arc; nothing
+            // writes to it.
+            Some(ptr) => unsafe { Buffer::from_custom_allocation(ptr, len, map.clone()) },
             None => Buffer::from_vec(Vec::<u8>::new()),
         };
         let decoder = FileDecoder::new(layout.schema.clone(), layout.version).with_projection(vec![column]);
@@ -211,14 +220,19 @@ impl ArrowReader {
         if next == layout.batches.len() && offset > start {
             return Err(shorter_than_position(path));
         }
-        let batches = Batches { path: path.clone(), map, data, decoder, blocks: layout.batches, next, skip: (offset - start) as usize };
-        Ok(ArrowReader { opts: opts.clone(), batches, rows: RowCursor::at(offset) })
+        let batches = Batches { file, map, data, decoder, blocks: layout.batches, next, skip: (offset - start) as usize };
+        Ok(ArrowReader { path: path.clone(), opts: opts.clone(), batches, rows: RowCursor::at(offset) })
     }
 }
 
 impl Batches {
-    /// Decode the next batch (its text column only), without its first `skip` rows.
-    fn decode_next(&mut self) -> Result<Option<TextColumn>> {
+    /// Decode the next batch (its text column only), without its first `skip` rows; an error if the
+    /// file is shorter than when it was mapped.
+    fn decode_next(&mut self, path: &Path) -> Result<Option<TextColumn>> {
+        let len = self.file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < self.map.bytes().len() as u64 {
+            return Err(truncated_while_read(path));
+        }
         let Some(b) = self.blocks.get(self.next).copied() else { return Ok(None) };
         if self.next > 0 {
             // The previous batch is done: hand its pages back to the kernel — and those before it
@@ -226,29 +240,31 @@ impl Batches {
             // faulting one, FAULT_AROUND_BYTES at most).
             let prev = self.blocks[self.next - 1].block.offset() as usize;
             let start = prev.saturating_sub(FAULT_AROUND_BYTES);
-            // SAFETY: a read-only file mapping; dropped pages are read again from the file if touched.
-            let _ = unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, b.block.offset() as usize - start) };
+            self.map.drop_pages(start, b.block.offset() as usize - start);
         }
         self.next += 1;
         let len = b.block.metaDataLength() as usize + b.block.bodyLength() as usize;
         let message = self.data.slice_with_length(b.block.offset() as usize, len);
         let skip = std::mem::take(&mut self.skip);
-        let (decoder, path) = (&self.decoder, &self.path);
-        guarded(
-            || {
-                let Some(batch) = decoder.read_record_batch(&b.block, &message).map_err(|e| corrupt(path, e))? else { return Ok(None) };
-                let column = batch.column(0);
-                let skip = skip.min(column.len());
-                TextColumn::new(&column.slice(skip, column.len() - skip)).map(Some)
-            },
-            |what| corrupt(path, what),
-        )
+        let Some(batch) = self.decoder.read_record_batch(&b.block, &message).map_err(|e| corrupt(path, e))? else { return Ok(None) };
+        let column = batch.column(0);
+        let skip = skip.min(column.len());
+        TextColumn::new(&column.slice(skip, column.len() - skip)).map(Some)
     }
 }
 
 impl FileReader for ArrowReader {
+    /// Guarded whole: reading a row reads the mapping again after its batch was checked, and a file
+    /// truncated since leaves zeros there that can break the batch's offsets.
     fn next_doc(&mut self, text: &mut String, stats: &mut ReadStats) -> Result<Option<u64>> {
-        self.rows.next_doc(text, &self.opts, stats, || self.batches.decode_next())
+        let (rows, batches, path, opts) = (&mut self.rows, &mut self.batches, &self.path, &self.opts);
+        let doc = guarded(|| rows.next_doc(text, opts, stats, || batches.decode_next(path)), |what| corrupt(path, what));
+        // After the read: a fault on a page the file lost, during it, is the cause of whatever it
+        // returned (zeros instead of text, or an error over them).
+        if batches.map.truncated() {
+            return Err(truncated_while_read(path));
+        }
+        doc
     }
 }
 
@@ -314,6 +330,59 @@ mod tests {
                     assert_eq!(read_from(&files, &ReadOptions::default(), docs[k].0), docs[k..], "{kind} stream={stream} from document {k}");
                 }
             }
+        }
+    }
+
+    /// Read `path` to its end, truncating it to `keep(len)` bytes after the tenth document: the
+    /// documents read, and the error that ended the read.
+    fn read_truncated_midway(path: &Path, keep: impl Fn(u64) -> u64) -> (Vec<String>, String) {
+        let (mut r, mut t) = (DocReader::new(vec![CorpusFile::from_path(path.to_path_buf())], ReadOptions::default()), String::new());
+        let mut docs = Vec::new();
+        loop {
+            match r.next_doc(&mut t) {
+                Ok(Some(_)) => docs.push(t.clone()),
+                Ok(None) => panic!("the truncated file read to its end without an error"),
+                Err(e) => return (docs, e.to_string()),
+            }
+            if docs.len() == 10 {
+                let len = std::fs::metadata(path).unwrap().len();
+                std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(keep(len)).unwrap();
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_truncated_while_read_is_named_instead_of_killing_the_process() {
+        let d = tmpdir("arrow-truncated");
+        let texts: Vec<Option<String>> = (0..20_000).map(|i| Some(format!("document {i} {}", "word ".repeat(i % 40)))).collect();
+        let want: Vec<String> = texts.iter().flatten().cloned().collect();
+        for stream in [false, true] {
+            // One batch of 2.5 MB: the cut lands inside the batch being read, whose pages past it
+            // fault (SIGBUS before the mapping was protected).
+            let path = d.join(format!("in-batch-{stream}.arrow"));
+            write_ipc(&path, |c| Arc::new(StringArray::from(c.to_vec())), &texts, texts.len(), stream);
+            let (docs, err) = read_truncated_midway(&path, |len| len / 3);
+            assert!(err.contains(&path.display().to_string()) && err.contains("truncated while it was being read"), "{err}");
+            assert!(docs.len() > 10 && docs.len() < want.len() / 2, "{} documents", docs.len());
+            // What precedes the cut is the file's; the rest of the page holding the cut reads as
+            // zeros (no fault there), and the read fails at the next page at the latest.
+            let intact = docs.iter().zip(&want).take_while(|(got, want)| got == want).count();
+            let zeros_after = |doc: &str, text: usize| doc.bytes().skip(text).all(|b| b == 0);
+            let (cut, after) = docs[intact..].split_first().map_or((None, &[][..]), |(cut, after)| (Some(cut), after));
+            let cut_ok = cut.is_none_or(|doc| zeros_after(doc, doc.bytes().zip(want[intact].bytes()).take_while(|(a, b)| a == b).count()));
+            assert!(cut_ok && after.iter().all(|doc| zeros_after(doc, 0)), "stream={stream}");
+            // SAFETY: a plain libc query.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+            assert!(docs[intact..].iter().map(String::len).sum::<usize>() < page, "stream={stream}");
+
+            // Cut within the last page (the footer, or the end-of-stream marker): no page faults;
+            // the length checked before the next batch tells, and every row before it is intact.
+            let path = d.join(format!("tail-{stream}.arrow"));
+            write_ipc(&path, |c| Arc::new(StringArray::from(c.to_vec())), &texts, 1000, stream);
+            let (docs, err) = read_truncated_midway(&path, |len| len - 4);
+            assert!(err.contains("tail-") && err.contains("truncated while it was being read"), "{err}");
+            assert_eq!(docs[..], want[..1000], "stream={stream}");
         }
     }
 

@@ -25,7 +25,7 @@ pub use discover::expand_inputs;
 pub use feed::{Feed, FeedPass};
 
 use crate::cancel::Cancel;
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -185,6 +185,13 @@ fn shorter_than_position(path: &Path) -> Error {
     Error::InvalidInput(format!(
         "cannot resume in {}: it is shorter than the saved position (the file changed since the state was saved)",
         path.display()))
+}
+
+/// A file that lost bytes while it was read (what was read past its new end is not its text).
+fn truncated_while_read(path: &Path) -> Error {
+    Error::InvalidInput(error::truncated_while_read(
+        path,
+        "write it again (the engine reads a corpus file in place: to replace one, write a new file and rename it over the old)"))
 }
 
 /// Sequential document reader over a list of corpus files.

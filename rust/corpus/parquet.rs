@@ -3,6 +3,9 @@
 //! memory is bounded by a batch and the pages behind it, never by the file. A document's offset is
 //! its row number in the file; opening at a row starts at its row group and skips the rows before
 //! it in that group.
+//!
+//! A file truncated in place while it is read fails a read (plain reads stop at the new end, so no
+//! wrong text is returned): the error then says so, rather than that the file is not Parquet.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
 
 use super::rows::{guarded, text_column, RowCursor, TextColumn};
-use super::{shorter_than_position, CorpusFile, FileReader, ReadOptions, ReadStats};
+use super::{shorter_than_position, truncated_while_read, CorpusFile, FileReader, ReadOptions, ReadStats};
 use crate::error::{Error, Result};
 
 /// Rows per decoded batch: about a text round (1 MB) of typical documents.
@@ -20,6 +23,10 @@ const BATCH_ROWS: usize = 1024;
 
 pub(super) struct ParquetReader {
     path: PathBuf,
+    /// The file (another handle to what the reader reads), and its length when opened: a failed
+    /// read from a file shorter now is the truncation's fault.
+    file: File,
+    len: u64,
     opts: ReadOptions,
     batches: ParquetRecordBatchReader,
     rows: RowCursor,
@@ -47,6 +54,8 @@ impl ParquetReader {
     pub(super) fn open(file: &CorpusFile, offset: u64, opts: &ReadOptions) -> Result<Self> {
         let path = &file.path;
         let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = f.try_clone().map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| unreadable(path, e)), |what| unreadable_detail(path, what))?;
         let column = text_column(builder.schema(), path, &opts.text_field)?;
         // The row group holding row `offset`, and the rows before it in that group.
@@ -74,7 +83,7 @@ impl ParquetReader {
                 .map_err(|e| unreadable(path, e))
         };
         let batches = guarded(build, |what| unreadable_detail(path, what))?;
-        Ok(ParquetReader { path: path.clone(), opts: opts.clone(), batches, rows: RowCursor::at(offset) })
+        Ok(ParquetReader { path: path.clone(), file, len, opts: opts.clone(), batches, rows: RowCursor::at(offset) })
     }
 }
 
@@ -92,7 +101,11 @@ impl FileReader for ParquetReader {
                 |what| unreadable_detail(path, what),
             )
         };
-        self.rows.next_doc(text, &self.opts, stats, next_batch)
+        let doc = self.rows.next_doc(text, &self.opts, stats, next_batch);
+        if doc.is_err() && self.file.metadata().is_ok_and(|m| m.len() < self.len) {
+            return Err(truncated_while_read(path));
+        }
+        doc
     }
 }
 
