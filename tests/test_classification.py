@@ -6,11 +6,10 @@ import re
 
 import pytest
 import torch
+import transformers
 import torch.nn.functional as F
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForMaskedLM,
-                          BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification,
-                          RobertaConfig, RobertaForSequenceClassification, XLMRobertaConfig,
-                          XLMRobertaForSequenceClassification, pipeline)
+                          BertForSequenceClassification, pipeline)
 
 from distilx import TrainConfig, assets, evaluate_classification, init_classifier_student, train
 from distilx.cli import main
@@ -18,18 +17,22 @@ from distilx.distributed import DistEnv
 from distilx.models.classification import load_classifier, pretrained_classifier_student
 from distilx.tasks import task_for
 from distilx.tasks.labelled_data import ClassificationBatches, LabelledExamples, LabelSet, read_examples
+from tiny_models import ARCHITECTURES, AVAILABLE, CLS, MASK, PAD, SEP, VOCAB, declared_ids
 from pipeline_helpers import TOKENIZER_FILES, classification_config, kernel_doc_slice, make_tiny_classifier
 
 LABELS = ("admin-guide", "driver-api", "filesystems", "hwmon", "networking", "trace", "userspace-api", "virt")
 SMALL = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=48,
              max_position_embeddings=66, id2label=dict(enumerate(LABELS[:3])))
-TINY_CLASSIFIERS = {
-    "roberta": lambda: RobertaForSequenceClassification(RobertaConfig(**SMALL, pad_token_id=1)),
-    "xlm-roberta": lambda: XLMRobertaForSequenceClassification(XLMRobertaConfig(**SMALL, pad_token_id=1)),
-    "distilbert": lambda: DistilBertForSequenceClassification(DistilBertConfig(
-        vocab_size=30522, dim=32, n_layers=4, n_heads=2, hidden_dim=48, max_position_embeddings=64,
-        id2label=dict(enumerate(LABELS[:3])))),
-}
+# every architecture of the adapter table (tests/tiny_models.py; not the generic fallback's, which serves
+# masked-LM teachers only), as a tiny random …ForSequenceClassification
+TABLE_ARCHITECTURES = [name for name in AVAILABLE if name not in ("bert", "mpnet", "roformer")]
+
+
+def tiny_classifier(name: str) -> torch.nn.Module:
+    model_class, config_class, kwargs = ARCHITECTURES[name]
+    config = getattr(transformers, config_class)(**kwargs, vocab_size=VOCAB, **declared_ids(name, PAD, CLS, SEP, MASK),
+                                                 id2label=dict(enumerate(LABELS[:3])))
+    return getattr(transformers, model_class.replace("ForMaskedLM", "ForSequenceClassification"))(config)
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +76,10 @@ def test_bert_keeping_every_layer_reproduces_the_class_logits_on_text_pairs():
     assert (got - expected).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("model_type", sorted(TINY_CLASSIFIERS))
-def test_other_architectures_keeping_every_layer_reproduce_the_class_logits(model_type):
+@pytest.mark.parametrize("name", TABLE_ARCHITECTURES)
+def test_other_architectures_keeping_every_layer_reproduce_the_class_logits(name):
     torch.manual_seed(0)
-    teacher = TINY_CLASSIFIERS[model_type]().eval()
+    teacher = tiny_classifier(name).eval()
     with torch.no_grad():
         for p in teacher.parameters():  # away from the init's tiny head: logits of a useful size
             p.add_(torch.randn_like(p) * 0.05)

@@ -1,4 +1,4 @@
-"""distilx: distil BERT-family masked-language models into smaller students, fast.
+"""distilx: distil masked-language encoders into smaller students, fast.
 
 Public API (imported lazily so that `import distilx` stays cheap and each part loads only
 what it needs):
