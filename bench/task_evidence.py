@@ -17,7 +17,7 @@ same batches (per seed):
 (a) and (b) keep the teacher's embeddings fixed (`freeze_embeddings`: half the cost of a step on CPU);
 (c) trains its embeddings, which start random.
 
-    python bench/task_evidence.py --json docs/task_evidence.json
+    python bench/task_evidence.py --json docs/task_evidence.json   # the defaults are docs/evidence.md's run
 
 prints the table that docs/evidence.md quotes and writes every number to the JSON file.
 """
@@ -55,12 +55,12 @@ CE_ONLY = {"alpha_kl": 0.0, "alpha_cos": 0.0, "alpha_mlm": 1.0}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps of each student")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of the students")
-    p.add_argument("--teacher-steps", type=int, default=150, help="fine-tuning steps of the teacher")
-    p.add_argument("--teacher-lr", type=float, default=1e-4)
+    p.add_argument("--seq-len", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=150, help="optimizer steps of each student")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate of the students")
+    p.add_argument("--teacher-steps", type=int, default=300, help="fine-tuning steps of the teacher")
+    p.add_argument("--teacher-lr", type=float, default=3e-4)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--variants", default="a,b,c", help=f"which students: {VARIANTS}")
     p.add_argument("--split", default="test", choices=("dev", "test"), help="the split evaluated")
