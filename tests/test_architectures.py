@@ -169,7 +169,7 @@ def test_the_fused_loss_reads_each_head_like_the_logits_path(name, english):
     """The training step's two paths through the adapter (fused-linear: head_transform + decoder chunk by
     chunk; off: explicit logits) agree on every head layout: ELECTRA's narrow projection input, EuroBERT's
     bias-free projection, DeBERTa's word-embedding decoder, the generic heads."""
-    from distilx.training import MaskedLMDistiller, teacher_side
+    from distilx.tasks.masked_lm import MaskedLMDistiller, teacher_side
 
     teacher = tiny_teacher(name)
     student = init_student(teacher).eval()  # no dropout: both paths see the same activations

@@ -9,7 +9,7 @@ import torch
 import transformers
 import torch.nn.functional as F
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForMaskedLM,
-                          BertForSequenceClassification, pipeline)
+                          BertForSequenceClassification, DistilBertForSequenceClassification, pipeline)
 
 from distilx import TrainConfig, assets, evaluate_classification, init_classifier_student, train
 from distilx.cli import main
@@ -18,7 +18,7 @@ from distilx.models.classification import load_classifier, pretrained_classifier
 from distilx.tasks import task_for
 from distilx.tasks.labelled_data import ClassificationBatches, LabelledExamples, LabelSet, read_examples
 from tiny_models import ARCHITECTURES, AVAILABLE, CLS, MASK, PAD, SEP, VOCAB, declared_ids
-from pipeline_helpers import TOKENIZER_FILES, classification_config, kernel_doc_slice, make_tiny_classifier
+from pipeline_helpers import classification_config, kernel_doc_slice, make_tiny_classifier
 
 LABELS = ("admin-guide", "driver-api", "filesystems", "hwmon", "networking", "trace", "userspace-api", "virt")
 SMALL = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=48,

@@ -6,7 +6,6 @@ import os
 import pickle
 
 import pytest
-import torch
 import zstandard
 
 import distilx

@@ -5,7 +5,6 @@ library: ids, framing, special tokens; masking: specials never targets, whole wo
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer as HFTokenizer
