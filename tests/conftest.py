@@ -30,6 +30,16 @@ def tokenizer_json():
     return assets.minilm_tokenizer_json()
 
 
+@pytest.fixture(scope="module")
+def tok(tokenizer_json):
+    """The bert-base-uncased distilx.Tokenizer, loaded once per test module (building the fast WordPiece
+    tables takes seconds); per module, not per session, so a module's fork tests meet tables that only
+    that module has warmed."""
+    import distilx
+
+    return distilx.Tokenizer(tokenizer_json)
+
+
 @pytest.fixture(scope="session")
 def rxnfp_dir():
     return assets.rxnfp_dir()

@@ -24,11 +24,6 @@ import distilx
 
 
 @pytest.fixture(scope="module")
-def tok(tokenizer_json):
-    return distilx.Tokenizer(tokenizer_json)
-
-
-@pytest.fixture(scope="module")
 def docs(english_lines):
     return [l for l in english_lines[:600] if len(l) > 200]
 

@@ -35,11 +35,6 @@ def offline_datasets(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tok(tokenizer_json):
-    return distilx.Tokenizer(tokenizer_json)
-
-
-@pytest.fixture(scope="module")
 def docs(english_lines):
     """Real documents, one line each (no newline inside: a .txt line is exactly one row)."""
     return english_lines[:1200]

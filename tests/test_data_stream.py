@@ -13,12 +13,6 @@ from tokenizers import Tokenizer as HFTokenizer
 import distilx
 
 
-@pytest.fixture(scope="module")
-def tok(tokenizer_json):
-    """Loaded once: building the fast WordPiece tables takes seconds."""
-    return distilx.Tokenizer(tokenizer_json)
-
-
 def originals(batch):
     """The unmasked ids: the label where there is a target, else the input."""
     return torch.where(batch["labels"] != -100, batch["labels"], batch["input_ids"])
