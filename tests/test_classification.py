@@ -397,6 +397,19 @@ def test_cli_run_resumes_exactly_and_the_output_is_a_transformers_classifier(tmp
     assert metrics["examples"] == len(heldout.read_text().splitlines())  # every example by default
 
 
+def test_a_student_of_another_label_set_is_refused(tmp_path, tiny_teacher, kernel_docs):
+    """Training (a ready student object) and evaluation refuse a classifier whose labels are not the
+    teacher's, before any step or prediction."""
+    labels, train_file, heldout = kernel_docs
+    other = make_tiny_classifier(tmp_path / "other", tuple(reversed(labels)))
+    with pytest.raises(ValueError, match="student's labels .* are not the teacher's"):
+        evaluate_classification(tiny_teacher, other, [heldout])
+    config = classification_config(tiny_teacher, train_file, heldout, tmp_path / "run")
+    with pytest.raises(ValueError, match="student's labels .* are not the teacher's"):
+        train(config, student=load_classifier(other).train())
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def test_cli_classification_errors_are_one_line(tmp_path, tiny_teacher, kernel_docs, capsys):
     _, train_file, _ = kernel_docs
     bad = write(tmp_path / "bad.jsonl", '{"text": "a", "label": "admin-guide"}\n{"text": "b", "label": "misc"}\n')

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from .evaluation import autocast_for, count_parameters, forward_seconds
-from .models.classification import check_classifier, encoder_adapter, forward_inputs, load_classifier
+from .models.adapters import encoder_adapter
+from .models.classification import check_classifier, forward_inputs, load_classifier
 from .preflight import check_positions
 from .tasks.labelled_data import LabelledExamples, LabelSet
 
@@ -83,10 +84,7 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
         files = [files]
     device = torch.device(device)
     teacher, student = _classifier(teacher), _classifier(student)
-    labels = LabelSet.of(teacher.config)
-    if LabelSet.of(student.config) != labels:
-        raise ValueError(f"the student's labels {list(LabelSet.of(student.config).names)} are not the teacher's "
-                         f"{list(labels.names)}: evaluate a student of this teacher")
+    labels = LabelSet.shared(teacher, student)
     check_positions(seq_len, teacher=teacher, student=student)
     for model in (teacher, student):
         check_vocab(model, _as_tokenizer(tokenizer))

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from torch import nn
 
-from .models.classification import encoder_adapter
+from .models.adapters import encoder_adapter
 
 __all__ = ["usable_positions", "check_positions", "check_eval_input", "training_batches"]
 

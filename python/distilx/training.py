@@ -33,7 +33,7 @@ from .diskfull import reporting_disk_full
 from .distributed import DistEnv, run_on_main, setup_distributed
 from .metrics_log import MetricsLog
 from .models import check_vocab
-from .models.classification import encoder_adapter
+from .models.adapters import encoder_adapter
 from .preflight import training_batches
 from .run_dir import RunFolder
 from .run_identity import resume_point, run_identity

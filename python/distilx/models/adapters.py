@@ -30,7 +30,7 @@ from torch import nn
 from .builders import bert_to_distilbert, same_class_fewer_layers
 
 __all__ = ["ModelAdapter", "ADAPTERS", "UnsupportedModelError", "adapter_for", "adapter_for_type",
-           "supported_types"]
+           "encoder_adapter", "supported_types"]
 
 
 class UnsupportedModelError(TypeError, ValueError):
@@ -167,8 +167,7 @@ def adapter_for(model: nn.Module) -> ModelAdapter:
     """The entry of a loaded masked-LM model (a table entry, else a generic one found and checked);
     UnsupportedModelError for anything else (a bare encoder, a classifier, an unsupported layout)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    has_head = callable(getattr(model, "get_output_embeddings", None)) and model.get_output_embeddings() is not None
-    if not has_head:
+    if not _has_mlm_head(model):
         raise UnsupportedModelError(f"{type(model).__name__} has no masked-LM head: distilx takes {supported_types()}")
     for adapter in ADAPTERS:
         if model_type in adapter.model_types:
@@ -178,3 +177,20 @@ def adapter_for(model: nn.Module) -> ModelAdapter:
 
         _GENERIC[model] = generic_adapter(model)
     return _GENERIC[model]
+
+
+def _has_mlm_head(model: nn.Module) -> bool:
+    return callable(getattr(model, "get_output_embeddings", None)) and model.get_output_embeddings() is not None
+
+
+def encoder_adapter(model: nn.Module) -> ModelAdapter:
+    """The entry of `model`'s architecture whatever its head: a masked-LM model's own entry, else the entry
+    of its config's model_type (whose encoder half — embeddings, layers — reaches a
+    …ForSequenceClassification the same way)."""
+    if _has_mlm_head(model):
+        return adapter_for(model)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    try:
+        return adapter_for_type(model_type)
+    except ValueError as exc:
+        raise UnsupportedModelError(f"unsupported model {type(model).__name__}: {exc}") from None

@@ -1,7 +1,7 @@
 """Sequence-classification models: the fine-tuned teacher, its students, and the inputs each forward takes.
 
 A …ForSequenceClassification reaches its encoder the way its …ForMaskedLM sibling does, so the adapter
-table (adapters.py) serves it through the same entry (`encoder_adapter`). The classification head needs
+table (adapters.py) serves it through the same entry (`adapters.encoder_adapter`). The classification head needs
 no entry of its own: a student is the teacher's own class with fewer layers
 (`builders.same_class_fewer_layers`), so every tensor outside the layer stack — the embeddings and the
 whole head (BERT's pooler + classifier, RoBERTa's and ELECTRA's dense + out_proj, DistilBERT's
@@ -22,30 +22,13 @@ import torch
 from torch import nn
 
 from ..safe_loading import refusing_code
-from .adapters import ModelAdapter, UnsupportedModelError, adapter_for, adapter_for_type
+from .adapters import UnsupportedModelError, adapter_for_type, encoder_adapter
 from .builders import same_class_fewer_layers
 from .loading import read_config_json
 from .student import kept_layers
 
-__all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "encoder_adapter",
-           "forward_inputs", "check_classifier"]
-
-
-def _has_mlm_head(model: nn.Module) -> bool:
-    return callable(getattr(model, "get_output_embeddings", None)) and model.get_output_embeddings() is not None
-
-
-def encoder_adapter(model: nn.Module) -> ModelAdapter:
-    """The adapter-table entry of `model`'s architecture whatever its head: a masked-LM model's own entry,
-    else the entry of its config's model_type (whose encoder half — embeddings, layers — reaches a
-    …ForSequenceClassification the same way)."""
-    if _has_mlm_head(model):
-        return adapter_for(model)
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    try:
-        return adapter_for_type(model_type)
-    except ValueError as exc:
-        raise UnsupportedModelError(f"unsupported model {type(model).__name__}: {exc}") from None
+__all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "forward_inputs",
+           "check_classifier"]
 
 
 def check_classifier(model: nn.Module, role: str = "teacher") -> None:

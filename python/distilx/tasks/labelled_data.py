@@ -40,6 +40,16 @@ class LabelSet:
         id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
         return cls(tuple(id2label[i] for i in range(len(id2label))))
 
+    @classmethod
+    def shared(cls, teacher, student) -> "LabelSet":
+        """The teacher's labels, checked to be the student's too (a classifier student of another label set
+        cannot be trained or evaluated against this teacher)."""
+        labels, student_labels = cls.of(teacher.config), cls.of(student.config)
+        if student_labels != labels:
+            raise ValueError(f"the student's labels {list(student_labels.names)} are not the teacher's "
+                             f"{list(labels.names)}: use a student of this teacher")
+        return labels
+
     def id_of(self, value, where: str) -> int:
         """The id of a label as written in a file (a name, or an integer id); `where`: file:line."""
         if isinstance(value, str):

@@ -63,10 +63,7 @@ class SequenceClassificationTask(Task):
 
     def check_models(self, config, teacher, student) -> None:
         super().check_models(config, teacher, student)
-        labels, student_labels = LabelSet.of(teacher.config), LabelSet.of(student.config)
-        if student_labels != labels:
-            raise ValueError(f"the student's labels {list(student_labels.names)} are not the teacher's "
-                             f"{list(labels.names)}")
+        LabelSet.shared(teacher, student)
 
     def make_stream(self, config, tokenizer, env, teacher):
         examples = _examples(config.train_files, config, LabelSet.of(teacher.config))
