@@ -89,12 +89,14 @@ def test_bf16_at_xlmr_vocabulary(kl_on):
     logits = _logits_path(case, kl_on=kl_on)
     reference = _logits_path(case, dtype=torch.float32, kl_on=kl_on)  # the same bf16 values, fp32 arithmetic
     _assert_at_least_as_accurate(fused, logits, reference)
-    # validate=False projects every row (no host sync) and must give the same numbers as the gathered rows
+    # validate=False projects every row (no host sync): the same loss, and gradients as accurate as the
+    # gathered rows'. Not element for element: the [rows, V] @ [V, H] products run on a different number of
+    # rows, so cuBLAS may sum the 250002 terms in another order, and where they nearly cancel the bf16
+    # results differ by a few ulps (first H200 run: 3 of 1.5M input-gradient entries, 0.5% of the largest).
     ungathered = _fused(case, kl_on=kl_on, validate=False)
     for a, b in zip(ungathered[0], fused[0]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-    for a, b in zip(ungathered[1], fused[1]):
-        torch.testing.assert_close(a.float(), b.float(), rtol=2**-7, atol=2**-9 * b.float().abs().max().item())
+    _assert_at_least_as_accurate(ungathered, fused, reference)
 
 
 def test_fp32_master_weights_under_bf16_autocast():
