@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The prepared run for a lent GPU machine (H100/H200; Python 3.12, torch 2.11, triton 3.6, no liger-kernel):
 # every GPU test, the loss benchmark, the training benchmark when its assets exist, and the assets-free
-# training smoke check, in about 8-10 minutes (estimated, never yet measured on a GPU; part 6 adds up to 2 of
-# them, part 4 is skipped where its asset packages are missing, as on the lent machines),
+# training smoke check: 128 s on an H200 (2026-11-29, part 4 skipped: its asset packages are missing on the
+# lent machines; each step has its own time limit, 710 s in all),
 # all output in $OUT/gpu_results.txt (plus JSON results beside it).
 #
 # Prepare here (CPU machine), then call the device tool from the repository root:
@@ -38,7 +38,7 @@ step() {  # step <seconds> <title> <command...>: run with a time limit, keep goi
 log "machine"
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv;
   $PY -c "import sys, torch, triton; print('python', sys.version.split()[0], 'torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)";
-  git log -1 --format='commit %H %s' 2>/dev/null; } 2>&1 | tee -a "$LOG"
+  git log -1 --format='commit %H %s (the copy'"'"'s git metadata: may lag the carried working tree)' 2>/dev/null; } 2>&1 | tee -a "$LOG"
 
 # The native module from the carried wheel (abi3), next to the checkout's Python sources.
 # A module already in python/distilx is kept only when it is newer than the wheel (a local
