@@ -12,7 +12,9 @@ Gradients flow to the three student projections on every side; the teacher's are
 How memory is measured (as bench/bench_loss.py does):
   CPU: each (side, L, d_r) runs in a fresh subprocess (`--one`) so its peak is its own: the RSS high-water
   mark (VmHWM) is reset to the current RSS once the inputs exist, and the peak over the timed repetitions
-  minus that RSS is reported. Time: min over --reps after one warm-up on a small batch.
+  minus that RSS is reported. Time: min over --reps after one warm-up on a small batch, wall clock and
+  process CPU time; with --threads 1 on a shared machine the CPU time is the steadier comparison (the
+  sides run minutes apart, and the share of a core a process gets drifts with the other users' load).
   GPU: torch.cuda.max_memory_allocated above the allocated bytes with the inputs in place, in a separate
   call after the timed ones; time: median of --reps CUDA-event timings after warm-up.
 
@@ -122,13 +124,14 @@ def measure_cpu(side, batch, length, heads, d_r, dtype_name, reps, threads=None)
     fn(*make_inputs(2, 16, heads, d_r, DTYPES[dtype_name], "cpu"))  # lazy initialisation outside the measurement
     students, teachers, mask = make_inputs(batch, length, heads, d_r, DTYPES[dtype_name], "cpu")
     before = reset_peak_rss()
-    times = []
+    times, cpu_times = [], []
     for _ in range(reps):
         _clear_grads(students)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         fn(students, teachers, mask)
         times.append(time.perf_counter() - start)
-    return dict(seconds=min(times), extra_bytes=peak_rss() - before)
+        cpu_times.append(time.process_time() - cpu_start)
+    return dict(seconds=min(times), cpu_seconds=min(cpu_times), extra_bytes=peak_rss() - before)
 
 
 def run(args):
@@ -138,7 +141,7 @@ def run(args):
         print(f"# device: CPU ({os.cpu_count()} cores), torch {torch.__version__}, "
               f"{args.threads or torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} "
               "(timings on a shared machine are noisy)", flush=True)
-    print(f"{'side':<6} {'B':>3} {'L':>5} {'R':>3} {'d_r':>4} {'dtype':>5} {'ms':>10} {'extra MiB':>10} "
+    print(f"{'side':<6} {'B':>3} {'L':>5} {'R':>3} {'d_r':>4} {'dtype':>5} {'ms':>10} {'CPU ms':>10} {'extra MiB':>10} "
           f"{'relations':>10}", flush=True)
     results = []
     for length in args.lengths:
@@ -167,7 +170,8 @@ def run(args):
                 row[side] = r
                 results.append(r)
                 print(f"{side:<6} {args.batch:>3} {length:>5} {args.heads:>3} {d_r:>4} {args.dtype:>5} "
-                      f"{r['seconds'] * 1e3:>10.1f} {r['extra_bytes'] / 2**20:>10.1f} "
+                      f"{r['seconds'] * 1e3:>10.1f} {r.get('cpu_seconds', float('nan')) * 1e3:>10.1f} "
+                      f"{r['extra_bytes'] / 2**20:>10.1f} "
                       f"{r['extra_bytes'] / relation_bytes:>10.2f}", flush=True)
             if "fused" in row:
                 for other in ("eager", "torch"):
@@ -175,9 +179,13 @@ def run(args):
                         f, o = row["fused"], row[other]
                         ratio = dict(length=length, d_r=d_r, versus=other, speedup=o["seconds"] / f["seconds"],
                                      memory_fraction=f["extra_bytes"] / max(o["extra_bytes"], 1))
+                        cpu = ""
+                        if "cpu_seconds" in f:
+                            ratio["cpu_speedup"] = o["cpu_seconds"] / f["cpu_seconds"]
+                            cpu = f" ({ratio['cpu_speedup']:.2f}x in CPU time)"
                         results.append(ratio)
-                        print(f"  L={length} d_r={d_r}: fused vs {other}: {ratio['speedup']:.2f}x faster, extra memory "
-                              f"{f['extra_bytes'] / 2**20:.0f} vs {o['extra_bytes'] / 2**20:.0f} MiB "
+                        print(f"  L={length} d_r={d_r}: fused vs {other}: {ratio['speedup']:.2f}x faster{cpu}, extra "
+                              f"memory {f['extra_bytes'] / 2**20:.0f} vs {o['extra_bytes'] / 2**20:.0f} MiB "
                               f"({100 * ratio['memory_fraction']:.1f}% of {other})", flush=True)
     return results
 
@@ -190,7 +198,7 @@ def main():
     parser.add_argument("--heads", type=int, default=12, help="relation heads R")
     parser.add_argument("--head-dims", type=int, nargs="+", default=[32, 64], help="d_r: columns per relation head")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="default: bf16 on CUDA, fp32 on CPU")
-    parser.add_argument("--reps", type=int, default=None, help="default: 20 on CUDA, 2 on CPU")
+    parser.add_argument("--reps", type=int, default=None, help="default: 10 on CUDA, 2 on CPU")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU: torch threads per measurement (1 is steadier on a shared machine)")
     parser.add_argument("--json", help="also write the results to this file")
@@ -200,7 +208,7 @@ def main():
         print(json.dumps(measure_cpu(*json.loads(args.one))))
         return
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
-    args.reps = args.reps or (20 if args.device == "cuda" else 2)
+    args.reps = args.reps or (10 if args.device == "cuda" else 2)
     results = run(args)
     if args.json:
         with open(args.json, "w") as f:
