@@ -195,8 +195,12 @@ def config_with_source(device: torch.device, vocab: int, student_dtype, teacher_
         found = lookup(cached_entries(key), vocab, dtypes, write_grad)
         result = (found, "cache") if found else None
     if result is None and tune and _may_tune(device):
-        entry = autotune(device, vocab, student_dtype, teacher_dtype, write_grad)
-        result = (KernelConfig(**entry["config"]), "autotuned")
+        try:
+            entry = autotune(device, vocab, student_dtype, teacher_dtype, write_grad)
+            result = (KernelConfig(**entry["config"]), "autotuned")
+        except torch.cuda.OutOfMemoryError:  # the run itself left too little room: keep the default, do not retry
+            torch.cuda.empty_cache()
+            result = (default_config(vocab), "default (tuning ran out of memory)")
     if result is None:
         return default_config(vocab), "default"  # not memoised: a later call may tune (after a graph capture)
     _MEMO[slot] = result
@@ -234,9 +238,9 @@ def synthetic_case(n_rows: int, vocab: int, student_dtype, teacher_dtype, device
     """Logits like a distillation step's (teacher = student + noise, std ~3), 15% of rows labelled, every row
     in the KL: (student, teacher, labels, kl_mask, grad_scales)."""
     gen = torch.Generator(device=device).manual_seed(seed)
-    s = torch.empty(n_rows, vocab, device=device, dtype=torch.float32).normal_(0, 3, generator=gen)
-    t = (s + torch.empty_like(s).normal_(0, 1, generator=gen)).to(teacher_dtype)
-    s = s.to(student_dtype)
+    # filled in place in their own dtypes: no full-size fp32 temporaries
+    s = torch.empty(n_rows, vocab, device=device, dtype=student_dtype).normal_(0, 3, generator=gen)
+    t = torch.empty(n_rows, vocab, device=device, dtype=teacher_dtype).normal_(0, 1, generator=gen).add_(s)
     labels = torch.randint(0, vocab, (n_rows,), device=device, generator=gen)
     labels[torch.rand(n_rows, device=device, generator=gen) < 0.85] = -100
     kl_mask = torch.ones(n_rows, dtype=torch.bool, device=device)
