@@ -92,7 +92,7 @@ def run_ptxas(ptx: str, arch: int) -> tuple[int, int, int, int]:
     raise RuntimeError("ptxas failed:\n" + "\n".join(errors))
 
 
-def compile_kernel(fn, signature: dict, constexprs: dict, num_warps: int, arch: int, num_stages: int = 1) -> str:
+def compile_kernel(fn, signature: dict, constexprs: dict, num_warps: int, arch: int, num_stages: int | None = None) -> str:
     """Compile `fn` for CUDA sm_<arch> and return its PTX (no GPU needed; not under TRITON_INTERPRET=1).
 
     Every pointer argument is declared 16-byte aligned, as a launch with PyTorch tensors specialises it
@@ -103,8 +103,8 @@ def compile_kernel(fn, signature: dict, constexprs: dict, num_warps: int, arch: 
     names = list(full_signature)
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in names if signature.get(name, "").startswith("*")}
     source = ASTSource(fn=fn, signature=full_signature, constexprs=dict(constexprs), attrs=attrs)
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32),
-                              options={"num_warps": num_warps, "num_stages": num_stages})
+    options = {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps, "num_stages": num_stages}
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     return compiled.asm["ptx"]
 
 
@@ -163,7 +163,7 @@ def stream_kernel_cases(configs, dtype="bf16", align=8):
             "TILES_PER_CHUNK": tiles, "CHUNKS_POW2": 16 if split else 1,
         }
         name = f"{config.name} {dtype} align={align} kl=1 ce=1 grad=1"
-        yield name, stream.stream_kernel, signature, constexprs, config.num_warps
+        yield name, stream.stream_kernel, signature, constexprs, config.num_warps, config.num_stages
 
 
 def cosine_kernel_cases(dtypes=DTYPES):
@@ -184,9 +184,9 @@ def cosine_kernel_cases(dtypes=DTYPES):
 
 
 def report(case, arch: int) -> PtxasReport:
-    name, fn, signature, constexprs, warps = case
+    name, fn, signature, constexprs, warps, *stages = case  # the streaming kernel's cases name their stages
     start = time.perf_counter()
-    ptx = compile_kernel(fn, signature, constexprs, warps, arch)
+    ptx = compile_kernel(fn, signature, constexprs, warps, arch, stages[0] if stages else None)
     regs, spill_st, spill_ld, stack = run_ptxas(ptx, arch)
     vector_loads = len(re.findall(r"ld\.global(?:\.\w+)*\.v4\.", ptx))
     return PtxasReport(fn.__name__, arch, name, regs, spill_st, spill_ld, stack, time.perf_counter() - start,

@@ -207,14 +207,15 @@ def launch(config, student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_r
     spin_limit = SPIN_LIMIT if spin_limit is None else spin_limit
     n_rows, vocab = student.shape
     common = dict(HAS_KL=has_kl, HAS_CE=has_ce, WRITE_GRAD=write_grad, IGNORE=IGNORE_INDEX,
-                  num_warps=config.num_warps, num_stages=config.num_stages)
+                  num_warps=config.num_warps)
     grad_arg = grad if write_grad else student  # never written when WRITE_GRAD is False
     grad_stride = grad.stride(0) if write_grad else 0
-    if config.kernel == "rowwise":
+    if config.kernel == "rowwise":  # launched exactly as before the tuning existed (Triton's default stages)
         distill_logits_kernel[(n_rows,)](
             student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_rows, grad_arg, student.stride(0),
             teacher.stride(0), grad_stride, vocab, 1.0 / temperature, BLOCK_V=config.block_v, **common)
         return
+    common["num_stages"] = config.num_stages
     from .distill_logits_stream import WHOLE_ROW, next_power_of_2, stream_kernel
 
     align = alignment(student, teacher, grad if write_grad else None)
@@ -235,4 +236,7 @@ def launch(config, student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_r
         student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_rows, grad_arg, stats, count, student.stride(0),
         teacher.stride(0), grad_stride, vocab, 1.0 / temperature, n_chunks, spin_limit,
         ROWS=config.block_v // config.group, GROUP=config.group, ALIGN=align, SPLIT=split,
-        TILES_PER_CHUNK=tiles_per_chunk, CHUNKS_POW2=next_power_of_2(n_chunks), **common)
+        # the most programs a row of this configuration can have: one compile per configuration, not per V
+        TILES_PER_CHUNK=tiles_per_chunk, CHUNKS_POW2=next_power_of_2(triton.cdiv(MAX_VOCAB + 16, tiles_per_chunk *
+                                                                                 config.block_v)) if split else 1,
+        **common)
