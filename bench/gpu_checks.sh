@@ -6,7 +6,7 @@
 # device tool returns at most 8 files) and $OUT/tuned_configs.json (the kernel table to commit).
 #
 # Steps, in order of value (expected seconds on an H100, limit):
-#   1. tests/test_kernel_gpu.py: the loss kernels (rowwise, stream, split) at real sizes + run-time tuning  (35, 120)
+#   1. tests/test_kernel_gpu.py: the loss kernels (rowwise, stream, split) at real sizes + run-time tuning  (60, 120)
 #   2. bench/tune_loss_kernels.py: copy bandwidth, the kernel configurations at N=16384, V 30522/128256/250002,
 #      old vs new; the winners into this machine's cache (--install) for the steps below                 (65, 110)
 #   3. bench/gpu_train.py: distilx vs Trainer + tutorial KD loss vs the research loop, 3 models x {128, 512},

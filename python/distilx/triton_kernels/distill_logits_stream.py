@@ -256,10 +256,12 @@ def stream_kernel(
                 m_s, z_s = _merge(pm_s, pz_s)
                 m_t, z_t, a_t = _merge_teacher(pm_t, pz_t, pa_t)
                 m_1, z_1 = _merge(pm_1, pz_1)
-            else:  # a sibling did not arrive in time (not resident): the whole row, read by this program
-                m_s, z_s, m_t, z_t, a_t, m_1, z_1 = _row_stats(
-                    student_ptr, teacher_ptr, s_off, t_off, mis, 0, n_tiles, n_tiles, vocab, k_t, k_1, kl_on, ce_on,
-                    HAS_KL, HAS_CE, ROWS, GROUP, ALIGN)
+            else:  # a sibling did not arrive in time (not resident): the whole row, read by this program.
+                # One variant for every kind of row (rare path, less code to compile): statistics of a term the
+                # row is not in are computed and never used.
+                m_s, z_s, m_t, z_t, a_t, m_1, z_1 = _stats_range(
+                    student_ptr, teacher_ptr, s_off, t_off, mis, 0, n_tiles, n_tiles, vocab, k_t, k_1, HAS_KL, HAS_CE,
+                    ROWS, GROUP, ALIGN)
 
     lse_s = m_s + tl.log2(z_s)  # log2 domain
     lse_t = m_t + tl.log2(z_t)
