@@ -35,6 +35,11 @@ there; an out-of-memory error empties the cache and retries at 85% (at most 3 ti
 run, the predicted largest batch, whether the cap bound it, tokens/s over the timed steps, peak
 `torch.cuda.max_memory_allocated` of the timed run (models and optimizer state included).
 
+Time plan (bench/gpu_checks.sh gives it 160 s on an H100): per side two calibration runs (setup + 2 small
+steps each) and the timed run (setup + 2 warm-up + 4 timed steps at up to 2^17 tokens a step), ~8 s; 18 sides
+~150 s. With --time-budget a model or sequence length that would start too late is recorded as skipped
+(BERT first, then XLM-R, then ModernBERT; 128 before 512), and the JSON is rewritten after every side.
+
 Output: one JSON record per (model, seq_len, side) (docs/gpu/gpu_train.json is the committed copy), a table,
 and the distilx / baseline ratios.
 
