@@ -165,13 +165,12 @@ def is_oom(exc: BaseException) -> bool:
 def predict_batch(points: list[tuple[int, int]], budget: int, cap: int) -> int:
     """The largest batch whose peak stays under `budget`, from (batch, peak) calibration points: a line
     through two points (peak = fixed + per_sequence x batch), through the origin from one."""
-    (b1, p1) = points[0]
-    if len(points) >= 2 and points[1][0] != b1:
-        b2, p2 = points[1]
-        slope = max((p2 - p1) / (b2 - b1), 1.0)
+    (b1, p1) = points[-1]
+    slope, fixed = p1 / b1, 0.0  # through the origin: never too optimistic
+    if len(points) >= 2 and points[0][0] != b1 and p1 > points[0][1]:
+        b0, p0 = points[0]
+        slope = (p1 - p0) / (b1 - b0)
         fixed = p1 - slope * b1
-    else:
-        slope, fixed = p1 / b1, 0.0
     batch = int((budget - fixed) / slope)
     batch = batch - batch % 8 if batch >= 8 else max(batch, 1)
     return max(1, min(batch, cap))

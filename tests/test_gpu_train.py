@@ -117,6 +117,14 @@ def test_batch_search_shrinks_after_out_of_memory_and_halves_the_start():
     assert len(freed) == sum(1 for _, status in fit.attempts if status == "oom") >= 2
 
 
+def test_prediction_from_two_points_or_through_the_origin():
+    assert gpu_train.predict_batch([(16, 11_600), (32, 13_200)], 72_000, 10**6) == 616
+    assert gpu_train.predict_batch([(16, 1600)], 72_000, 10**6) == 720
+    # a second point that is not higher (allocator noise) gives no slope: the larger point, through the origin
+    assert gpu_train.predict_batch([(16, 1700), (32, 1600)], 72_000, 10**6) == 1440
+    assert gpu_train.predict_batch([(16, 11_600), (32, 13_200)], 72_000, 64) == 64
+
+
 def test_batch_search_caps_and_reports_it():
     gpu = FakeGpu(fixed=0, per_row=1, limit=10**9)
     fit = gpu_train.fit_and_time(gpu, start=8, cap=64, budget=10**8, warmup=1, steps=1, log=lambda m: None)
