@@ -50,19 +50,34 @@ class TrainConfig:
     # --- what to distil ---
     task: str = knob("masked-lm", "'masked-lm': pre-training distillation of a masked-LM teacher on raw text; "
                      "'sequence-classification': a fine-tuned …ForSequenceClassification teacher on labelled "
-                     ".jsonl/.csv examples (docs/tasks.md)", choices=TASKS)
+                     ".jsonl/.csv examples; 'question-answering': a fine-tuned …ForQuestionAnswering teacher on "
+                     "SQuAD-layout .json/.jsonl questions (docs/tasks.md)", choices=TASKS)
     teacher: str = knob("", "folder of a masked-LM teacher (config.json + weights with the MLM head): BERT, RoBERTa, "
                         "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
                         "encoder with one layer stack (docs/pipeline.md); for task sequence-classification a fine-tuned "
-                        "…ForSequenceClassification (docs/tasks.md)")
+                        "…ForSequenceClassification, for question-answering a fine-tuned …ForQuestionAnswering (docs/tasks.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
     train_files: list[str] = knob([], "masked-lm: the corpus, files, folders or globs (.txt/.jsonl, .parquet, .arrow, "
-                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files")
+                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files; "
+                                  "question-answering: SQuAD-layout .json or .jsonl files")
     eval_files: list[str] = knob([], "held-out files (same kind as train_files) for the end-of-run evaluation")
     text_fields: list[str] = knob(["text"], "sequence-classification: the field (.jsonl) or column (.csv) holding "
                                   "the text; two names for a text pair")
     label_field: str = knob("label", "sequence-classification: the field or column holding the label, a name from "
                             "the teacher's config.json id2label or its integer id")
+    doc_stride: int = knob(32, "question-answering: context tokens consecutive windows of a long context share "
+                           "(the Hugging Face examples use 128 with --seq-len 384)", valid=(lambda v: v >= 0, ">= 0"))
+    max_query_len: int = knob(64, "question-answering: the longest question in tokens; a longer one is an error "
+                              "naming it (windows keep seq_len - max_query_len - special tokens for the context)",
+                              valid=AT_LEAST_ONE)
+    max_answer_len: int = knob(30, "question-answering evaluation: the longest answer span decoded, in tokens",
+                               valid=AT_LEAST_ONE)
+    n_best_size: int = knob(20, "question-answering evaluation: start and end positions tried per window (the "
+                            "highest logits)", valid=AT_LEAST_ONE)
+    null_score_diff_threshold: float = knob(0.0, "question-answering evaluation, SQuAD v2.0: answer \"\" (no answer) "
+                                            "when the no-answer score beats the best span's by more than this")
+    squad_v2: bool | None = knob(None, "question-answering evaluation: score as SQuAD v2.0 (questions may have no "
+                                 "answer; the model may answer \"\"); None = when a question of the files has none")
     output_dir: str = knob("distilx-run", "student, tokenizer, config, metrics, plots and checkpoints go here")
 
     # --- the student ---
@@ -219,7 +234,9 @@ class TrainConfig:
 
     # Fields only one task reads (docs/tasks.md): set under the other task they are an error, not ignored
     _TASK_FIELDS = {"masked-lm": ("masking", "mlm_probability", "packing", "data", "kl_on", "fused_linear"),
-                    "sequence-classification": ("text_fields", "label_field")}
+                    "sequence-classification": ("text_fields", "label_field"),
+                    "question-answering": ("doc_stride", "max_query_len", "max_answer_len", "n_best_size",
+                                           "null_score_diff_threshold", "squad_v2")}
     # What a pre-trained `student` folder replaces
     _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init")
 

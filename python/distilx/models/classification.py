@@ -18,14 +18,12 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..safe_loading import refusing_code
-from .adapters import UnsupportedModelError, adapter_for_type, encoder_adapter
-from .builders import same_class_fewer_layers
+from .adapters import UnsupportedModelError, adapter_for_type
+from .heads import fewer_layers, fresh_tensors, head_from_teacher
 from .loading import read_config_json
-from .student import kept_layers
 
 __all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "forward_inputs",
            "check_classifier"]
@@ -70,8 +68,7 @@ def load_classifier(path: str | Path) -> nn.Module:
         model, info = AutoModelForSequenceClassification.from_pretrained(str(path), config=config,
                                                                          output_loading_info=True)
     check_classifier(model)
-    fresh = list(info.get("missing_keys", [])) + [m[0] if isinstance(m, tuple) else m
-                                                  for m in info.get("mismatched_keys", [])]
+    fresh = fresh_tensors(info)
     if fresh:
         holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
         raise ValueError(f"{path} is not a fine-tuned classifier: its weights lack {len(fresh)} tensors of a "
@@ -88,13 +85,7 @@ def init_classifier_student(teacher, n_layers: int | None = None, layers: list[i
     if isinstance(teacher, (str, Path)):
         teacher = load_classifier(teacher)
     check_classifier(teacher)
-    adapter = encoder_adapter(teacher)
-    layers = kept_layers(len(adapter.layers(teacher)), n_layers, layers)
-    with torch.no_grad():
-        student = same_class_fewer_layers(teacher, layers, getattr(teacher.config, "tie_word_embeddings", True),
-                                          adapter)
-    student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
-    return student.float().train()
+    return fewer_layers(teacher, n_layers, layers)
 
 
 def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Module:
@@ -119,17 +110,7 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
         student, info = AutoModelForSequenceClassification.from_pretrained(
             str(path), config=config, output_loading_info=True, ignore_mismatched_sizes=True)
     check_classifier(student, role="student")
-    fresh = set(info.get("missing_keys", [])) | {m[0] if isinstance(m, tuple) else m
-                                                 for m in info.get("mismatched_keys", [])}
-    teacher_state = teacher.state_dict() if type(student) is type(teacher) else {}
-    copied = []
-    with torch.no_grad():
-        for name, tensor in student.state_dict().items():
-            source = teacher_state.get(name)
-            if name in fresh and source is not None and source.shape == tensor.shape:
-                tensor.copy_(source)
-                copied.append(name)
-    student.config.distilx_head_from_teacher = sorted(copied)
+    head_from_teacher(student, fresh_tensors(info), teacher)
     return student.float().train()
 
 

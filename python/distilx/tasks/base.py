@@ -61,6 +61,11 @@ class Task(ABC):
                              f"wide and the student's {widths[1]}: use a student of the teacher's width or set "
                              "--alpha-cos 0")
 
+    def finetune_model(self, encoder_path: str, config) -> nn.Module:
+        """A model of this task's head class on the encoder folder's weights, its head freshly initialised
+        (labels from config / the train files where the task has labels): what `distilx finetune` trains."""
+        raise ValueError(f"task {self.name} cannot fine-tune a model from an encoder folder")
+
     # --- data ---
     @abstractmethod
     def make_stream(self, config, tokenizer, env, teacher: nn.Module):
