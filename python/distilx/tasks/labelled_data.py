@@ -37,15 +37,32 @@ class LabelSet:
     names: tuple[str, ...]
 
     @classmethod
-    def of(cls, model_config) -> "LabelSet":
-        id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
-        return cls(tuple(id2label[i] for i in range(len(id2label))))
+    def of(cls, model_config, role: str = "teacher") -> "LabelSet":
+        """The labels of a classifier's config; ValueError naming its config.json when `id2label` does not
+        number them 0..n-1 (a gap, a key that is no number) or names one label twice."""
+        folder = getattr(model_config, "_name_or_path", "")
+        where = f"the {role}'s config.json" + (f" ({folder})" if folder else "")
+        try:
+            id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: id2label keys {list(model_config.id2label)[:10]} are not all integer ids: "
+                             "number the labels 0..n-1") from None
+        missing = [i for i in range(len(id2label)) if i not in id2label]
+        if missing:
+            raise ValueError(f"{where}: id2label numbers its {len(id2label)} labels {sorted(id2label)[:10]}, without "
+                             f"id {missing[0]}: number them 0..{len(id2label) - 1} without gaps (the classifier has "
+                             "one output per id)")
+        names = tuple(id2label[i] for i in range(len(id2label)))
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise ValueError(f"{where}: id2label names the label {twice!r} twice: give each id its own name")
+        return cls(names)
 
     @classmethod
     def shared(cls, teacher, student) -> "LabelSet":
         """The teacher's labels, checked to be the student's too (a classifier student of another label set
         cannot be trained or evaluated against this teacher)."""
-        labels, student_labels = cls.of(teacher.config), cls.of(student.config)
+        labels, student_labels = cls.of(teacher.config), cls.of(student.config, "student")
         if student_labels != labels:
             raise ValueError(f"the student's labels {list(student_labels.names)} are not the teacher's "
                              f"{list(labels.names)}: use a student of this teacher")
