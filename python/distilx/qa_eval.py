@@ -96,10 +96,10 @@ def decode_answers(windows: QAWindows, logits, *, n_best_size: int = 20, max_ans
     return answers
 
 
-def _qa_model(model):
+def _qa_model(model, role: str):
     if isinstance(model, (str, Path)):
-        return load_qa_model(model)
-    check_qa_model(model)
+        return load_qa_model(model, role)
+    check_qa_model(model, role)
     return model
 
 
@@ -117,18 +117,19 @@ def evaluate_question_answering(teacher, student, files, tokenizer=None, *, seq_
     answers there as the Hugging Face examples do, {id: answer text} ("" for no answer).
     """
     from .data import _as_tokenizer
-    from .models import check_vocab
+    from .evaluation import model_folders
+    from .models import check_vocabulary
 
+    folders = model_folders(teacher, student, tokenizer)
     if tokenizer is None:
         tokenizer = student if isinstance(student, (str, Path)) else teacher
         if not isinstance(tokenizer, (str, Path)):
             raise ValueError("evaluate_question_answering needs `tokenizer` when both models are passed as objects")
     files = [files] if isinstance(files, (str, Path)) else list(files)
     device = torch.device(device)
-    teacher, student = _qa_model(teacher), _qa_model(student)
+    teacher, student = _qa_model(teacher, "teacher"), _qa_model(student, "student")
     check_positions(seq_len, teacher=teacher, student=student)
-    for model in (teacher, student):
-        check_vocab(model, _as_tokenizer(tokenizer))
+    check_vocabulary(_as_tokenizer(tokenizer), teacher=teacher, student=student, **folders)
     records = read_qa_records(files)
     if max_questions is not None:
         records = records[:max_questions]

@@ -31,7 +31,8 @@ __all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_
 
 def check_classifier(model: nn.Module, role: str = "teacher") -> None:
     """Raise unless `model` is the …ForSequenceClassification of its model type, for single-label
-    classification (the only kind distilx distils: one class per example, num_labels >= 2)."""
+    classification (the only kind distilx distils: one class per example, num_labels >= 2), whose
+    id2label numbers its labels 0..n-1."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     config = getattr(model, "config", None)
@@ -44,6 +45,26 @@ def check_classifier(model: nn.Module, role: str = "teacher") -> None:
         raise ValueError(f"the {role} is set up for problem_type={config.problem_type!r} with num_labels="
                          f"{config.num_labels}: distilx distils single-label classifiers (num_labels >= 2, one "
                          "class per example); regression and multi-label heads are not supported")
+    from ..tasks.labelled_data import LabelSet
+
+    LabelSet.of(config, role)  # id2label numbers the labels 0..n-1, each named once
+    if role == "teacher":
+        _warn_if_untrained(model)
+
+
+def _warn_if_untrained(model: nn.Module) -> None:
+    """Warn when the head's output bias (the [num_labels] bias outside the encoder) is exactly 0, as
+    transformers initialises it and as no training step leaves it: a classifier saved without being
+    fine-tuned, whose logits are noise a student would learn."""
+    import warnings
+
+    base = model.base_model_prefix + "."
+    biases = [(name, p) for name, p in model.named_parameters()
+              if not name.startswith(base) and name.endswith("bias") and tuple(p.shape) == (model.config.num_labels,)]
+    if biases and all(not p.detach().any() for _, p in biases):
+        warnings.warn(f"the teacher's classification head looks untrained: its output bias ({biases[-1][0]}) is "
+                      "exactly 0, as transformers initialises it and as fine-tuning does not leave it; distilling an "
+                      "untrained teacher teaches noise: fine-tune it first", stacklevel=3)
 
 
 def _config_of(path: Path):
@@ -56,10 +77,11 @@ def _config_of(path: Path):
     return CONFIG_MAPPING[model_type].from_json_file(str(config_file)), declared
 
 
-def load_classifier(path: str | Path) -> nn.Module:
+def load_classifier(path: str | Path, role: str = "teacher") -> nn.Module:
     """A fine-tuned …ForSequenceClassification from a local folder, in eval mode: the teacher of task
-    sequence-classification. A folder without trained head weights (a masked-LM model, a bare encoder) is
-    a ValueError saying what the folder holds."""
+    sequence-classification (or, role "student", a student trained for it, e.g. to evaluate it). A folder
+    without trained head weights (a masked-LM model, a bare encoder) is a ValueError saying what the
+    folder holds and naming the role."""
     from transformers import AutoModelForSequenceClassification
 
     path = Path(path)
@@ -67,14 +89,16 @@ def load_classifier(path: str | Path) -> nn.Module:
     with refusing_code(path):  # a hostile pickle: one line naming the file
         model, info = AutoModelForSequenceClassification.from_pretrained(str(path), config=config,
                                                                          output_loading_info=True)
-    check_classifier(model)
+    check_classifier(model, role)
     fresh = fresh_tensors(info)
     if fresh:
         holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
-        raise ValueError(f"{path} is not a fine-tuned classifier: its weights lack {len(fresh)} tensors of a "
-                         f"{type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
-                         "The teacher of task sequence-classification is a fine-tuned …ForSequenceClassification "
-                         "folder; to distil a masked-LM model use --task masked-lm")
+        fix = ("The teacher of task sequence-classification is a fine-tuned …ForSequenceClassification folder; to "
+               "distil a masked-LM model use --task masked-lm" if role == "teacher" else
+               "Evaluate a student trained with --task sequence-classification (a masked-LM student: --task masked-lm)")
+        raise ValueError(f"the {role} {path} is not a fine-tuned classifier: its weights lack {len(fresh)} tensors of "
+                         f"a {type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
+                         f"{fix}")
     return model.eval()
 
 

@@ -51,16 +51,16 @@ def _from_folder(path: Path, **kwargs):
     return model, fresh_tensors(info), declared
 
 
-def load_qa_model(path: str | Path) -> nn.Module:
+def load_qa_model(path: str | Path, role: str = "teacher") -> nn.Module:
     """A fine-tuned …ForQuestionAnswering from a local folder, in eval mode: the teacher of task
     question-answering. A folder without trained head weights (a masked-LM model, a bare encoder such as
     all-MiniLM-L6-v2) is a ValueError saying what the folder holds and how to get a teacher."""
     path = Path(path)
     model, fresh, declared = _from_folder(path)
-    check_qa_model(model)
+    check_qa_model(model, role)
     if fresh:
         holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
-        raise ValueError(f"{path} is not a fine-tuned question-answering model: its weights lack {len(fresh)} tensors "
+        raise ValueError(f"the {role} {path} is not a fine-tuned question-answering model: its weights lack {len(fresh)} tensors "
                          f"of a {type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
                          "Fine-tune one first (docs/tasks.md: a teacher for question answering)")
     return model.eval()

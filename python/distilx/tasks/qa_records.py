@@ -5,7 +5,9 @@
 - `.jsonl`: one question per line, the Hugging Face `datasets` layout: {"id", "question", "context",
   "answers": {"text": [...], "answer_start": [...]}}.
 
-A question with no answer (an empty answer list; SQuAD v2.0) is a "no answer" question. Every record is
+Files are read through the bounded reader of every task (records.py: a byte-order mark, bytes that are
+not UTF-8, an over-long record or file are handled there). A question with no answer (an empty answer
+list; SQuAD v2.0) is a "no answer" question. Every record is
 checked before anything is tokenized: a missing or mistyped field, an empty question or context, an
 `answer_start` that does not point at its answer's text, an id seen twice. The error is one line naming
 the file, the record (its line, or its place in the .json tree, and its id) and the fix.
@@ -13,16 +15,17 @@ the file, the record (its line, or its place in the .json tree, and its id) and 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .labelled_data import _jsonl_records
+from .records import brief, json_document, records
 
 __all__ = ["QARecord", "read_qa_records", "SUFFIXES"]
 
 SUFFIXES = (".json", ".jsonl")
+#: The bound of one SQuAD-layout .json file (read whole): the official v2.0 train file is 42 MB
+MAX_JSON_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def _text(record: dict, key: str, where: str) -> str:
                          "has 'id', 'question', 'context' and 'answers' (docs/tasks.md)")
     value = record[key]
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: field {key!r} holds {value!r}, not a non-empty text")
+        raise ValueError(f"{where}: field {key!r} holds {brief(value)}, not a non-empty text")
     return value
 
 
@@ -52,22 +55,22 @@ def _id(record: dict, where: str) -> str:
                          "(the predictions file is keyed by it)")
     value = record["id"]
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
-        raise ValueError(f"{where}: 'id' holds {value!r}, not a non-empty string or integer")
+        raise ValueError(f"{where}: 'id' holds {brief(value)}, not a non-empty string or integer")
     return str(value)
 
 
 def _check_answer(context: str, text, start, where: str) -> tuple[str, int]:
     if not isinstance(text, str) or not text:
-        raise ValueError(f"{where}: an answer text is {text!r}, not a non-empty string; a question without an answer "
+        raise ValueError(f"{where}: an answer text is {brief(text)}, not a non-empty string; a question without an answer "
                          "has an empty answer list (SQuAD v2.0)")
     if isinstance(start, bool) or not isinstance(start, int):
-        raise ValueError(f"{where}: answer_start {start!r} of answer {text!r} is not an integer character offset")
+        raise ValueError(f"{where}: answer_start {brief(start)} of answer {brief(text)} is not an integer character offset")
     if start < 0 or context[start:start + len(text)] != text:
         found = [i for i in range(len(context)) if context.startswith(text, i)][:3]
         hint = (f"; the text occurs at character {', '.join(map(str, found))}" if found
                 else "; the text does not occur in the context at all")
-        raise ValueError(f"{where}: answer {text!r} is not at answer_start {start}: the context there reads "
-                         f"{context[max(start, 0):max(start, 0) + len(text)]!r}{hint}. Fix answer_start (a character "
+        raise ValueError(f"{where}: answer {brief(text)} is not at answer_start {start}: the context there reads "
+                         f"{brief(context[max(start, 0):max(start, 0) + len(text)])}{hint}. Fix answer_start (a character "
                          "offset into the context, counted in Unicode characters from 0)")
     return text, start
 
@@ -79,7 +82,7 @@ def _jsonl_answers(record: dict, context: str, where: str) -> tuple[tuple[str, i
     answers = record["answers"]
     texts, starts = (answers.get("text"), answers.get("answer_start")) if isinstance(answers, dict) else (None, None)
     if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
-        raise ValueError(f"{where}: 'answers' holds {answers!r}; write {{\"text\": [...], \"answer_start\": [...]}}, "
+        raise ValueError(f"{where}: 'answers' holds {brief(answers)}; write {{\"text\": [...], \"answer_start\": [...]}}, "
                          "two lists of the same length (both empty for a question with no answer)")
     return tuple(_check_answer(context, t, s, where) for t, s in zip(texts, starts))
 
@@ -87,7 +90,7 @@ def _jsonl_answers(record: dict, context: str, where: str) -> tuple[tuple[str, i
 def _json_answers(qa: dict, context: str, where: str) -> tuple[tuple[str, int], ...]:
     answers = qa.get("answers", [])
     if not isinstance(answers, list) or any(not isinstance(a, dict) for a in answers):
-        raise ValueError(f"{where}: 'answers' holds {answers!r}; write a list of {{\"text\", \"answer_start\"}} "
+        raise ValueError(f"{where}: 'answers' holds {brief(answers)}; write a list of {{\"text\", \"answer_start\"}} "
                          "objects (empty for a question with no answer)")
     for a in answers:
         missing = [k for k in ("text", "answer_start") if k not in a]
@@ -100,7 +103,7 @@ def _json_answers(qa: dict, context: str, where: str) -> tuple[tuple[str, int], 
 
 
 def _jsonl_file(path: Path):
-    for where, record in _jsonl_records(path):
+    for where, record in records(path):  # the bounded reader: BOM-aware, file:line in every error
         context = _text(record, "context", where)
         yield QARecord(_id(record, where), _text(record, "question", where), context,
                        _jsonl_answers(record, context, where), where)
@@ -114,14 +117,7 @@ def _nested(value, key: str, where: str) -> list:
 
 
 def _json_file(path: Path):
-    try:
-        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the JSON
-            tree = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); a .json file holds one SQuAD-layout "
-                         "object (one question per line: use .jsonl)") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    tree = json_document(path, max_bytes=MAX_JSON_BYTES)
     for i, article in enumerate(_nested(tree, "data", f"{path}")):
         for j, paragraph in enumerate(_nested(article, "paragraphs", f"{path}: data[{i}]")):
             place = f"{path}: data[{i}].paragraphs[{j}]"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.question_answering import init_qa_student, load_qa_model, pretrained_qa_student, \
+from ..models.question_answering import check_qa_model, init_qa_student, load_qa_model, pretrained_qa_student, \
     qa_inputs, qa_model_for_finetuning
 from .base import Task
 from .labelled_data import ClassificationBatches
@@ -76,6 +76,10 @@ class QuestionAnsweringTask(Task):
 
     def load_student(self, path, teacher) -> nn.Module:
         return pretrained_qa_student(path, teacher)
+
+    def check_models(self, config, teacher, student) -> None:
+        super().check_models(config, teacher, student)
+        check_qa_model(student, "student")  # e.g. a ready student of another head, passed to train()
 
     def finetune_model(self, encoder_path: str, config) -> nn.Module:
         """A …ForQuestionAnswering on the encoder folder's weights, its head freshly initialised (config.seed)."""
