@@ -214,6 +214,8 @@ def main(argv=None) -> int:
             result["runs"].append(run)
             log(f"[{variant} seed {seed}] EM {run['exact_match']:.1f}, F1 {run['f1']:.1f}, same answer as the teacher "
                 f"{run['same_answer_as_teacher']:.1%} ({seconds:.0f} s)")
+            if args.json:  # every finished run kept, should a long run be stopped
+                Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
             if variant == variants[0] and seed == seeds[0]:  # the speed-up, measured once
                 student = trained.student.eval()
                 batches = [qa_inputs(teacher, b) for b, _ in zip(dev.windows.in_order(EVAL_BATCH), range(7))]
