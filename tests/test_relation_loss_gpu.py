@@ -32,8 +32,9 @@ def _inputs(batch, length, width_s, width_t, dtype_s, dtype_t, seed=0):
                 for _ in range(3)]
     teachers = [(torch.randn(batch, length, width_t, device="cuda", generator=gen)).to(dtype_t) for _ in range(3)]
     mask = torch.ones(batch, length, dtype=torch.long, device="cuda")
-    mask[1, length // 3:] = 0
-    mask[2, 100:] = 0
+    mask[-1, length // 3:] = 0  # padding in the last sequence (a third real) and, with 3+, in the second
+    if batch > 2:
+        mask[1, length - length // 5:] = 0
     return students, teachers, mask
 
 
@@ -88,8 +89,10 @@ def test_extra_memory_holds_no_relation_matrix():
     extra = torch.cuda.max_memory_allocated() - base
     gradients = 3 * students[0].numel() * students[0].element_size()
     one_relation = batch * heads * length * length * 4  # one fp32 [B, R, L, L]: 1.5 GiB here
+    # the stored gradients (and, if autograd copies them into .grad, a second set) plus 3 fp32 [B, R, L]
+    # statistics per term, with 8 MiB of slack
     assert extra <= 2 * gradients + 3 * 3 * batch * heads * length * 4 + (8 << 20), (extra, gradients)
-    assert extra < one_relation / 20
+    assert extra < one_relation / 10
 
 
 def test_auto_takes_the_torch_path_for_what_the_kernels_do_not_handle():
