@@ -5,6 +5,7 @@
     distilx train --task sequence-classification --teacher FINETUNED_DIR --train-files train.jsonl
     distilx eval --teacher TEACHER_DIR --student RUN_DIR --files heldout.txt
     distilx eval --task sequence-classification --teacher FINETUNED_DIR --student RUN_DIR --files test.jsonl
+    distilx eval --task token-classification --teacher NER_DIR --student RUN_DIR --files test.conll
     distilx plot RUN_DIR
     distilx demo                                                   # the embedded default
 
@@ -46,6 +47,12 @@ def _train_parser(sub) -> None:
                        action="append" if repeatable else "store", help=f"{text} (default: {default_text(f)})")
 
 
+def _knob_help(name: str, defaults) -> str:
+    """A TrainConfig field's help (its one home) with its default, for a flag of another command."""
+    field = next(f for f in dataclasses.fields(defaults) if f.name == name)
+    return f"{field.metadata['help']} (default: {getattr(defaults, name)})".replace("%", "%%")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from .config import TrainConfig
     from .tasks import TASKS
@@ -58,7 +65,9 @@ def _build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same examples")
     e.add_argument("--task", choices=TASKS, default=TASKS[0],
                    help="masked-lm: masked-token accuracy and perplexity on the same masks; sequence-classification: "
-                        "accuracy, macro-F1 and the student/teacher retention on labelled examples")
+                        "accuracy and macro-F1 (multi-label: micro/macro-F1; regression: Pearson/Spearman) and the "
+                        "student/teacher retention on labelled examples; token-classification: entity P/R/F1 and "
+                        "token accuracy on tagged sentences")
     e.add_argument("--teacher", required=True, help="teacher folder")
     e.add_argument("--student", required=True, help="student folder (a train run's output_dir)")
     e.add_argument("--files", required=True, nargs="+",
@@ -68,6 +77,13 @@ def _build_parser() -> argparse.ArgumentParser:
                    help=f"sequence-classification: the text field(s), comma-separated (default: {','.join(defaults.text_fields)})")
     e.add_argument("--label-field", default=defaults.label_field,
                    help=f"sequence-classification: the label field (default: {defaults.label_field})")
+    e.add_argument("--threshold", type=float, default=defaults.multi_label_threshold,
+                   help=_knob_help("multi_label_threshold", defaults))
+    for name in ("tokens_field", "tags_field", "tag_scheme"):
+        e.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name), help=_knob_help(name, defaults))
+    e.add_argument("--strict-entities", action="store_true", help=_knob_help("strict_entities", defaults))
+    e.add_argument("--predictions", help="token-classification: write the student's tags there, one JSON list of "
+                                         "tags per sentence, in input order")
     e.add_argument("--seq-len", type=int, default=128)
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--max-batches", type=int, default=None,
@@ -114,8 +130,18 @@ def _cmd_eval(args) -> int:
         metrics = evaluate_classification(args.teacher, args.student, args.files, args.tokenizer or args.student,
                                           text_fields=fields, label_field=args.label_field, seq_len=args.seq_len,
                                           batch_size=args.batch_size, max_batches=args.max_batches,
-                                          device=args.device)
+                                          device=args.device, threshold=args.threshold)
         print(classification_table(metrics))
+    elif args.task == "token-classification":
+        from .report import token_classification_table
+        from .token_classification_eval import evaluate_token_classification
+
+        metrics = evaluate_token_classification(
+            args.teacher, args.student, args.files, args.tokenizer or args.student, tokens_field=args.tokens_field,
+            tags_field=args.tags_field, seq_len=args.seq_len, batch_size=args.batch_size,
+            max_batches=args.max_batches, device=args.device, tag_scheme=args.tag_scheme,
+            strict=args.strict_entities, predictions=args.predictions)
+        print(token_classification_table(metrics))
     else:
         from .evaluation import evaluate
 

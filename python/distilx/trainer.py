@@ -7,13 +7,17 @@
 
 Everything else is the Trainer's (optimizer, schedule, logging, checkpoints, accelerate/DDP). The
 teacher is frozen (no parameter requires a gradient), stays in eval mode, runs under no_grad, and is
-moved to the student's device before each step. The loss is `distillation_loss` on the logits both
-models give for the batch:
+moved to the student's device before each step. The loss is `distillation_loss` (or the head's own,
+losses/heads.py) on the logits both models give for the batch:
 
 - masked-LM heads: logits [B, L, V], labels [B, L] (-100 off target, as DataCollatorForLanguageModeling
   makes them); the KL over every real token (kl_on="tokens") or the targets only, the cross-entropy on
   the targets;
-- sequence-classification heads: logits [B, C], labels [B]; one row per example.
+- sequence-classification heads: logits [B, C], labels [B]; one row per example; multi-label heads
+  (float labels [B, C]: the per-label binary KL + BCE) and regression heads (float labels [B]: MSE to
+  the teacher + to the gold) by their config's problem_type;
+- token-classification heads: logits [B, L, C], labels [B, L] (-100 where no word starts, as
+  DataCollatorForTokenClassification pads them); the KL and cross-entropy over the labelled positions.
 
 The cosine term (alpha_cos > 0) compares the last hidden states of every real token. Each model is given
 the batch entries its forward takes (a DistilBERT student gets no token_type_ids). The loss is a mean over
@@ -26,10 +30,11 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-from .losses import distillation_loss
+from .losses import head_distillation_loss
 from .losses.checks import check_options
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, KL_ON, TEMPERATURE
 from .models.classification import forward_inputs
+from .models.heads import head_problem
 
 __all__ = ["DistillationTrainer"]
 
@@ -65,8 +70,8 @@ class DistillationTrainer(Trainer):
             real = mask.bool() if mask is not None else torch.ones(inputs["input_ids"].shape, dtype=torch.bool,
                                                                     device=device)
             s_hidden, t_hidden = s_out.hidden_states[-1][real], t_out.hidden_states[-1][real]
-        # token logits [B, L, V] select their real tokens by the attention mask; class logits are one row each
-        row_mask = mask if s_out.logits.dim() == 3 else None
-        out = distillation_loss(s_out.logits, t_out.logits, inputs["labels"], row_mask, s_hidden, t_hidden,
-                                **self.loss_options)
+        # the loss of what the student's logits mean (losses/heads.py): masked-LM rows by the attention mask,
+        # token-classification rows by their labels, multi-label and regression heads their own losses
+        out = head_distillation_loss(head_problem(student), s_out.logits, t_out.logits, inputs["labels"], mask,
+                                     s_hidden, t_hidden, **self.loss_options)
         return (out.loss, s_out) if return_outputs else out.loss

@@ -2,9 +2,11 @@
 
 - Files: `.jsonl` (one JSON object per line; blank lines skipped) and `.csv` (a header row names the
   columns). The text is one field or two (a text pair), the label one field; names are configurable.
-- Labels: the teacher's label set (config.json `id2label`). A label is a label name, or an integer id
-  in [0, num_labels) (a JSON integer or, in CSV, a string of digits); names win when a name is itself
-  a number. Anything else is an error naming the file, the line and the known labels.
+- Labels: the teacher's label set (config.json `id2label`) and problem type. Single-label: a label is a
+  label name, or an integer id in [0, num_labels) (a JSON integer or, in CSV, a string of digits); names
+  win when a name is itself a number. Multi-label: a JSON list of such labels (in CSV, the labels joined
+  by "|"), possibly empty. Regression: a finite number (in CSV, its text). Anything else is an error
+  naming the file, the line and what is expected.
 - Tokens: the teacher's own Hugging Face tokenizer frames the text or the pair (its template decides
   [CLS] a [SEP] b [SEP], <s> a </s></s> b </s>, the segment ids) and truncates to seq_len
   ("longest_first" for pairs): the exact framing, by construction.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,22 +26,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..losses.heads import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+
 __all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
            "SUFFIXES"]
 
 SUFFIXES = (".jsonl", ".csv")
 
 
+MULTI_LABEL_CSV_SEPARATOR = "|"
+
+
 @dataclass(frozen=True)
 class LabelSet:
-    """The teacher's labels in id order (config.json id2label)."""
+    """The teacher's labels in id order (config.json id2label) and what a label is (its problem type;
+    token classifiers are single-label per word)."""
 
     names: tuple[str, ...]
+    problem: str = SINGLE_LABEL
 
     @classmethod
     def of(cls, model_config) -> "LabelSet":
         id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
-        return cls(tuple(id2label[i] for i in range(len(id2label))))
+        problem = model_config.problem_type or (REGRESSION if len(id2label) == 1 else SINGLE_LABEL)
+        if problem not in (SINGLE_LABEL, MULTI_LABEL, REGRESSION):
+            problem = SINGLE_LABEL  # a token classifier's problem_type names nothing distilx reads
+        return cls(tuple(id2label[i] for i in range(len(id2label))), problem)
 
     @classmethod
     def shared(cls, teacher, student) -> "LabelSet":
@@ -50,7 +63,7 @@ class LabelSet:
                              f"{list(labels.names)}: use a student of this teacher")
         return labels
 
-    def id_of(self, value, where: str) -> int:
+    def id_of(self, value, where: str, noun: str = "label") -> int:
         """The id of a label as written in a file (a name, or an integer id); `where`: file:line."""
         if isinstance(value, str):
             if value in self.names:
@@ -59,13 +72,47 @@ class LabelSet:
                 value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
             return value
-        raise ValueError(f"{where}: label {value!r} is not one the teacher knows: its labels (config.json id2label) "
-                         f"are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or use a "
-                         "teacher fine-tuned on this label set")
+        raise ValueError(f"{where}: {noun} {value!r} is not one the teacher knows: its {noun}s (config.json id2label) "
+                         f"are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the {noun}, or use a "
+                         f"teacher fine-tuned on this {noun} set")
+
+    def value_of(self, value, where: str, csv: bool = False):
+        """A label as written in a file, read for this problem: a class id (single-label), a 0/1 row over the
+        labels (multi-label: a list of labels; in CSV joined by "|"), or a float (regression)."""
+        if self.problem == REGRESSION:
+            number = value
+            if csv and isinstance(value, str):
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = None
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+                return float(number)
+            raise ValueError(f"{where}: label {value!r} is not a finite number: the teacher is a regression head "
+                             "(problem_type='regression'), whose label is the gold value")
+        if self.problem == MULTI_LABEL:
+            if csv and isinstance(value, str):
+                value = [v for v in value.split(MULTI_LABEL_CSV_SEPARATOR) if v]
+            if not isinstance(value, list):
+                raise ValueError(f"{where}: label {value!r} is not a list: the teacher is a multi-label classifier "
+                                 "(problem_type='multi_label_classification'), whose label is the list of the "
+                                 f"example's labels (names or ids, possibly []; in CSV joined by "
+                                 f"{MULTI_LABEL_CSV_SEPARATOR!r})")
+            row = [0.0] * len(self.names)
+            for item in value:
+                row[self.id_of(item, where)] = 1.0
+            return row
+        return self.id_of(value, where)
+
+    def tensor(self, values: list) -> torch.Tensor:
+        """value_of's results as the batch's labels: int64 [B] class ids, float [B, C] 0/1 rows, float [B]."""
+        return torch.tensor(values, dtype=torch.int64 if self.problem == SINGLE_LABEL else torch.float32)
 
 
-def _jsonl_records(path: Path):
-    with open(path, encoding="utf-8") as f:
+def jsonl_records(path: Path, fields: str = "the text and label fields"):
+    """(file:line, object) of each non-blank line of a .jsonl file (a byte-order mark is dropped); a line
+    that is not a JSON object is a ValueError naming it (`fields`: what the object should hold)."""
+    with open(path, encoding="utf-8-sig") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -76,8 +123,7 @@ def _jsonl_records(path: Path):
                 raise ValueError(f"{where}: not valid JSON ({exc.msg}): each line of a .jsonl file is one JSON "
                                  "object") from None
             if not isinstance(record, dict):
-                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with the text and label "
-                                 "fields")
+                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with {fields}")
             yield where, record
 
 
@@ -92,9 +138,9 @@ def _csv_records(path: Path):
 
 
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
-                  ) -> tuple[list[tuple[str, ...]], list[int]]:
-    """(texts, label ids) of every example in `files`, in file order; ValueError naming the file and
-    line of anything malformed (a missing field, a non-text text, an unknown label)."""
+                  ) -> tuple[list[tuple[str, ...]], list]:
+    """(texts, labels read by labels.value_of) of every example in `files`, in file order; ValueError
+    naming the file and line of anything malformed (a missing field, a non-text text, a bad label)."""
     if not 1 <= len(text_fields) <= 2:
         raise ValueError(f"text_fields={list(text_fields)}: give one field (a single text) or two (a text pair)")
     texts, ids = [], []
@@ -104,7 +150,7 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
             raise ValueError(f"{path}: labelled files must be {' or '.join(SUFFIXES)} (one example per line / row)")
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist or is not a file")
-        for where, record in (_jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path)):
+        for where, record in (jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path)):
             missing = [k for k in (*text_fields, label_field) if k not in record]
             if missing:
                 raise ValueError(f"{where}: no field {missing[0]!r} (fields here: {sorted(record)}); name the text "
@@ -114,7 +160,7 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
             if bad is not None:
                 raise ValueError(f"{where}: field {bad!r} holds {record[bad]!r}, not a text")
             texts.append(example)
-            ids.append(labels.id_of(record[label_field], where))
+            ids.append(labels.value_of(record[label_field], where, csv=path.suffix == ".csv"))
     return texts, ids
 
 
@@ -139,6 +185,7 @@ class LabelledExamples:
         from ..data import _as_tokenizer
 
         self.files = [os.fspath(f) for f in files]
+        self.label_set = labels
         texts, self.labels = read_examples(self.files, text_fields, label_field, labels)
         self.seq_len = seq_len
         self.pad_id = _as_tokenizer(tokenizer_source).pad_id  # the engine's, as for masked-LM batches
@@ -162,8 +209,12 @@ class LabelledExamples:
         for key, values in rows.items():
             pad = self.pad_id if key == "input_ids" else 0
             out[key] = torch.tensor([v + [pad] * (width - len(v)) for v in values], dtype=torch.int64)
-        out["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=torch.int64)
+        out["labels"] = self.label_tensor(indices, width)
         return out
+
+    def label_tensor(self, indices, width: int) -> torch.Tensor:
+        """The labels of the examples at `indices` (LabelSet.tensor); `width`: the batch's padded length."""
+        return self.label_set.tensor([self.labels[i] for i in indices])
 
     def in_order(self, batch_size: int, max_batches: int | None = None):
         """The examples in file order, `batch_size` at a time (the last batch may be smaller)."""
