@@ -17,6 +17,9 @@ Students, 3 of the teacher's 6 layers ([0, 3, 5]), per seed, the same steps on t
 (a) and (b) keep the teacher's embeddings fixed (half the cost of a CPU step); (c) trains its own.
 
     python bench/token_evidence.py --json docs/token_evidence.json   # the defaults are docs/evidence.md's run
+
+On a shared machine the seeds may run as separate processes once the teacher is cached (`--seeds 1
+--json part1.json` ...), merged by `--merge part0.json part1.json part2.json --json all.json`.
 """
 
 from __future__ import annotations
@@ -50,19 +53,34 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seq-len", type=int, default=192, help="long enough for every CoNLL-2003 sentence (never cut)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=150, help="optimizer steps of each student")
+    p.add_argument("--steps", type=int, default=100, help="optimizer steps of each student")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of the students")
-    p.add_argument("--teacher-steps", type=int, default=400, help="fine-tuning steps of the teacher")
-    p.add_argument("--teacher-lr", type=float, default=2e-4)
-    p.add_argument("--curve-every", type=int, default=100, help="teacher steps between points of its dev curve")
+    p.add_argument("--teacher-steps", type=int, default=300, help="fine-tuning steps of the teacher")
+    p.add_argument("--teacher-lr", type=float, default=3e-4)
+    p.add_argument("--curve-every", type=int, default=50, help="teacher steps between points of its dev curve")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--variants", default="a,b,c", help=f"which students: {VARIANTS}")
-    p.add_argument("--eval-sentences", type=int, default=1000, help="fixed random samples of dev and test")
+    p.add_argument("--eval-sentences", type=int, default=500, help="a fixed random sample of test")
+    p.add_argument("--dev-sentences", type=int, default=200, help="a fixed random sample of dev (the teacher's curve)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a TrainConfig field for the distilled students (a) and (c), e.g. temperature=4")
     p.add_argument("--work-dir", default=None, help="student runs go here (default: a folder in the cache)")
     p.add_argument("--json", help="write every number here")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="only merge the --json files of runs of other seeds "
+                   "(same settings, one cached teacher) into --json, and print the summary")
     return p.parse_args(argv)
+
+
+def merge(parts: list[str], json_path: str | None) -> int:
+    """One result from the --json files of several processes (each ran some seeds with the same teacher)."""
+    results = [json.loads(Path(part).read_text()) for part in parts]
+    merged = dict(results[0], runs=[run for r in results for run in r["runs"]], parts=[
+        {k: r[k] for k in ("seconds", "cpu_seconds", "load_average_at_end")} | {"seeds": r["setup"]["seeds"]}
+        for r in results])
+    summarize(merged, results[0]["setup"]["variants"].split(","))
+    if json_path:
+        Path(json_path).write_text(json.dumps(merged, indent=2) + "\n")
+    return 0
 
 
 def sample(path: Path, n: int, out: Path) -> Path:
@@ -140,12 +158,30 @@ def fine_tuned_teacher(args, splits: dict, tags: list[str], dev: Path) -> tuple[
     return folder, fit
 
 
+def summarize(result: dict, variants: list[str]) -> None:
+    """result["summary"]: per variant the mean ± std of entity F1 and token accuracy and the retention; printed."""
+    t_f1 = result["teacher"]["entity_f1"]
+    result["summary"] = {}
+    log("")
+    log(f"{'model':<42}{'entity F1 (mean ± std)':>24}{'retention':>11}{'token acc.':>11}")
+    log(f"{'teacher (6 layers, fine-tuned)':<42}{t_f1:>24.2%}{'':>11}{result['teacher']['token_accuracy']:>11.2%}")
+    for variant in variants:
+        runs = [r for r in result["runs"] if r["variant"] == variant]
+        f1, acc = spread([r["entity_f1"] for r in runs]), spread([r["token_accuracy"] for r in runs])
+        result["summary"][variant] = {"name": VARIANTS[variant], "entity_f1": f1, "token_accuracy": acc,
+                                      "retention": f1["mean"] / t_f1}
+        text = f"{f1['mean']:.2%} ± {f1['std']:.2%}"
+        log(f"{'(' + variant + ') ' + VARIANTS[variant]:<42}{text:>24}{f1['mean'] / t_f1:>11.1%}{acc['mean']:>11.2%}")
+
+
 def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.json)
     start = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
@@ -154,7 +190,7 @@ def main(argv=None) -> int:
     splits = assets.conll2003_english()
     tags = tags_of_files([splits["train"]], TrainConfig(task="token-classification"))
     log(f"torch threads: {torch.get_num_threads()}; tags: {tags}; load average {os.getloadavg()[1]:.1f}")
-    dev = sample(splits["dev"], args.eval_sentences, work / "dev-sample.jsonl")
+    dev = sample(splits["dev"], args.dev_sentences, work / "dev-sample.jsonl")
     test = sample(splits["test"], args.eval_sentences, work / "test-sample.jsonl")
 
     teacher_dir, fit = fine_tuned_teacher(args, splits, tags, dev)
@@ -188,18 +224,7 @@ def main(argv=None) -> int:
                                    "speedup": t_time / s_time, "student_params": count_parameters(student)}
             shutil.rmtree(out, ignore_errors=True)
 
-    t_f1 = result["teacher"]["entity_f1"]
-    result["summary"] = {}
-    log("")
-    log(f"{'model':<42}{'entity F1 (mean ± std)':>24}{'retention':>11}{'token acc.':>11}")
-    log(f"{'teacher (6 layers, fine-tuned)':<42}{t_f1:>24.2%}{'':>11}{result['teacher']['token_accuracy']:>11.2%}")
-    for variant in variants:
-        runs = [r for r in result["runs"] if r["variant"] == variant]
-        f1, acc = spread([r["entity_f1"] for r in runs]), spread([r["token_accuracy"] for r in runs])
-        result["summary"][variant] = {"name": VARIANTS[variant], "entity_f1": f1, "token_accuracy": acc,
-                                      "retention": f1["mean"] / t_f1}
-        text = f"{f1['mean']:.2%} ± {f1['std']:.2%}"
-        log(f"{'(' + variant + ') ' + VARIANTS[variant]:<42}{text:>24}{f1['mean'] / t_f1:>11.1%}{acc['mean']:>11.2%}")
+    summarize(result, variants)
     finish(result, start, args.json)
     return 0
 

@@ -137,9 +137,14 @@ def test_multi_label_and_regression_labels_in_jsonl_and_csv(tmp_path):
 
 
 def minilm_head(problem, num_labels, seed=0):
+    """all-MiniLM-L6-v2 (real weights) with a seeded head, scaled up so that its outputs say something."""
     torch.manual_seed(seed)
-    return BertForSequenceClassification.from_pretrained(str(assets.minilm_dir()), num_labels=num_labels,
-                                                         problem_type=problem).eval()
+    names = TOPICS[:num_labels] if num_labels > 1 else ("score",)
+    model = BertForSequenceClassification.from_pretrained(str(assets.minilm_dir()), problem_type=problem,
+                                                          id2label=dict(enumerate(names))).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(30)
+    return model
 
 
 @pytest.mark.parametrize("problem, num_labels", [(MULTI_LABEL, 4), (REGRESSION, 1)])
@@ -182,8 +187,6 @@ def test_multi_label_and_regression_metrics_equal_independent_computations(tmp_p
                                                       for r, v in zip(records, values)))
     for problem, num_labels, path in [(MULTI_LABEL, 4, multi), (REGRESSION, 1, scores)]:
         teacher = minilm_head(problem, num_labels, seed=1)
-        with torch.no_grad():
-            teacher.classifier.weight.mul_(30)
         student = init_classifier_student(teacher, n_layers=2).eval()
         metrics = evaluate_classification(teacher, student, path, assets.minilm_dir(), seq_len=48, batch_size=16,
                                           threshold=0.6)

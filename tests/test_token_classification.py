@@ -121,7 +121,8 @@ def test_teacher_folders_without_a_token_head_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not a fine-tuned token classifier.*BertModel"):
         load_token_classifier(assets.minilm_dir())
     from pipeline_helpers import make_tiny_classifier
-    with pytest.raises(ValueError, match="task token-classification takes a …ForTokenClassification"):
+    with pytest.raises(ValueError, match="not a fine-tuned token classifier: config.json says it holds a "
+                                         "BertForSequenceClassification"):
         load_token_classifier(make_tiny_classifier(tmp_path / "seq", ("a", "b")))
 
 

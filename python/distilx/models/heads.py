@@ -92,10 +92,12 @@ class HeadKind:
         check(model)
         fresh = list(info.get("missing_keys", [])) + [m[0] if isinstance(m, tuple) else m
                                                       for m in info.get("mismatched_keys", [])]
-        if fresh:
-            holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
-            raise ValueError(f"{path} is not a fine-tuned {self.noun}: its weights lack {len(fresh)} tensors of a "
-                             f"{type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
+        holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
+        other_head = bool(declared.get("architectures")) and not holds.endswith(self.suffix)
+        if fresh or other_head:  # another head's weights may fit this one's shapes: config.json tells them apart
+            lacks = (f"its weights lack {len(fresh)} tensors of a {type(model).__name__} (e.g. {sorted(fresh)[0]}); "
+                     if fresh else "")
+            raise ValueError(f"{path} is not a fine-tuned {self.noun}: {lacks}config.json says it holds a {holds}. "
                              f"The teacher of task {self.task} is a fine-tuned …{self.suffix} folder (docs/tasks.md "
                              "says how to get one); to distil a masked-LM model use --task masked-lm")
         return model.eval()
