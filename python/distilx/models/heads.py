@@ -27,7 +27,7 @@ from .builders import same_class_fewer_layers
 from .loading import read_config_json
 from .student import kept_layers
 
-__all__ = ["HeadKind", "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION", "head_problem", "config_of",
+__all__ = ["fresh_tensors", "head_from_teacher", "fewer_layers", "HeadKind", "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION", "head_problem", "config_of",
            "SINGLE_LABEL", "MULTI_LABEL", "REGRESSION", "TOKENS", "MASKED_LM", "PROBLEMS", "problem_of"]
 
 PROBLEMS = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)  # a …ForSequenceClassification's
@@ -49,6 +49,42 @@ def config_of(path: Path):
     declared, model_type, config_file = read_config_json(path)
     adapter_for_type(model_type, where=str(config_file))  # an architecture the table serves
     return CONFIG_MAPPING[model_type].from_json_file(str(config_file)), declared
+
+
+def fresh_tensors(info: dict) -> set[str]:
+    """The tensors from_pretrained initialised instead of loading (missing, or of another shape)."""
+    return set(info.get("missing_keys", [])) | {m[0] if isinstance(m, tuple) else m
+                                                for m in info.get("mismatched_keys", [])}
+
+
+def head_from_teacher(student: nn.Module, fresh: set[str], teacher: nn.Module) -> list[str]:
+    """Copy into `student` each of its `fresh` tensors that the teacher has under the same name and shape, when
+    the two are of one class (the same head layout; otherwise the fresh initialisation stays: another head's
+    same-shaped matrix would be a wrong start). The copied names are recorded in the student's config
+    (`distilx_head_from_teacher`) and returned."""
+    teacher_state = teacher.state_dict() if type(student) is type(teacher) else {}
+    copied = []
+    with torch.no_grad():
+        for name, tensor in student.state_dict().items():
+            source = teacher_state.get(name)
+            if name in fresh and source is not None and source.shape == tensor.shape:
+                tensor.copy_(source)
+                copied.append(name)
+    student.config.distilx_head_from_teacher = sorted(copied)
+    return copied
+
+
+def fewer_layers(teacher: nn.Module, n_layers: int | None, layers: list[int] | None) -> nn.Module:
+    """A fine-tuned `teacher`'s own class with fewer layers (`builders.same_class_fewer_layers`): student layer
+    i = teacher layer layers[i] (default: half, spread as init_student spreads them), every tensor outside the
+    layer stack — embeddings and the whole head — copied. fp32, train mode."""
+    adapter = encoder_adapter(teacher)
+    layers = kept_layers(len(adapter.layers(teacher)), n_layers, layers)
+    with torch.no_grad():
+        student = same_class_fewer_layers(teacher, layers, getattr(teacher.config, "tie_word_embeddings", True),
+                                          adapter)
+    student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
+    return student.float().train()
 
 
 @dataclass(frozen=True)
@@ -90,8 +126,7 @@ class HeadKind:
         with refusing_code(path):  # a hostile pickle: one line naming the file
             model, info = self._auto_class().from_pretrained(str(path), config=config, output_loading_info=True)
         check(model)
-        fresh = list(info.get("missing_keys", [])) + [m[0] if isinstance(m, tuple) else m
-                                                      for m in info.get("mismatched_keys", [])]
+        fresh = fresh_tensors(info)
         holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
         other_head = bool(declared.get("architectures")) and not holds.endswith(self.suffix)
         if fresh or other_head:  # another head's weights may fit this one's shapes: config.json tells them apart
@@ -104,16 +139,8 @@ class HeadKind:
 
     def init_student(self, teacher: nn.Module, n_layers: int | None = None, layers: list[int] | None = None
                      ) -> nn.Module:
-        """A shallower copy of a fine-tuned `teacher` model: its own class, student layer i = teacher layer
-        layers[i] (default: half the layers, spread as init_student spreads them), the embeddings and the
-        head copied. fp32, train mode."""
-        adapter = encoder_adapter(teacher)
-        layers = kept_layers(len(adapter.layers(teacher)), n_layers, layers)
-        with torch.no_grad():
-            student = same_class_fewer_layers(teacher, layers, getattr(teacher.config, "tie_word_embeddings", True),
-                                              adapter)
-        student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
-        return student.float().train()
+        """A shallower copy of a fine-tuned `teacher` model (fewer_layers)."""
+        return fewer_layers(teacher, n_layers, layers)
 
     def pretrained_student(self, path: str | Path, teacher: nn.Module, check: Callable[[nn.Module], None]
                            ) -> nn.Module:
@@ -133,17 +160,7 @@ class HeadKind:
             student, info = self._auto_class().from_pretrained(str(path), config=config, output_loading_info=True,
                                                                ignore_mismatched_sizes=True)
         check(student)
-        fresh = set(info.get("missing_keys", [])) | {m[0] if isinstance(m, tuple) else m
-                                                     for m in info.get("mismatched_keys", [])}
-        teacher_state = teacher.state_dict() if type(student) is type(teacher) else {}
-        copied = []
-        with torch.no_grad():
-            for name, tensor in student.state_dict().items():
-                source = teacher_state.get(name)
-                if name in fresh and source is not None and source.shape == tensor.shape:
-                    tensor.copy_(source)
-                    copied.append(name)
-        student.config.distilx_head_from_teacher = sorted(copied)
+        head_from_teacher(student, fresh_tensors(info), teacher)
         return student.float().train()
 
 
