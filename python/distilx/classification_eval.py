@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluation import autocast_for, count_parameters, forward_seconds
+from .evaluation import autocast_for, count_parameters, forward_seconds, model_folders
 from .models.adapters import encoder_adapter
 from .losses.heads import MULTI_LABEL, REGRESSION
 from .models.classification import check_classifier, forward_inputs, load_classifier
@@ -99,28 +99,28 @@ def _ratio(student, teacher):
 
 def evaluation_inputs(teacher, student, files, tokenizer, seq_len: int, as_model, caller: str):
     """(teacher, student, labels, files, tokenizer) of an evaluation, checked: the models (objects or folders,
-    through `as_model`) share one label set, embed seq_len positions and take the tokenizer (default: the
-    student's folder, else the teacher's); files as a list."""
+    through `as_model(model, role)`) share one label set, embed seq_len positions and take the tokenizer
+    (default: the student's folder, else the teacher's; check_vocabulary); files as a list."""
     from .data import _as_tokenizer
-    from .models import check_vocab
+    from .models import check_vocabulary
 
+    folders = model_folders(teacher, student, tokenizer)
     if tokenizer is None:
         tokenizer = student if isinstance(student, (str, Path)) else teacher
         if not isinstance(tokenizer, (str, Path)):
             raise ValueError(f"{caller} needs `tokenizer` when both models are passed as objects")
     files = [files] if isinstance(files, (str, Path)) else files
-    teacher, student = as_model(teacher), as_model(student)
+    teacher, student = as_model(teacher, "teacher"), as_model(student, "student")
     labels = LabelSet.shared(teacher, student)
     check_positions(seq_len, teacher=teacher, student=student)
-    for model in (teacher, student):
-        check_vocab(model, _as_tokenizer(tokenizer))
+    check_vocabulary(_as_tokenizer(tokenizer), teacher=teacher, student=student, **folders)
     return teacher, student, labels, files, tokenizer
 
 
-def _classifier(model):
+def _classifier(model, role: str):
     if isinstance(model, (str, Path)):
-        return load_classifier(model)
-    check_classifier(model)
+        return load_classifier(model, role)
+    check_classifier(model, role)
     return model
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -22,6 +23,7 @@ from typing import Any
 from .models.defaults import STUDENT_CLASSES
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
 from .tasks import TASKS
+from .tasks.records import brief
 
 __all__ = ["TrainConfig", "knob", "config_table", "default_text"]
 
@@ -198,6 +200,7 @@ class TrainConfig:
                 data = yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:  # e.g. a !!python/... tag, which safe_load refuses to construct
                 raise ValueError(f"config {path}: refused: {_yaml_problem(exc)}") from None
+            _check_expanded_size(data, path)
         else:
             raise ValueError(f"config {path}: unknown extension {path.suffix!r}; use .toml, .json or .yaml")
         if "train" in data and isinstance(data["train"], dict):  # allow a [train] table
@@ -232,6 +235,7 @@ class TrainConfig:
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         self._check_task_fields()
+        self._check_paths()
         if self.resume and self.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
                              "output_dir, --overwrite-output-dir replaces it")
@@ -257,6 +261,16 @@ class TrainConfig:
             raise ValueError(f"student={self.student!r} is a pre-trained student, which {', '.join(stray)} would "
                              "initialise from the teacher instead: pass one or the other")
 
+    def _check_paths(self) -> None:
+        """train_files / eval_files hold paths: train_config.json records them and --resume digests them, so
+        an object (a datasets.Dataset) is refused before the run creates anything."""
+        for name in ("train_files", "eval_files"):
+            for i, item in enumerate(getattr(self, name)):
+                if not isinstance(item, (str, os.PathLike)):
+                    raise ValueError(f"{name}[{i}] is a {type(item).__module__}.{type(item).__name__}, not a path: a "
+                                     "run records its inputs by path (train_config.json, --resume); save a dataset with "
+                                     "dataset.save_to_disk(folder) and pass the folder, or give it to MaskedLMStream")
+
     # Fields that are stream options under the same name (the others: data_threads -> num_threads,
     # and the run's rank / world size).
     _STREAM_FIELDS = ("seq_len", "batch_size", "mlm_probability", "masking", "padding", "packing", "seed")
@@ -280,7 +294,39 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=os.fspath) + "\n", encoding="utf-8")
+
+
+#: Values a config may hold once YAML aliases are expanded: a run's config is a few hundred; nested
+#: aliases (`&a [x, x]`, `&b [*a, *a]`, ...) double it per level, and expanding them (a copy, a str())
+#: took minutes and gigabytes before failing.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_expanded_size(data, path) -> None:
+    """Refuse a loaded YAML document whose values, aliases expanded, exceed MAX_CONFIG_VALUES (counted
+    without expanding: each shared node's size is computed once), or that refers to itself."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if not isinstance(node, (list, dict)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise ValueError(f"config {path}: refused: a YAML alias refers to a value that contains it "
+                                 "(a cycle); write the values out")
+            return sizes[key]
+        sizes[key] = -1
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        total = 1 + sum(size(child) for child in children)
+        sizes[key] = total
+        if total > MAX_CONFIG_VALUES:
+            raise ValueError(f"config {path}: refused: its YAML aliases expand to over {MAX_CONFIG_VALUES:,} values "
+                             "(nested aliases multiply); write the values out")
+        return total
+
+    size(data)
 
 
 def _yaml_problem(exc) -> str:
@@ -332,6 +378,11 @@ def _coerce(name, value, hint):
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         base = next(a for a in args if a is not type(None))
     origin = typing.get_origin(base)
+    if origin is list and isinstance(value, (list, tuple)):
+        nested = next((v for v in value if isinstance(v, (list, tuple, dict))), None)
+        if nested is not None:  # str() of it would be a path no one meant (or, aliased, gigabytes)
+            raise ValueError(f"config field {name}: an item is a {type(nested).__name__}, not a "
+                             f"{typing.get_args(base)[0].__name__}")
     try:
         if origin is list:
             (item,) = typing.get_args(base)
@@ -352,7 +403,7 @@ def _coerce(name, value, hint):
             return int(float(value)) if "e" in value.lower() else int(value)
         return base(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config field {name}: cannot read {value!r} as {hint}") from exc
+        raise ValueError(f"config field {name}: cannot read {brief(value)} as {hint}") from exc
 
 
 def _stream_options(name: str, value) -> dict:

@@ -67,10 +67,10 @@ def resolve_scheme(tag_scheme: str, names, gold: list[list[str]]) -> str | None:
     return tag_scheme
 
 
-def _model(model):
+def _model(model, role: str):
     if isinstance(model, (str, Path)):
-        return load_token_classifier(model)
-    check_token_classifier(model)
+        return load_token_classifier(model, role)
+    check_token_classifier(model, role)
     return model
 
 

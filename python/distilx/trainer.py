@@ -5,8 +5,9 @@
                                   temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0, alpha_cos=1.0)
     trainer.train()
 
-Everything else is the Trainer's (optimizer, schedule, logging, checkpoints, accelerate/DDP). The
-teacher is frozen (no parameter requires a gradient), stays in eval mode, runs under no_grad, and is
+Everything else is the Trainer's (optimizer, schedule, logging, checkpoints, accelerate/DDP). Before
+anything runs, the pair gets the checks `distilx train` makes (`check_pair`: head kinds, label sets,
+widths, one vocabulary), each a one-line error naming the side at fault. The teacher is frozen (no parameter requires a gradient), stays in eval mode, runs under no_grad, and is
 moved to the student's device before each step. The loss is `distillation_loss` (or the head's own,
 losses/heads.py) on the logits both models give for the batch:
 
@@ -26,6 +27,8 @@ the micro-batch, so the Trainer divides it by the gradient-accumulation steps.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 from transformers import Trainer
@@ -34,9 +37,42 @@ from .losses import head_distillation_loss
 from .losses.checks import check_options
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, KL_ON, TEMPERATURE
 from .models.classification import forward_inputs
-from .models.heads import head_problem
+from .models.heads import MASKED_LM, TOKENS, head_problem
 
-__all__ = ["DistillationTrainer"]
+__all__ = ["DistillationTrainer", "check_pair"]
+
+
+def _folder(model: nn.Module) -> str | None:
+    """The local folder `model` was loaded from (its tokenizer files are compared), if any."""
+    folder = getattr(getattr(model, "config", None), "_name_or_path", "")
+    return folder if folder and os.path.isdir(folder) else None
+
+
+def check_pair(teacher: nn.Module, student: nn.Module, tokenizer, alpha_cos: float) -> None:
+    """The checks `distilx train` makes before its first step, for a teacher and student built by the
+    caller: the same kind of head (a classifier student of a classifier teacher, for the same labels in the
+    same order), equal widths for the cosine term, and one vocabulary (models/vocabulary.py: the tokenizer
+    passed as processing_class and the models' folders; without a tokenizer, equal embedding counts)."""
+    from .models.classification import check_classifier
+    from .models.token_classification import check_token_classifier
+    from .models.vocabulary import check_vocabulary
+    from .tasks.base import check_widths
+    from .tasks.labelled_data import LabelSet
+
+    kinds = [head_problem(m) for m in (teacher, student)]
+    if kinds[0] != kinds[1]:
+        raise ValueError(f"the teacher is a {type(teacher).__name__} ({kinds[0]}) and the student a "
+                         f"{type(student).__name__} ({kinds[1]}): distil a model into one of the same head and problem "
+                         "type (a classifier into a classifier, a masked-LM model into a masked-LM model)")
+    if kinds[0] != MASKED_LM:
+        check = check_token_classifier if kinds[0] == TOKENS else check_classifier
+        check(teacher, "teacher")
+        check(student, "student")
+        LabelSet.shared(teacher, student)
+    check_widths(alpha_cos, teacher, student)
+    tokenizer = tokenizer if hasattr(tokenizer, "get_vocab") else None  # a processing_class may be no tokenizer
+    check_vocabulary(tokenizer, teacher=teacher, student=student, teacher_folder=_folder(teacher),
+                     tokenizer_source=tokenizer, student_folder=_folder(student))
 
 
 class DistillationTrainer(Trainer):
@@ -47,9 +83,14 @@ class DistillationTrainer(Trainer):
     def __init__(self, *args, teacher: nn.Module, temperature: float = TEMPERATURE, alpha_kl: float = ALPHA_KL,
                  alpha_mlm: float = ALPHA_MLM, alpha_cos: float = ALPHA_COS, kl_on: str = KL_ON,
                  backend: str = "auto", **kwargs):
-        super().__init__(*args, **kwargs)
+        if not isinstance(teacher, nn.Module):
+            raise TypeError(f"teacher={type(teacher).__name__}: DistillationTrainer needs the teacher model "
+                            "(teacher=AutoModelFor...from_pretrained(folder)), which the student learns from")
         temperature, alpha_kl, alpha_mlm, alpha_cos = check_options(temperature, alpha_kl, alpha_mlm, alpha_cos,
                                                                     kl_on, backend)
+        super().__init__(*args, **kwargs)
+        if self.model is not None:  # (a model_init builds it later)
+            check_pair(teacher, self.model, self.processing_class, alpha_cos)
         self.loss_options = dict(temperature=temperature, alpha_kl=alpha_kl, alpha_mlm=alpha_mlm,
                                  alpha_cos=alpha_cos, kl_on=kl_on, backend=backend)
         self.teacher = teacher.eval().requires_grad_(False)

@@ -401,8 +401,8 @@ def fused_linear_distillation_loss(
     rows_shape, vocab = student_input.shape[:-1], student_weight.shape[0]
     _check_projection("student", student_input, student_weight, student_bias, rows_shape, vocab)
     _check_projection("teacher", teacher_input, teacher_weight, teacher_bias, rows_shape, vocab)
-    # checked whatever alpha_cos is: a bad tensor is an error even when its term is off
-    use_cos = check_row_tensors(rows_shape, "student_input", labels, attention_mask, student_hidden, teacher_hidden) and alpha_cos > 0
+    use_cos = check_row_tensors(rows_shape, "student_input", labels, attention_mask, student_hidden, teacher_hidden,
+                                alpha_cos)
     tensors = [student_input, student_weight, teacher_input, teacher_weight, labels]
     tensors += [t for t in (student_bias, teacher_bias, attention_mask, student_hidden, teacher_hidden) if t is not None]
     devices = {t.device for t in tensors}
@@ -443,10 +443,10 @@ def fused_linear_distillation_loss(
         )
         plan = _Chunking(rows, max(1, min(chunk, n_projected)), student_dtype, teacher_dtype)
         total, kl, mlm = _FusedLinearLogitsLoss.apply(
-            student_input.reshape(n_rows, -1),
+            student_input.reshape(n_rows, student_input.shape[-1]),  # not -1: 0 rows (no target) is legal
             student_weight,
             student_bias,
-            teacher_input.detach().reshape(n_rows, -1),
+            teacher_input.detach().reshape(n_rows, teacher_input.shape[-1]),
             teacher_weight.detach(),
             teacher_bias.detach() if teacher_bias is not None else None,
             flat_labels,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .heads import MULTI_LABEL, PROBLEMS, REGRESSION, SEQUENCE_CLASSIFICATION, SINGLE_LABEL, problem_of
+from .heads import PROBLEMS, REGRESSION, SEQUENCE_CLASSIFICATION, SINGLE_LABEL, problem_of, warn_if_untrained
 
 __all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "forward_inputs",
            "check_classifier"]
@@ -30,7 +30,8 @@ def check_classifier(model: nn.Module, role: str = "teacher") -> None:
     """Raise unless `model` is the …ForSequenceClassification of its model type, for a problem distilx
     distils: single-label classification (num_labels >= 2, one class per example), multi-label
     classification (problem_type="multi_label_classification": any number of classes per example) or
-    regression (one output, problem_type="regression" or num_labels = 1 without a problem_type)."""
+    regression (one output, problem_type="regression" or num_labels = 1 without a problem_type); whose
+    id2label numbers its labels 0..n-1. A teacher whose head looks untrained is warned about."""
     SEQUENCE_CLASSIFICATION.check(model, role)
     config = model.config
     problem = problem_of(config)
@@ -41,13 +42,19 @@ def check_classifier(model: nn.Module, role: str = "teacher") -> None:
         raise ValueError(f"the {role} is set up for problem_type={problem!r} with num_labels={config.num_labels}: "
                          "distilx distils single-label classifiers with num_labels >= 2, multi-label classifiers, "
                          "and regression heads with one output (num_labels = 1)")
+    from ..tasks.labelled_data import LabelSet
+
+    LabelSet.of(config, role)  # id2label numbers the labels 0..n-1, each named once
+    if role == "teacher":
+        warn_if_untrained(model)
 
 
-def load_classifier(path: str | Path) -> nn.Module:
+def load_classifier(path: str | Path, role: str = "teacher") -> nn.Module:
     """A fine-tuned …ForSequenceClassification from a local folder, in eval mode: the teacher of task
-    sequence-classification. A folder without trained head weights (a masked-LM model, a bare encoder) is
-    a ValueError saying what the folder holds."""
-    return SEQUENCE_CLASSIFICATION.load(path, check_classifier)
+    sequence-classification (or, role "student", a student trained for it, e.g. to evaluate it). A folder
+    without trained head weights (a masked-LM model, a bare encoder) is a ValueError saying what the folder
+    holds and naming the role."""
+    return SEQUENCE_CLASSIFICATION.load(path, check_classifier, role)
 
 
 def init_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:

@@ -27,7 +27,7 @@ from .builders import same_class_fewer_layers
 from .loading import read_config_json
 from .student import kept_layers
 
-__all__ = ["fresh_tensors", "head_from_teacher", "fewer_layers", "HeadKind", "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION", "head_problem", "config_of",
+__all__ = ["warn_if_untrained", "fresh_tensors", "head_from_teacher", "fewer_layers", "HeadKind", "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION", "head_problem", "config_of",
            "SINGLE_LABEL", "MULTI_LABEL", "REGRESSION", "TOKENS", "MASKED_LM", "PROBLEMS", "problem_of"]
 
 PROBLEMS = (SINGLE_LABEL, MULTI_LABEL, REGRESSION)  # a …ForSequenceClassification's
@@ -117,24 +117,26 @@ class HeadKind:
             raise UnsupportedModelError(f"the {role} is a {type(model).__name__}: task {self.task} takes a "
                                         f"…{self.suffix} ({expected or 'none exists for model_type ' + repr(model_type)})")
 
-    def load(self, path: str | Path, check: Callable[[nn.Module], None]) -> nn.Module:
-        """A fine-tuned model of this family from a local folder, in eval mode, passed through `check`. A
-        folder without trained head weights (a masked-LM model, a bare encoder) is a ValueError saying what
-        the folder holds."""
+    def load(self, path: str | Path, check: Callable[[nn.Module, str], None], role: str = "teacher") -> nn.Module:
+        """A fine-tuned model of this family from a local folder, in eval mode, passed through `check(model,
+        role)`. A folder without trained head weights (a masked-LM model, a bare encoder) or holding another
+        head is a ValueError saying what the folder holds and naming the role."""
         path = Path(path)
         config, declared = config_of(path)
         with refusing_code(path):  # a hostile pickle: one line naming the file
             model, info = self._auto_class().from_pretrained(str(path), config=config, output_loading_info=True)
-        check(model)
+        check(model, role)
         fresh = fresh_tensors(info)
         holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
         other_head = bool(declared.get("architectures")) and not holds.endswith(self.suffix)
         if fresh or other_head:  # another head's weights may fit this one's shapes: config.json tells them apart
             lacks = (f"its weights lack {len(fresh)} tensors of a {type(model).__name__} (e.g. {sorted(fresh)[0]}); "
                      if fresh else "")
-            raise ValueError(f"{path} is not a fine-tuned {self.noun}: {lacks}config.json says it holds a {holds}. "
-                             f"The teacher of task {self.task} is a fine-tuned …{self.suffix} folder (docs/tasks.md "
-                             "says how to get one); to distil a masked-LM model use --task masked-lm")
+            fix = (f"The teacher of task {self.task} is a fine-tuned …{self.suffix} folder (docs/tasks.md says how "
+                   "to get one); to distil a masked-LM model use --task masked-lm" if role == "teacher" else
+                   f"Evaluate a student trained with --task {self.task} (a masked-LM student: --task masked-lm)")
+            raise ValueError(f"the {role} {path} is not a fine-tuned {self.noun}: {lacks}config.json says it holds a "
+                             f"{holds}. {fix}")
         return model.eval()
 
     def init_student(self, teacher: nn.Module, n_layers: int | None = None, layers: list[int] | None = None
@@ -169,6 +171,21 @@ SEQUENCE_CLASSIFICATION = HeadKind("sequence-classification", "ForSequenceClassi
                                    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", "classifier")
 TOKEN_CLASSIFICATION = HeadKind("token-classification", "ForTokenClassification", "AutoModelForTokenClassification",
                                 "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES", "token classifier")
+
+
+def warn_if_untrained(model: nn.Module) -> None:
+    """Warn when the head's output bias (the [num_labels] bias outside the encoder) is exactly 0, as
+    transformers initialises it and as no training step leaves it: a model saved without being fine-tuned,
+    whose logits are noise a student would learn."""
+    import warnings
+
+    base = model.base_model_prefix + "."
+    biases = [(name, p) for name, p in model.named_parameters()
+              if not name.startswith(base) and name.endswith("bias") and tuple(p.shape) == (model.config.num_labels,)]
+    if biases and all(not p.detach().any() for _, p in biases):
+        warnings.warn(f"the teacher's classification head looks untrained: its output bias ({biases[-1][0]}) is "
+                      "exactly 0, as transformers initialises it and as fine-tuning does not leave it; distilling an "
+                      "untrained teacher teaches noise: fine-tune it first", stacklevel=3)
 
 
 def head_problem(model: nn.Module) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .heads import TOKEN_CLASSIFICATION, config_of
+from .heads import TOKEN_CLASSIFICATION, config_of, warn_if_untrained
 
 __all__ = ["check_token_classifier", "load_token_classifier", "init_token_classifier_student",
            "pretrained_token_classifier_student", "untrained_token_classifier"]
@@ -22,12 +22,18 @@ def check_token_classifier(model: nn.Module, role: str = "teacher") -> None:
     if model.config.num_labels < 2:
         raise ValueError(f"the {role} tags with num_labels={model.config.num_labels}: a token classifier needs at "
                          "least two tags (e.g. O and one entity tag)")
+    from ..tasks.labelled_data import LabelSet
+
+    LabelSet.of(model.config, role)  # id2label numbers the tags 0..n-1, each named once
+    if role == "teacher":
+        warn_if_untrained(model)
 
 
-def load_token_classifier(path: str | Path) -> nn.Module:
+def load_token_classifier(path: str | Path, role: str = "teacher") -> nn.Module:
     """A fine-tuned …ForTokenClassification from a local folder, in eval mode: the teacher of task
-    token-classification. A folder without a trained head is a ValueError saying what it holds."""
-    return TOKEN_CLASSIFICATION.load(path, check_token_classifier)
+    token-classification (or, role "student", a student of it). A folder without a trained head, or holding
+    another head, is a ValueError saying what it holds."""
+    return TOKEN_CLASSIFICATION.load(path, check_token_classifier, role)
 
 
 def init_token_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:

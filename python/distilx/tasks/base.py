@@ -19,7 +19,16 @@ from torch import nn
 
 from ..preflight import check_positions
 
-__all__ = ["Task"]
+__all__ = ["Task", "check_widths"]
+
+
+def check_widths(alpha_cos: float, teacher: nn.Module, student: nn.Module) -> None:
+    """The cosine term (alpha_cos > 0) compares hidden states: both models must be as wide (the training loop
+    and DistillationTrainer check it before the first step)."""
+    widths = teacher.config.hidden_size, student.config.hidden_size
+    if alpha_cos > 0 and widths[0] != widths[1]:
+        raise ValueError(f"alpha_cos={alpha_cos} compares hidden states, but the teacher's are {widths[0]} wide and "
+                         f"the student's {widths[1]}: use a student of the teacher's width or set --alpha-cos 0 (alpha_cos=0)")
 
 
 class Task(ABC):
@@ -55,11 +64,7 @@ class Task(ABC):
     def check_models(self, config, teacher: nn.Module, student: nn.Module) -> None:
         """Before the first step: seq_len fits both models' positions; the cosine term has equal widths."""
         check_positions(config.seq_len, teacher=teacher, student=student)
-        widths = teacher.config.hidden_size, student.config.hidden_size
-        if config.alpha_cos > 0 and widths[0] != widths[1]:
-            raise ValueError(f"alpha_cos={config.alpha_cos} compares hidden states, but the teacher's are {widths[0]} "
-                             f"wide and the student's {widths[1]}: use a student of the teacher's width or set "
-                             "--alpha-cos 0")
+        check_widths(config.alpha_cos, teacher, student)
 
     # --- data ---
     @abstractmethod

@@ -1,12 +1,13 @@
 """Labelled examples for sequence classification: files, labels, tokens, and resumable batches.
 
 - Files: `.jsonl` (one JSON object per line; blank lines skipped) and `.csv` (a header row names the
-  columns). The text is one field or two (a text pair), the label one field; names are configurable.
+  columns), read by records.py (UTF-8 with or without a BOM, bounded records, file:line in every error).
+  The text is one field or two (a text pair), the label one field; names are configurable.
 - Labels: the teacher's label set (config.json `id2label`) and problem type. Single-label: a label is a
-  label name, or an integer id in [0, num_labels) (a JSON integer or, in CSV, a string of digits); names
-  win when a name is itself a number. Multi-label: a JSON list of such labels (in CSV, the labels joined
-  by "|"), possibly empty. Regression: a finite number (in CSV, its text). Anything else is an error
-  naming the file, the line and what is expected.
+  label name, or an integer id in [0, num_labels) (a JSON integer or, in CSV, a string of ASCII digits);
+  names win when a name is itself a number. Multi-label: a JSON list of such labels (in CSV, the labels
+  joined by "|"), possibly empty. Regression: a finite number (in CSV, its text). Anything else is an
+  error naming the file, the line and what is expected.
 - Tokens: the teacher's own Hugging Face tokenizer frames the text or the pair (its template decides
   [CLS] a [SEP] b [SEP], <s> a </s></s> b </s>, the segment ids) and truncates to seq_len
   ("longest_first" for pairs): the exact framing, by construction.
@@ -16,8 +17,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ import numpy as np
 import torch
 
 from ..losses.heads import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from .records import RECORD_SUFFIXES, brief, records
 
 __all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
            "SUFFIXES"]
 
-SUFFIXES = (".jsonl", ".csv")
+SUFFIXES = RECORD_SUFFIXES
 
 
 MULTI_LABEL_CSV_SEPARATOR = "|"
@@ -46,18 +46,35 @@ class LabelSet:
     problem: str = SINGLE_LABEL
 
     @classmethod
-    def of(cls, model_config) -> "LabelSet":
-        id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
-        problem = model_config.problem_type or (REGRESSION if len(id2label) == 1 else SINGLE_LABEL)
+    def of(cls, model_config, role: str = "teacher") -> "LabelSet":
+        """The labels of a classifier's config; ValueError naming its config.json when `id2label` does not
+        number them 0..n-1 (a gap, a key that is no number) or names one label twice."""
+        folder = getattr(model_config, "_name_or_path", "")
+        where = f"the {role}'s config.json" + (f" ({folder})" if folder else "")
+        try:
+            id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: id2label keys {list(model_config.id2label)[:10]} are not all integer ids: "
+                             "number the labels 0..n-1") from None
+        missing = [i for i in range(len(id2label)) if i not in id2label]
+        if missing:
+            raise ValueError(f"{where}: id2label numbers its {len(id2label)} labels {sorted(id2label)[:10]}, without "
+                             f"id {missing[0]}: number them 0..{len(id2label) - 1} without gaps (the classifier has "
+                             "one output per id)")
+        names = tuple(id2label[i] for i in range(len(id2label)))
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise ValueError(f"{where}: id2label names the label {twice!r} twice: give each id its own name")
+        problem = model_config.problem_type or (REGRESSION if len(names) == 1 else SINGLE_LABEL)
         if problem not in (SINGLE_LABEL, MULTI_LABEL, REGRESSION):
             problem = SINGLE_LABEL  # a token classifier's problem_type names nothing distilx reads
-        return cls(tuple(id2label[i] for i in range(len(id2label))), problem)
+        return cls(names, problem)
 
     @classmethod
     def shared(cls, teacher, student) -> "LabelSet":
         """The teacher's labels, checked to be the student's too (a classifier student of another label set
         cannot be trained or evaluated against this teacher)."""
-        labels, student_labels = cls.of(teacher.config), cls.of(student.config)
+        labels, student_labels = cls.of(teacher.config), cls.of(student.config, "student")
         if student_labels != labels:
             raise ValueError(f"the student's labels {list(student_labels.names)} are not the teacher's "
                              f"{list(labels.names)}: use a student of this teacher")
@@ -68,13 +85,15 @@ class LabelSet:
         if isinstance(value, str):
             if value in self.names:
                 return self.names.index(value)
-            if value.isdigit():
+            # an id written as text: ASCII digits only ("²" and "٣" are digits to str.isdigit), and few
+            # enough of them for int() (Python refuses over 4300)
+            if value.isascii() and value.isdigit() and len(value) <= 18:
                 value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
             return value
-        raise ValueError(f"{where}: {noun} {value!r} is not one the teacher knows: its {noun}s (config.json id2label) "
-                         f"are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the {noun}, or use a "
-                         f"teacher fine-tuned on this {noun} set")
+        raise ValueError(f"{where}: {noun} {brief(value)} is not one the teacher knows: its {noun}s (config.json "
+                         f"id2label) are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the {noun}, or "
+                         f"use a teacher fine-tuned on this {noun} set")
 
     def value_of(self, value, where: str, csv: bool = False):
         """A label as written in a file, read for this problem: a class id (single-label), a 0/1 row over the
@@ -88,13 +107,13 @@ class LabelSet:
                     number = None
             if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
                 return float(number)
-            raise ValueError(f"{where}: label {value!r} is not a finite number: the teacher is a regression head "
+            raise ValueError(f"{where}: label {brief(value)} is not a finite number: the teacher is a regression head "
                              "(problem_type='regression'), whose label is the gold value")
         if self.problem == MULTI_LABEL:
             if csv and isinstance(value, str):
                 value = [v for v in value.split(MULTI_LABEL_CSV_SEPARATOR) if v]
             if not isinstance(value, list):
-                raise ValueError(f"{where}: label {value!r} is not a list: the teacher is a multi-label classifier "
+                raise ValueError(f"{where}: label {brief(value)} is not a list: the teacher is a multi-label classifier "
                                  "(problem_type='multi_label_classification'), whose label is the list of the "
                                  f"example's labels (names or ids, possibly []; in CSV joined by "
                                  f"{MULTI_LABEL_CSV_SEPARATOR!r})")
@@ -109,34 +128,6 @@ class LabelSet:
         return torch.tensor(values, dtype=torch.int64 if self.problem == SINGLE_LABEL else torch.float32)
 
 
-def jsonl_records(path: Path, fields: str = "the text and label fields"):
-    """(file:line, object) of each non-blank line of a .jsonl file (a byte-order mark is dropped); a line
-    that is not a JSON object is a ValueError naming it (`fields`: what the object should hold)."""
-    with open(path, encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg}): each line of a .jsonl file is one JSON "
-                                 "object") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with {fields}")
-            yield where, record
-
-
-def _csv_records(path: Path):
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for record in reader:
-            if None in record:  # more cells than the header has columns
-                raise ValueError(f"{path}:{reader.line_num}: {len(record) - 1 + len(record[None])} cells but the "
-                                 f"header names {len(reader.fieldnames)} columns")
-            yield f"{path}:{reader.line_num}", record
-
-
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
                   ) -> tuple[list[tuple[str, ...]], list]:
     """(texts, labels read by labels.value_of) of every example in `files`, in file order; ValueError
@@ -145,12 +136,7 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
         raise ValueError(f"text_fields={list(text_fields)}: give one field (a single text) or two (a text pair)")
     texts, ids = [], []
     for name in files:
-        path = Path(name)
-        if path.suffix not in SUFFIXES:
-            raise ValueError(f"{path}: labelled files must be {' or '.join(SUFFIXES)} (one example per line / row)")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist or is not a file")
-        for where, record in (jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path)):
+        for where, record in records(name):
             missing = [k for k in (*text_fields, label_field) if k not in record]
             if missing:
                 raise ValueError(f"{where}: no field {missing[0]!r} (fields here: {sorted(record)}); name the text "
@@ -158,9 +144,9 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
             example = tuple(record[k] for k in text_fields)
             bad = next((k for k, v in zip(text_fields, example) if not isinstance(v, str)), None)
             if bad is not None:
-                raise ValueError(f"{where}: field {bad!r} holds {record[bad]!r}, not a text")
+                raise ValueError(f"{where}: field {bad!r} holds {brief(record[bad])}, not a text")
             texts.append(example)
-            ids.append(labels.value_of(record[label_field], where, csv=path.suffix == ".csv"))
+            ids.append(labels.value_of(record[label_field], where, csv=Path(name).suffix == ".csv"))
     return texts, ids
 
 

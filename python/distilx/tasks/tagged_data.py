@@ -1,7 +1,8 @@
 """Tagged sentences for token classification: files, tags, word/sub-token alignment, batches.
 
-- Files: `.jsonl` (one JSON object per line, blank lines skipped) with a list of words and a list of
-  tags of the same length (field names configurable: `tokens_field`, `tags_field`); or CoNLL-style text
+- Files (read by records.py: UTF-8 with or without a BOM, bounded lines, file:line in every error):
+  `.jsonl` (one JSON object per line, blank lines skipped) with a list of words and a list of tags of
+  the same length (field names configurable: `tokens_field`, `tags_field`); or CoNLL-style text
   (`.conll`, `.txt`, `.tsv`, `.iob`, `.iob2`, `.bio`, `.bioes`): one word per line, its tag in the LAST
   column (columns split on tabs when the line has one, else on whitespace; the word is the first
   column), blank lines between sentences, `-DOCSTART-` lines skipped (they also end a sentence).
@@ -27,7 +28,8 @@ from pathlib import Path
 import torch
 
 from ..losses import IGNORE_INDEX
-from .labelled_data import LabelledExamples, LabelSet, hf_tokenizer, jsonl_records
+from .labelled_data import LabelledExamples, LabelSet, hf_tokenizer
+from .records import brief, lines, records
 
 __all__ = ["Sentence", "read_sentences", "align_labels", "b_to_i", "TaggedExamples", "word_tokenizer",
            "tag_order", "SUFFIXES", "CONLL_SUFFIXES", "DOCSTART"]
@@ -56,15 +58,8 @@ class Sentence:
         return f"{self.file}:{self.line + i if self.one_word_per_line else self.line}"
 
 
-def _lines(path: Path):
-    """(line number, text without the line break) of a UTF-8 text file; a byte-order mark is dropped."""
-    with open(path, encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, 1):
-            yield line_no, line.rstrip("\r\n")
-
-
 def _jsonl_sentences(path: Path, tokens_field: str, tags_field: str):
-    for where, record in jsonl_records(path, f"the fields {tokens_field!r} and {tags_field!r}"):
+    for where, record in records(path):
         line_no = int(where.rsplit(":", 1)[1])
         missing = [k for k in (tokens_field, tags_field) if k not in record]
         if missing:
@@ -72,10 +67,10 @@ def _jsonl_sentences(path: Path, tokens_field: str, tags_field: str):
                              "field with --tokens-field and the tags' field with --tags-field")
         words, tags = record[tokens_field], record[tags_field]
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-            raise ValueError(f"{where}: field {tokens_field!r} must be a list of words (strings), not {words!r}")
+            raise ValueError(f"{where}: field {tokens_field!r} must be a list of words (strings), not {brief(words)}")
         if not isinstance(tags, list) or not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in tags):
             raise ValueError(f"{where}: field {tags_field!r} must be a list of tags (names or integer ids), "
-                             f"not {tags!r}")
+                             f"not {brief(tags)}")
         if len(words) != len(tags):
             raise ValueError(f"{where}: {len(words)} words but {len(tags)} tags: give one tag per word")
         if not words:
@@ -85,7 +80,8 @@ def _jsonl_sentences(path: Path, tokens_field: str, tags_field: str):
 
 def _conll_sentences(path: Path):
     words, tags, first = [], [], 0
-    for line_no, line in _lines(path):
+    for where, line in lines(path):
+        line_no = int(where.rsplit(":", 1)[1])
         columns = line.split("\t") if "\t" in line else line.split()
         columns = [c.strip() for c in columns]
         if not line.strip() or columns[0] == DOCSTART:
@@ -94,7 +90,7 @@ def _conll_sentences(path: Path):
             words, tags = [], []
             continue
         if len(columns) < 2 or not columns[0] or not columns[-1]:
-            raise ValueError(f"{path}:{line_no}: {line!r} is not `word ... tag`: a CoNLL line holds the word first "
+            raise ValueError(f"{where}: {brief(line)} is not `word ... tag`: a CoNLL line holds the word first "
                              "and its tag last (whitespace- or tab-separated), sentences are separated by blank lines")
         if not words:
             first = line_no
