@@ -18,8 +18,9 @@ Students, 3 of the teacher's 6 layers ([0, 3, 5]), per seed, the same steps on t
 
     python bench/token_evidence.py --json docs/token_evidence.json   # the defaults are docs/evidence.md's run
 
-On a shared machine the seeds may run as separate processes once the teacher is cached (`--seeds 1
---json part1.json` ...), merged by `--merge part0.json part1.json part2.json --json all.json`.
+On a shared machine the students may run as separate processes once the teacher is cached
+(`--teacher-only` first, then `--seeds 1 --variants b --json part-b1.json` ...), merged by
+`--merge part-*.json --json all.json` (bench/token_evidence.sh does that).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=100, help="optimizer steps of each student")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate of the students")
-    p.add_argument("--teacher-steps", type=int, default=300, help="fine-tuning steps of the teacher")
+    p.add_argument("--teacher-steps", type=int, default=150, help="fine-tuning steps of the teacher")
     p.add_argument("--teacher-lr", type=float, default=3e-4)
     p.add_argument("--curve-every", type=int, default=50, help="teacher steps between points of its dev curve")
     p.add_argument("--seeds", default="0,1,2")
@@ -66,6 +67,7 @@ def parse_args(argv=None):
                    help="a TrainConfig field for the distilled students (a) and (c), e.g. temperature=4")
     p.add_argument("--work-dir", default=None, help="student runs go here (default: a folder in the cache)")
     p.add_argument("--json", help="write every number here")
+    p.add_argument("--teacher-only", action="store_true", help="fine-tune (or find) and score the teacher, then stop")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="only merge the --json files of runs of other seeds "
                    "(same settings, one cached teacher) into --json, and print the summary")
     return p.parse_args(argv)
@@ -74,21 +76,27 @@ def parse_args(argv=None):
 def merge(parts: list[str], json_path: str | None) -> int:
     """One result from the --json files of several processes (each ran some seeds with the same teacher)."""
     results = [json.loads(Path(part).read_text()) for part in parts]
-    merged = dict(results[0], runs=[run for r in results for run in r["runs"]], parts=[
+    speed = next(r["speed"] for r in results if "speed" in r)
+    merged = dict(results[0], speed=speed, runs=[run for r in results for run in r["runs"]], parts=[
         {k: r[k] for k in ("seconds", "cpu_seconds", "load_average_at_end")} | {"seeds": r["setup"]["seeds"]}
         for r in results])
-    summarize(merged, results[0]["setup"]["variants"].split(","))
+    summarize(merged, sorted({run["variant"] for run in merged["runs"]}))
     if json_path:
         Path(json_path).write_text(json.dumps(merged, indent=2) + "\n")
     return 0
 
 
 def sample(path: Path, n: int, out: Path) -> Path:
-    """A fixed random sample of `n` sentences of a CoNLL file, as a .jsonl file (order kept)."""
+    """A fixed random sample of `n` sentences of a CoNLL file, as a .jsonl file (order kept); written once
+    (the parallel student runs read the teacher run's)."""
+    if out.is_file():
+        return out
     sentences = read_sentences([path])
     chosen = sorted(random.Random(1234).sample(range(len(sentences)), min(n, len(sentences))))
-    out.write_text("".join(json.dumps({"tokens": list(sentences[i].words), "tags": list(sentences[i].tags)}) + "\n"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps({"tokens": list(sentences[i].words), "tags": list(sentences[i].tags)}) + "\n"
                            for i in chosen), encoding="utf-8")
+    tmp.rename(out)
     return out
 
 
@@ -105,7 +113,9 @@ class Scorer:
         return [[self.names[t] for t in row] for row in predict_tags(model, self.examples, batch_size=self.batch_size)]
 
     def __call__(self, model, reference: list[list[str]] | None = None) -> dict:
-        tags = self.predicted(model)
+        return self.score(self.predicted(model), reference)
+
+    def score(self, tags: list[list[str]], reference: list[list[str]] | None = None) -> dict:
         scores = entity_scores(self.gold, tags)
         out = {"entity_f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
                "token_accuracy": token_accuracy(self.gold, tags)}
@@ -190,19 +200,26 @@ def main(argv=None) -> int:
     splits = assets.conll2003_english()
     tags = tags_of_files([splits["train"]], TrainConfig(task="token-classification"))
     log(f"torch threads: {torch.get_num_threads()}; tags: {tags}; load average {os.getloadavg()[1]:.1f}")
-    dev = sample(splits["dev"], args.dev_sentences, work / "dev-sample.jsonl")
-    test = sample(splits["test"], args.eval_sentences, work / "test-sample.jsonl")
+    dev = sample(splits["dev"], args.dev_sentences, work / f"dev-sample-{args.dev_sentences}.jsonl")
+    test = sample(splits["test"], args.eval_sentences, work / f"test-sample-{args.eval_sentences}.jsonl")
 
     teacher_dir, fit = fine_tuned_teacher(args, splits, tags, dev)
     teacher = load_token_classifier(teacher_dir)
     scorer = Scorer(test, teacher_dir, LabelSet.of(teacher.config), args)
-    teacher_tags = scorer.predicted(teacher)
+    scored = teacher_dir / f"test-{args.eval_sentences}.json"  # the teacher's test tags, once per teacher
+    if not scored.is_file():
+        tags_of_teacher = scorer.predicted(teacher)
+        scored.write_text(json.dumps({"tags": tags_of_teacher, **scorer.score(tags_of_teacher)}))
+    teacher_scores = json.loads(scored.read_text())
+    teacher_tags = teacher_scores.pop("tags")
     result = {"setup": {**vars(args), "train_sentences": len(read_sentences([splits["train"]])), "tags": tags,
                         "eval_file": str(test), "eval_sentences": len(scorer.gold),
                         "eval_entities": entity_scores(scorer.gold, scorer.gold)["gold_entities"]},
-              "teacher": {"fit": fit, **scorer(teacher), "params": count_parameters(teacher)}, "runs": []}
+              "teacher": {"fit": fit, **teacher_scores, "params": count_parameters(teacher)}, "runs": []}
     log(f"[teacher] test entity F1 {result['teacher']['entity_f1']:.4f}, token accuracy "
         f"{result['teacher']['token_accuracy']:.4f} on {len(scorer.gold)} sentences")
+    if args.teacher_only:
+        return 0
 
     for seed in seeds:
         for variant in variants:
@@ -216,7 +233,7 @@ def main(argv=None) -> int:
             result["runs"].append(run)
             log(f"[{variant} seed {seed}] entity F1 {run['entity_f1']:.4f}, token accuracy {run['token_accuracy']:.4f}, "
                 f"agreement {run['agreement']:.4f} ({seconds:.0f} s)")
-            if variant == variants[0] and seed == seeds[0]:  # the speed-up, measured once
+            if variant == "a" and seed == 0:  # the speed-up, measured once
                 student = trained.student.eval()
                 batches = [b for b, _ in zip(scorer.examples.in_order(args.batch_size), range(5))]
                 t_time, s_time = forward_seconds(teacher, student, batches, torch.device("cpu"))
