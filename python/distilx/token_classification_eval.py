@@ -67,13 +67,6 @@ def resolve_scheme(tag_scheme: str, names, gold: list[list[str]]) -> str | None:
     return tag_scheme
 
 
-def _model(model, role: str):
-    if isinstance(model, (str, Path)):
-        return load_token_classifier(model, role)
-    check_token_classifier(model, role)
-    return model
-
-
 @torch.no_grad()
 def evaluate_token_classification(teacher, student, files, tokenizer=None, *, tokens_field: str = "tokens",
                                   tags_field: str = "tags", seq_len: int = 128, batch_size: int = 32,
@@ -88,7 +81,8 @@ def evaluate_token_classification(teacher, student, files, tokenizer=None, *, to
     predictions: write the student's tags there, one JSON list of tag names per sentence, in input order.
     """
     teacher, student, labels, files, tokenizer = evaluation_inputs(teacher, student, files, tokenizer, seq_len,
-                                                                   _model, "evaluate_token_classification")
+                                                                   load_token_classifier, check_token_classifier,
+                                                                   "evaluate_token_classification")
     device = torch.device(device)
     examples = TaggedExamples(files, tokenizer, tokens_field=tokens_field, tags_field=tags_field, labels=labels,
                               seq_len=seq_len)
