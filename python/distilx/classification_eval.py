@@ -111,6 +111,7 @@ def evaluation_inputs(teacher, student, files, tokenizer, seq_len: int, load, ch
         if not isinstance(tokenizer, (str, Path)):
             raise ValueError(f"{caller} needs `tokenizer` when both models are passed as objects")
     files = [files] if isinstance(files, (str, Path)) else files
+
     def as_model(model, role):
         if isinstance(model, (str, Path)):
             return load(model, role)
@@ -124,6 +125,60 @@ def evaluation_inputs(teacher, student, files, tokenizer, seq_len: int, load, ch
     return teacher, student, labels, files, tokenizer
 
 
+@torch.no_grad()
+def logits_of(model, examples: LabelledExamples, *, batch_size: int = 32, max_batches: int | None = None,
+              device: str | torch.device = "cpu") -> torch.Tensor:
+    """`model`'s logits [N, C] (fp32, on the CPU) for the examples of examples.in_order(...), in eval mode."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    rows = []
+    for batch in examples.in_order(batch_size, max_batches):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast_for(device):
+            rows.append(model(**forward_inputs(model, batch)).logits.float().cpu())
+    model.train(was_training)
+    return torch.cat(rows) if rows else torch.zeros(0, model.config.num_labels)
+
+
+def predict(model, examples: LabelledExamples, *, batch_size: int = 32, max_batches: int | None = None,
+            device: str | torch.device = "cpu") -> list[int]:
+    """The class `model` predicts (highest logit) for each example of examples.in_order(...), in eval mode."""
+    return logits_of(model, examples, batch_size=batch_size, max_batches=max_batches, device=device).argmax(-1).tolist()
+
+
+def _problem_metrics(problem: str, logits: dict, gold: list, threshold: float) -> dict:
+    """The quality metrics of each role's logits (module docstring) for `problem`."""
+    out = {}
+    if problem == REGRESSION:
+        values = {role: x[:, 0].tolist() for role, x in logits.items()}
+        for role, v in values.items():
+            out.update({f"{role}_pearson": pearson(v, gold), f"{role}_spearman": spearman(v, gold),
+                        f"{role}_mse": float(np.mean((np.asarray(v) - np.asarray(gold)) ** 2))})
+        for key in ("pearson", "spearman"):
+            out[f"{key}_retention"] = _ratio(out[f"student_{key}"], out[f"teacher_{key}"])
+        out["agreement"] = pearson(values["student"], values["teacher"])
+        return out
+    if problem == MULTI_LABEL:
+        decided = {role: (torch.sigmoid(x) >= threshold).int().tolist() for role, x in logits.items()}
+        for role, p in decided.items():
+            micro, macro = multi_label_f1(p, gold)
+            out.update({f"{role}_micro_f1": micro, f"{role}_macro_f1": macro,
+                        f"{role}_subset_accuracy": accuracy(p, [[int(v) for v in row] for row in gold])})
+        for key in ("micro_f1", "macro_f1"):
+            out[f"{key}_retention"] = _ratio(out[f"student_{key}"], out[f"teacher_{key}"])
+        out.update(agreement=accuracy(decided["student"], decided["teacher"]), threshold=threshold)
+        return out
+    predicted = {role: x.argmax(-1).tolist() for role, x in logits.items()}
+    for role, p in predicted.items():
+        out.update({f"{role}_accuracy": accuracy(p, gold), f"{role}_macro_f1": macro_f1(p, gold)})
+    out["accuracy_retention"] = _ratio(out["student_accuracy"], out["teacher_accuracy"])  # None: teacher at 0
+    out["macro_f1_retention"] = _ratio(out["student_macro_f1"], out["teacher_macro_f1"])
+    out["agreement"] = accuracy(predicted["student"], predicted["teacher"])
+    return out
+
+
+@torch.no_grad()
 def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fields=("text",),
                             label_field: str = "label", seq_len: int = 128, batch_size: int = 32,
                             max_batches: int | None = None, device: str | torch.device = "cpu",

@@ -122,6 +122,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+    if args.predictions and args.task != "token-classification":
+        raise ValueError(f"--predictions writes a token classifier's tags; it does not apply to --task {args.task}")
     if args.task == "sequence-classification":
         from .classification_eval import evaluate_classification
         from .report import classification_table

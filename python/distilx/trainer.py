@@ -61,9 +61,9 @@ def check_pair(teacher: nn.Module, student: nn.Module, tokenizer, alpha_cos: flo
 
     kinds = [head_problem(m) for m in (teacher, student)]
     if kinds[0] != kinds[1]:
-        raise ValueError(f"the teacher is a {type(teacher).__name__} ({kinds[0]}) and the student a "
-                         f"{type(student).__name__} ({kinds[1]}): distil a model into one of the same head and problem "
-                         "type (a classifier into a classifier, a masked-LM model into a masked-LM model)")
+        raise ValueError(f"the teacher is a {type(teacher).__name__} and the student a {type(student).__name__} "
+                         f"({kinds[0]} / {kinds[1]}): distil a model into one of the same head and problem type (a "
+                         "classifier into a classifier, a masked-LM model into a masked-LM model)")
     if kinds[0] != MASKED_LM:
         check = check_token_classifier if kinds[0] == TOKENS else check_classifier
         check(teacher, "teacher")
