@@ -97,6 +97,15 @@ def _ratio(student, teacher):
     return student / teacher if student is not None and teacher else None
 
 
+def size_and_speed(teacher, student, t_time: float, s_time: float) -> dict:
+    """The evaluations' size and speed entries: parameters, layers, median forward seconds and their ratios."""
+    return {"teacher_params": count_parameters(teacher), "student_params": count_parameters(student),
+            "teacher_layers": len(encoder_adapter(teacher).layers(teacher)),
+            "student_layers": len(encoder_adapter(student).layers(student)),
+            "teacher_forward_s": t_time, "student_forward_s": s_time, "speed_ratio": s_time / t_time,
+            "speedup": t_time / s_time}
+
+
 def evaluation_inputs(teacher, student, files, tokenizer, seq_len: int, load, check, caller: str):
     """(teacher, student, labels, files, tokenizer) of an evaluation, checked: the models (folders loaded by
     `load(path, role)`, objects passed through `check(model, role)`) share one label set, embed seq_len
@@ -208,12 +217,5 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
         "problem_type": labels.problem,
         "examples": len(gold),
         **_problem_metrics(labels.problem, logits, gold, threshold),
-        "teacher_params": count_parameters(teacher),
-        "student_params": count_parameters(student),
-        "teacher_layers": len(encoder_adapter(teacher).layers(teacher)),
-        "student_layers": len(encoder_adapter(student).layers(student)),
-        "teacher_forward_s": t_time,
-        "student_forward_s": s_time,
-        "speed_ratio": s_time / t_time,
-        "speedup": t_time / s_time,
+        **size_and_speed(teacher, student, t_time, s_time),
     }

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .classification_eval import evaluation_inputs
+from .classification_eval import evaluation_inputs, size_and_speed
 from .entity_scores import SCHEMES, detect_scheme, entity_scores, entity_tag_set, token_accuracy
-from .evaluation import autocast_for, count_parameters, forward_seconds
-from .models.adapters import encoder_adapter
+from .evaluation import autocast_for, forward_seconds
 from .models.classification import forward_inputs
 from .models.token_classification import check_token_classifier, load_token_classifier
 from .tasks.tagged_data import TaggedExamples
@@ -118,13 +117,6 @@ def evaluate_token_classification(teacher, student, files, tokenizer=None, *, to
         "entity_f1_retention": metrics["student_entity_f1"] / t_f1 if t_f1 else None,  # None: no entities, or 0
         "token_accuracy_retention": metrics["student_token_accuracy"] / t_acc if t_acc else None,
         "agreement": token_accuracy(predicted["teacher"], predicted["student"]),
-        "teacher_params": count_parameters(teacher),
-        "student_params": count_parameters(student),
-        "teacher_layers": len(encoder_adapter(teacher).layers(teacher)),
-        "student_layers": len(encoder_adapter(student).layers(student)),
-        "teacher_forward_s": t_time,
-        "student_forward_s": s_time,
-        "speed_ratio": s_time / t_time,
-        "speedup": t_time / s_time,
+        **size_and_speed(teacher, student, t_time, s_time),
     })
     return metrics
