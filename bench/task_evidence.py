@@ -129,8 +129,9 @@ def eval_sample(splits: dict, split: str, n: int, work: Path) -> Path:
     return path
 
 
-def student_config(args, variant: str, seed: int, teacher: Path, train_file: Path, out: Path) -> TrainConfig:
-    base = dict(task="sequence-classification", teacher=str(teacher), train_files=[str(train_file)],
+def student_config(args, variant: str, seed: int, teacher: Path, train_file: Path, out: Path,
+                   task: str = "sequence-classification") -> TrainConfig:
+    base = dict(task=task, teacher=str(teacher), train_files=[str(train_file)],
                 output_dir=str(out), student_layers=3, seq_len=args.seq_len, batch_size=args.batch_size,
                 max_steps=args.steps, lr=args.lr, warmup_ratio=0.1, log_every=10, save_every=args.steps, keep_last=1,
                 eval_batches=0, progress=False, tensorboard=False, seed=seed, device="cpu", overwrite_output_dir=True)

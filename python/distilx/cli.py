@@ -6,6 +6,7 @@
     distilx eval --teacher TEACHER_DIR --student RUN_DIR --files heldout.txt
     distilx eval --task sequence-classification --teacher FINETUNED_DIR --student RUN_DIR --files test.jsonl
     distilx eval --task question-answering --teacher QA_DIR --student RUN_DIR --files dev-v1.1.json --seq-len 384
+    distilx eval --task token-classification --teacher NER_DIR --student RUN_DIR --files test.conll
     distilx plot RUN_DIR
     distilx demo                                                   # the embedded default
 
@@ -57,8 +58,12 @@ def _qa_eval_arguments(e, defaults) -> None:
         kind = {"squad_v2": lambda v: v.lower() in ("1", "true", "yes", "on")}.get(name, type(getattr(defaults, name)))
         e.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
                        help=f"{fields[name].metadata['help']} (default: {getattr(defaults, name)})".replace("%", "%%"))
-    e.add_argument("--predictions", help="question-answering: write the student's answers to this file, "
-                                         '{id: answer text} ("" for no answer), as the Hugging Face examples do')
+
+
+def _knob_help(name: str, defaults) -> str:
+    """A TrainConfig field's help (its one home) with its default, for a flag of another command."""
+    field = next(f for f in dataclasses.fields(defaults) if f.name == name)
+    return f"{field.metadata['help']} (default: {getattr(defaults, name)})".replace("%", "%%")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -73,8 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same examples")
     e.add_argument("--task", choices=TASKS, default=TASKS[0],
                    help="masked-lm: masked-token accuracy and perplexity on the same masks; sequence-classification: "
-                        "accuracy, macro-F1 and the student/teacher retention on labelled examples; question-answering: "
-                        "SQuAD exact match and F1 and their retention")
+                        "accuracy and macro-F1 (multi-label: micro/macro-F1; regression: Pearson/Spearman) and the "
+                        "student/teacher retention on labelled examples; question-answering: SQuAD exact match and F1 "
+                        "and their retention; token-classification: entity P/R/F1 and token accuracy on tagged sentences")
     e.add_argument("--teacher", required=True, help="teacher folder")
     e.add_argument("--student", required=True, help="student folder (a train run's output_dir)")
     e.add_argument("--files", required=True, nargs="+",
@@ -85,6 +91,14 @@ def _build_parser() -> argparse.ArgumentParser:
                    help=f"sequence-classification: the text field(s), comma-separated (default: {','.join(defaults.text_fields)})")
     e.add_argument("--label-field", default=defaults.label_field,
                    help=f"sequence-classification: the label field (default: {defaults.label_field})")
+    e.add_argument("--threshold", type=float, default=defaults.multi_label_threshold,
+                   help=_knob_help("multi_label_threshold", defaults))
+    for name in ("tokens_field", "tags_field", "tag_scheme"):
+        e.add_argument("--" + name.replace("_", "-"), default=getattr(defaults, name), help=_knob_help(name, defaults))
+    e.add_argument("--strict-entities", action="store_true", help=_knob_help("strict_entities", defaults))
+    e.add_argument("--predictions", help="question-answering: write the student's answers there, {id: answer text} "
+                                         '("" for no answer), as the Hugging Face examples do; token-classification: '
+                                         "the student's tags, one JSON list of tags per sentence, in input order")
     e.add_argument("--seq-len", type=int, default=128)
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--max-batches", type=int, default=None,
@@ -125,6 +139,9 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+    if args.predictions and args.task not in ("question-answering", "token-classification"):
+        raise ValueError(f"--predictions writes a question-answering student's answers or a token classifier's tags; "
+                         f"it does not apply to --task {args.task}")
     if args.task == "sequence-classification":
         from .classification_eval import evaluate_classification
         from .report import classification_table
@@ -133,7 +150,7 @@ def _cmd_eval(args) -> int:
         metrics = evaluate_classification(args.teacher, args.student, args.files, args.tokenizer or args.student,
                                           text_fields=fields, label_field=args.label_field, seq_len=args.seq_len,
                                           batch_size=args.batch_size, max_batches=args.max_batches,
-                                          device=args.device)
+                                          device=args.device, threshold=args.threshold)
         print(classification_table(metrics))
     elif args.task == "question-answering":
         from .qa_eval import evaluate_question_answering
@@ -147,6 +164,16 @@ def _cmd_eval(args) -> int:
             batch_size=args.batch_size, max_questions=None if args.max_batches is None else args.max_batches * args.batch_size,
             device=args.device, predictions_file=args.predictions)
         print(question_answering_table(metrics))
+    elif args.task == "token-classification":
+        from .report import token_classification_table
+        from .token_classification_eval import evaluate_token_classification
+
+        metrics = evaluate_token_classification(
+            args.teacher, args.student, args.files, args.tokenizer or args.student, tokens_field=args.tokens_field,
+            tags_field=args.tags_field, seq_len=args.seq_len, batch_size=args.batch_size,
+            max_batches=args.max_batches, device=args.device, tag_scheme=args.tag_scheme,
+            strict=args.strict_entities, predictions=args.predictions)
+        print(token_classification_table(metrics))
     else:
         from .evaluation import evaluate
 

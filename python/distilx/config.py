@@ -51,22 +51,41 @@ BETA = (lambda v: 0 <= v < 1, "in [0, 1)")
 class TrainConfig:
     # --- what to distil ---
     task: str = knob("masked-lm", "'masked-lm': pre-training distillation of a masked-LM teacher on raw text; "
-                     "'sequence-classification': a fine-tuned …ForSequenceClassification teacher on labelled "
-                     ".jsonl/.csv examples; 'question-answering': a fine-tuned …ForQuestionAnswering teacher on "
-                     "SQuAD-layout .json/.jsonl questions (docs/tasks.md)", choices=TASKS)
+                     "'sequence-classification': a fine-tuned …ForSequenceClassification teacher (single-label, "
+                     "multi-label or regression) on labelled .jsonl/.csv examples; 'question-answering': a fine-tuned "
+                     "…ForQuestionAnswering teacher on SQuAD-layout .json/.jsonl questions; 'token-classification': a "
+                     "fine-tuned …ForTokenClassification (NER, POS, chunking) on tagged .jsonl/CoNLL sentences "
+                     "(docs/tasks.md)", choices=TASKS)
     teacher: str = knob("", "folder of a masked-LM teacher (config.json + weights with the MLM head): BERT, RoBERTa, "
                         "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
                         "encoder with one layer stack (docs/pipeline.md); for task sequence-classification a fine-tuned "
-                        "…ForSequenceClassification, for question-answering a fine-tuned …ForQuestionAnswering (docs/tasks.md)")
+                        "…ForSequenceClassification, for question-answering a fine-tuned …ForQuestionAnswering, for "
+                        "token-classification a …ForTokenClassification (docs/tasks.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
     train_files: list[str] = knob([], "masked-lm: the corpus, files, folders or globs (.txt/.jsonl, .parquet, .arrow, "
                                   "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files; "
-                                  "question-answering: SQuAD-layout .json or .jsonl files")
+                                  "question-answering: SQuAD-layout .json or .jsonl files; token-classification: "
+                                  "tagged .jsonl or CoNLL-style files (.conll/.txt/.tsv/.iob/.iob2/.bio/.bioes)")
     eval_files: list[str] = knob([], "held-out files (same kind as train_files) for the end-of-run evaluation")
     text_fields: list[str] = knob(["text"], "sequence-classification: the field (.jsonl) or column (.csv) holding "
                                   "the text; two names for a text pair")
-    label_field: str = knob("label", "sequence-classification: the field or column holding the label, a name from "
-                            "the teacher's config.json id2label or its integer id")
+    label_field: str = knob("label", "sequence-classification: the field or column holding the label: a name from "
+                            "the teacher's config.json id2label or its integer id; multi-label: a list of them (CSV: "
+                            "joined by '|'); regression: a number")
+    multi_label_threshold: float = knob(0.5, "sequence-classification, multi-label teachers: a label is predicted when "
+                                        "its sigmoid reaches this (the evaluation's micro/macro-F1)", valid=SHARE)
+    tokens_field: str = knob("tokens", "token-classification, .jsonl files: the field holding the sentence's words "
+                             "(a list of strings)")
+    tags_field: str = knob("tags", "token-classification, .jsonl files: the field holding one tag per word (names "
+                           "from the teacher's id2label, or ids); CoNLL files: the last column")
+    label_all_subtokens: bool = knob(False, "token-classification: train on every sub-token of a word (its tag, a "
+                                     "B- tag as its I- tag after the first piece) instead of the first sub-token only")
+    tag_scheme: str = knob("auto", "token-classification evaluation: how entities are read from the tags: 'auto' "
+                           "(IOBES if E-/S- tags exist, else IOB1 if a gold entity starts with I-, else IOB2; no "
+                           "entities for tags such as POS tags), 'IOB1', 'IOB2', 'IOBES', or 'none' (token accuracy "
+                           "only)", choices=("auto", "IOB1", "IOB2", "IOBES", "none"))
+    strict_entities: bool = knob(False, "token-classification evaluation: read entities by the scheme's own rules "
+                                 "(seqeval's mode='strict') instead of conlleval's (seqeval's default)")
     doc_stride: int = knob(32, "question-answering: context tokens consecutive windows of a long context share "
                            "(the Hugging Face examples use 128 with --seq-len 384)", valid=(lambda v: v >= 0, ">= 0"))
     max_query_len: int = knob(64, "question-answering: the longest question in tokens; a longer one is an error "
@@ -88,8 +107,8 @@ class TrainConfig:
     student_layer_indices: list[int] | None = knob(None, "explicit teacher layers to copy (overrides student_layers)")
     student_class: str = knob("auto", "'auto': a BERT teacher gives a DistilBertForMaskedLM (the recipe), every other "
                               "architecture its own class with fewer layers; 'same': the teacher's own class for BERT "
-                              "too (a shallower BertForMaskedLM); task sequence-classification: always the teacher's own "
-                              "classifier class", choices=STUDENT_CLASSES)
+                              "too (a shallower BertForMaskedLM); tasks sequence- and token-classification: always the "
+                              "teacher's own class", choices=STUDENT_CLASSES)
     student_init: str = knob("teacher", "'teacher' copies the kept teacher layers; 'random': same shape, fresh "
                              "weights (the ablation)", choices=("teacher", "random"))
     student: str | None = knob(None, "a pre-trained student folder to distil into instead of one initialised from "
@@ -120,9 +139,11 @@ class TrainConfig:
     # --- the loss (docs/recipe.md: T=2, 5/2/1) ---
     temperature: float = knob(TEMPERATURE, "softmax temperature of the KL term (the KL is scaled by T^2)",
                               valid=POSITIVE)
-    alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student)", valid=NON_NEGATIVE)
+    alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student) (multi-label: the per-label binary KL; "
+                           "regression: the MSE to the teacher's output)", valid=NON_NEGATIVE)
     alpha_mlm: float = knob(ALPHA_MLM, "weight of the student's cross-entropy on the gold labels: the masked tokens "
-                            "(masked-lm), the class (sequence-classification)", valid=NON_NEGATIVE)
+                            "(masked-lm), the class (sequence-classification: the BCE for multi-label, the MSE to the gold value for regression), the tag "
+                            "(token-classification)", valid=NON_NEGATIVE)
     alpha_cos: float = knob(ALPHA_COS, "weight of 1 - cos(h_student, h_teacher) over every real token's last "
                             "hidden state", valid=NON_NEGATIVE)
     kl_on: str = knob(KL_ON, "masked-lm: rows of the KL term: 'tokens', every real token (DistilBERT), or 'targets', the "
@@ -238,9 +259,11 @@ class TrainConfig:
 
     # Fields only one task reads (docs/tasks.md): set under the other task they are an error, not ignored
     _TASK_FIELDS = {"masked-lm": ("masking", "mlm_probability", "packing", "data", "kl_on", "fused_linear"),
-                    "sequence-classification": ("text_fields", "label_field"),
+                    "sequence-classification": ("text_fields", "label_field", "multi_label_threshold"),
                     "question-answering": ("doc_stride", "max_query_len", "max_answer_len", "n_best_size",
-                                           "null_score_diff_threshold", "squad_v2")}
+                                           "null_score_diff_threshold", "squad_v2"),
+                    "token-classification": ("tokens_field", "tags_field", "label_all_subtokens", "tag_scheme",
+                                             "strict_entities")}
     # What a pre-trained `student` folder replaces
     _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init")
 

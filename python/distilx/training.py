@@ -6,7 +6,7 @@ and schedule -> resume from the newest checkpoint (optional) -> loop over optimi
 student in Hugging Face format, tokenizer files, resolved config, metrics, loss plot -> evaluate.
 
 What differs between tasks — which models, which data, which rows the loss reads, which evaluation —
-belongs to the task (`distilx.tasks`: masked-lm, sequence-classification); the loss terms to
+belongs to the task (`distilx.tasks`: masked-lm, sequence- and token-classification); the loss terms to
 `distillation_loss`. This file only wires them together.
 """
 
@@ -165,10 +165,10 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     task = task_for(config.task)
     if not config.train_files:
         raise ValueError("train_files is empty: give the corpus (files, folders or globs) or, for task "
-                         "sequence-classification, the labelled .jsonl/.csv files")
+                         "sequence-classification, the labelled .jsonl/.csv files (token-classification: tagged files)")
     if teacher is None and not config.teacher:
         raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
-                         "architectures: docs/pipeline.md), or a fine-tuned classifier for task sequence-classification")
+                         "architectures: docs/pipeline.md), or a fine-tuned classifier for tasks sequence-/token-classification")
     check_output_outside_inputs(config)  # before anything is created
     env = setup_distributed(config.device)
     precision = _resolve_precision(config, env)

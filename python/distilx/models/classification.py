@@ -20,86 +20,41 @@ from pathlib import Path
 
 from torch import nn
 
-from ..safe_loading import refusing_code
-from .adapters import UnsupportedModelError, adapter_for_type
-from .heads import fewer_layers, fresh_tensors, head_from_teacher
-from .loading import read_config_json
+from .heads import PROBLEMS, REGRESSION, SEQUENCE_CLASSIFICATION, SINGLE_LABEL, problem_of, warn_if_untrained
 
 __all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "forward_inputs",
            "check_classifier"]
 
 
 def check_classifier(model: nn.Module, role: str = "teacher") -> None:
-    """Raise unless `model` is the …ForSequenceClassification of its model type, for single-label
-    classification (the only kind distilx distils: one class per example, num_labels >= 2), whose
-    id2label numbers its labels 0..n-1."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-
-    config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    expected = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(model_type)
-    if expected is None or type(model).__name__ != expected:
-        raise UnsupportedModelError(f"the {role} is a {type(model).__name__}: task sequence-classification takes a "
-                                    f"…ForSequenceClassification ({expected or 'none exists for model_type ' + repr(model_type)})")
-    if config.problem_type not in (None, "single_label_classification") or config.num_labels < 2:
-        raise ValueError(f"the {role} is set up for problem_type={config.problem_type!r} with num_labels="
-                         f"{config.num_labels}: distilx distils single-label classifiers (num_labels >= 2, one "
-                         "class per example); regression and multi-label heads are not supported")
+    """Raise unless `model` is the …ForSequenceClassification of its model type, for a problem distilx
+    distils: single-label classification (num_labels >= 2, one class per example), multi-label
+    classification (problem_type="multi_label_classification": any number of classes per example) or
+    regression (one output, problem_type="regression" or num_labels = 1 without a problem_type); whose
+    id2label numbers its labels 0..n-1. A teacher whose head looks untrained is warned about."""
+    SEQUENCE_CLASSIFICATION.check(model, role)
+    config = model.config
+    problem = problem_of(config)
+    if problem not in PROBLEMS:
+        raise ValueError(f"the {role} is set up for problem_type={config.problem_type!r}: distilx distils the "
+                         f"problem types {list(PROBLEMS)}")
+    if (problem == SINGLE_LABEL and config.num_labels < 2) or (problem == REGRESSION and config.num_labels != 1):
+        raise ValueError(f"the {role} is set up for problem_type={problem!r} with num_labels={config.num_labels}: "
+                         "distilx distils single-label classifiers with num_labels >= 2, multi-label classifiers, "
+                         "and regression heads with one output (num_labels = 1)")
     from ..tasks.labelled_data import LabelSet
 
     LabelSet.of(config, role)  # id2label numbers the labels 0..n-1, each named once
     if role == "teacher":
-        _warn_if_untrained(model)
-
-
-def _warn_if_untrained(model: nn.Module) -> None:
-    """Warn when the head's output bias (the [num_labels] bias outside the encoder) is exactly 0, as
-    transformers initialises it and as no training step leaves it: a classifier saved without being
-    fine-tuned, whose logits are noise a student would learn."""
-    import warnings
-
-    base = model.base_model_prefix + "."
-    biases = [(name, p) for name, p in model.named_parameters()
-              if not name.startswith(base) and name.endswith("bias") and tuple(p.shape) == (model.config.num_labels,)]
-    if biases and all(not p.detach().any() for _, p in biases):
-        warnings.warn(f"the teacher's classification head looks untrained: its output bias ({biases[-1][0]}) is "
-                      "exactly 0, as transformers initialises it and as fine-tuning does not leave it; distilling an "
-                      "untrained teacher teaches noise: fine-tune it first", stacklevel=3)
-
-
-def _config_of(path: Path):
-    """The config.json of a model folder, read as its model_type's config class (no model_type: BERT, as
-    load_teacher reads it)."""
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    declared, model_type, config_file = read_config_json(path)
-    adapter_for_type(model_type, where=str(config_file))  # an architecture the table serves
-    return CONFIG_MAPPING[model_type].from_json_file(str(config_file)), declared
+        warn_if_untrained(model)
 
 
 def load_classifier(path: str | Path, role: str = "teacher") -> nn.Module:
     """A fine-tuned …ForSequenceClassification from a local folder, in eval mode: the teacher of task
     sequence-classification (or, role "student", a student trained for it, e.g. to evaluate it). A folder
-    without trained head weights (a masked-LM model, a bare encoder) is a ValueError saying what the
-    folder holds and naming the role."""
-    from transformers import AutoModelForSequenceClassification
-
-    path = Path(path)
-    config, declared = _config_of(path)
-    with refusing_code(path):  # a hostile pickle: one line naming the file
-        model, info = AutoModelForSequenceClassification.from_pretrained(str(path), config=config,
-                                                                         output_loading_info=True)
-    check_classifier(model, role)
-    fresh = fresh_tensors(info)
-    if fresh:
-        holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
-        fix = ("The teacher of task sequence-classification is a fine-tuned …ForSequenceClassification folder; to "
-               "distil a masked-LM model use --task masked-lm" if role == "teacher" else
-               "Evaluate a student trained with --task sequence-classification (a masked-LM student: --task masked-lm)")
-        raise ValueError(f"the {role} {path} is not a fine-tuned classifier: its weights lack {len(fresh)} tensors of "
-                         f"a {type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
-                         f"{fix}")
-    return model.eval()
+    without trained head weights (a masked-LM model, a bare encoder) is a ValueError saying what the folder
+    holds and naming the role."""
+    return SEQUENCE_CLASSIFICATION.load(path, check_classifier, role)
 
 
 def init_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:
@@ -109,12 +64,12 @@ def init_classifier_student(teacher, n_layers: int | None = None, layers: list[i
     if isinstance(teacher, (str, Path)):
         teacher = load_classifier(teacher)
     check_classifier(teacher)
-    return fewer_layers(teacher, n_layers, layers)
+    return SEQUENCE_CLASSIFICATION.init_student(teacher, n_layers, layers)
 
 
 def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Module:
-    """"Distil while fine-tuning": a classifier for the teacher's labels whose encoder comes from a
-    pre-trained (not fine-tuned) folder, e.g. a masked-LM student written by `distilx train`.
+    """"Distil while fine-tuning": a classifier for the teacher's labels (and problem type) whose encoder
+    comes from a pre-trained (not fine-tuned) folder, e.g. a masked-LM student written by `distilx train`.
 
     The tensors the folder lacks — the classification head, and BERT's pooler, which masked-LM models do
     not have — are copied from the teacher when the student is of the teacher's own class (the same head
@@ -123,19 +78,7 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
     ReLU, not BERT's tanh pooler, so even the same-shaped `classifier` would be a wrong start). The names of
     the copied tensors are recorded in the config (`distilx_head_from_teacher`). fp32, train mode.
     """
-    from transformers import AutoModelForSequenceClassification
-
-    path = Path(path)
-    config, _ = _config_of(path)
-    config.id2label = dict(teacher.config.id2label)
-    config.label2id = dict(teacher.config.label2id)
-    config.problem_type = "single_label_classification"
-    with refusing_code(path):
-        student, info = AutoModelForSequenceClassification.from_pretrained(
-            str(path), config=config, output_loading_info=True, ignore_mismatched_sizes=True)
-    check_classifier(student, role="student")
-    head_from_teacher(student, fresh_tensors(info), teacher)
-    return student.float().train()
+    return SEQUENCE_CLASSIFICATION.pretrained_student(path, teacher, lambda m: check_classifier(m, role="student"))
 
 
 def forward_inputs(model: nn.Module, batch: dict) -> dict:

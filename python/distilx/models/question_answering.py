@@ -16,7 +16,7 @@ from torch import nn
 
 from ..safe_loading import refusing_code
 from .adapters import UnsupportedModelError, encoder_adapter
-from .classification import _config_of
+from .heads import config_of as _config_of
 from .heads import fewer_layers, fresh_tensors, head_from_teacher
 
 __all__ = ["check_qa_model", "load_qa_model", "init_qa_student", "pretrained_qa_student", "qa_model_for_finetuning",

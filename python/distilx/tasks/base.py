@@ -99,3 +99,10 @@ class Task(ABC):
     @abstractmethod
     def table(self, metrics: dict) -> str:
         """evaluate()'s result as the side-by-side table `distilx train` prints."""
+
+    # --- a way to a fine-tuned teacher (`distilx finetune`) ---
+    def finetune_model(self, encoder_path: str, config) -> nn.Module:
+        """A model of this task's head class on the encoder folder's weights, head freshly initialised,
+        labels from config/train files where the task has labels."""
+        raise ValueError(f"task {self.name} cannot fine-tune a teacher: distilx finetune serves the tasks that "
+                         "implement Task.finetune_model")

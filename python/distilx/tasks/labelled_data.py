@@ -3,9 +3,11 @@
 - Files: `.jsonl` (one JSON object per line; blank lines skipped) and `.csv` (a header row names the
   columns), read by records.py (UTF-8 with or without a BOM, bounded records, file:line in every error).
   The text is one field or two (a text pair), the label one field; names are configurable.
-- Labels: the teacher's label set (config.json `id2label`). A label is a label name, or an integer id
-  in [0, num_labels) (a JSON integer or, in CSV, a string of ASCII digits); names win when a name is
-  itself a number. Anything else is an error naming the file, the line and the known labels.
+- Labels: the teacher's label set (config.json `id2label`) and problem type. Single-label: a label is a
+  label name, or an integer id in [0, num_labels) (a JSON integer or, in CSV, a string of ASCII digits);
+  names win when a name is itself a number. Multi-label: a JSON list of such labels (in CSV, the labels
+  joined by "|"), possibly empty. Regression: a finite number (in CSV, its text). Anything else is an
+  error naming the file, the line and what is expected.
 - Tokens: the teacher's own Hugging Face tokenizer frames the text or the pair (its template decides
   [CLS] a [SEP] b [SEP], <s> a </s></s> b </s>, the segment ids) and truncates to seq_len
   ("longest_first" for pairs): the exact framing, by construction.
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..losses.heads import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from .records import RECORD_SUFFIXES, brief, records
 
 __all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
@@ -30,11 +34,16 @@ __all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_exampl
 SUFFIXES = RECORD_SUFFIXES
 
 
+MULTI_LABEL_CSV_SEPARATOR = "|"
+
+
 @dataclass(frozen=True)
 class LabelSet:
-    """The teacher's labels in id order (config.json id2label)."""
+    """The teacher's labels in id order (config.json id2label) and what a label is (its problem type;
+    token classifiers are single-label per word)."""
 
     names: tuple[str, ...]
+    problem: str = SINGLE_LABEL
 
     @classmethod
     def of(cls, model_config, role: str = "teacher") -> "LabelSet":
@@ -56,7 +65,10 @@ class LabelSet:
         twice = next((n for n in names if names.count(n) > 1), None)
         if twice is not None:
             raise ValueError(f"{where}: id2label names the label {twice!r} twice: give each id its own name")
-        return cls(names)
+        problem = model_config.problem_type or (REGRESSION if len(names) == 1 else SINGLE_LABEL)
+        if problem not in (SINGLE_LABEL, MULTI_LABEL, REGRESSION):
+            problem = SINGLE_LABEL  # a token classifier's problem_type names nothing distilx reads
+        return cls(names, problem)
 
     @classmethod
     def shared(cls, teacher, student) -> "LabelSet":
@@ -68,7 +80,7 @@ class LabelSet:
                              f"{list(labels.names)}: use a student of this teacher")
         return labels
 
-    def id_of(self, value, where: str) -> int:
+    def id_of(self, value, where: str, noun: str = "label") -> int:
         """The id of a label as written in a file (a name, or an integer id); `where`: file:line."""
         if isinstance(value, str):
             if value in self.names:
@@ -79,15 +91,47 @@ class LabelSet:
                 value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
             return value
-        raise ValueError(f"{where}: label {brief(value)} is not one the teacher knows: its labels (config.json "
-                         f"id2label) are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or use a "
-                         "teacher fine-tuned on this label set")
+        raise ValueError(f"{where}: {noun} {brief(value)} is not one the teacher knows: its {noun}s (config.json "
+                         f"id2label) are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the {noun}, or "
+                         f"use a teacher fine-tuned on this {noun} set")
+
+    def value_of(self, value, where: str, csv: bool = False):
+        """A label as written in a file, read for this problem: a class id (single-label), a 0/1 row over the
+        labels (multi-label: a list of labels; in CSV joined by "|"), or a float (regression)."""
+        if self.problem == REGRESSION:
+            number = value
+            if csv and isinstance(value, str):
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = None
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+                return float(number)
+            raise ValueError(f"{where}: label {brief(value)} is not a finite number: the teacher is a regression head "
+                             "(problem_type='regression'), whose label is the gold value")
+        if self.problem == MULTI_LABEL:
+            if csv and isinstance(value, str):
+                value = [v for v in value.split(MULTI_LABEL_CSV_SEPARATOR) if v]
+            if not isinstance(value, list):
+                raise ValueError(f"{where}: label {brief(value)} is not a list: the teacher is a multi-label classifier "
+                                 "(problem_type='multi_label_classification'), whose label is the list of the "
+                                 f"example's labels (names or ids, possibly []; in CSV joined by "
+                                 f"{MULTI_LABEL_CSV_SEPARATOR!r})")
+            row = [0.0] * len(self.names)
+            for item in value:
+                row[self.id_of(item, where)] = 1.0
+            return row
+        return self.id_of(value, where)
+
+    def tensor(self, values: list) -> torch.Tensor:
+        """value_of's results as the batch's labels: int64 [B] class ids, float [B, C] 0/1 rows, float [B]."""
+        return torch.tensor(values, dtype=torch.int64 if self.problem == SINGLE_LABEL else torch.float32)
 
 
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
-                  ) -> tuple[list[tuple[str, ...]], list[int]]:
-    """(texts, label ids) of every example in `files`, in file order; ValueError naming the file and
-    line of anything malformed (a missing field, a non-text text, an unknown label)."""
+                  ) -> tuple[list[tuple[str, ...]], list]:
+    """(texts, labels read by labels.value_of) of every example in `files`, in file order; ValueError
+    naming the file and line of anything malformed (a missing field, a non-text text, a bad label)."""
     if not 1 <= len(text_fields) <= 2:
         raise ValueError(f"text_fields={list(text_fields)}: give one field (a single text) or two (a text pair)")
     texts, ids = [], []
@@ -102,7 +146,7 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
             if bad is not None:
                 raise ValueError(f"{where}: field {bad!r} holds {brief(record[bad])}, not a text")
             texts.append(example)
-            ids.append(labels.id_of(record[label_field], where))
+            ids.append(labels.value_of(record[label_field], where, csv=Path(name).suffix == ".csv"))
     return texts, ids
 
 
@@ -127,6 +171,7 @@ class LabelledExamples:
         from ..data import _as_tokenizer
 
         self.files = [os.fspath(f) for f in files]
+        self.label_set = labels
         texts, self.labels = read_examples(self.files, text_fields, label_field, labels)
         self.seq_len = seq_len
         self.pad_id = _as_tokenizer(tokenizer_source).pad_id  # the engine's, as for masked-LM batches
@@ -150,8 +195,12 @@ class LabelledExamples:
         for key, values in rows.items():
             pad = self.pad_id if key == "input_ids" else 0
             out[key] = torch.tensor([v + [pad] * (width - len(v)) for v in values], dtype=torch.int64)
-        out["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=torch.int64)
+        out["labels"] = self.label_tensor(indices, width)
         return out
+
+    def label_tensor(self, indices, width: int) -> torch.Tensor:
+        """The labels of the examples at `indices` (LabelSet.tensor); `width`: the batch's padded length."""
+        return self.label_set.tensor([self.labels[i] for i in indices])
 
     def in_order(self, batch_size: int, max_batches: int | None = None):
         """The examples in file order, `batch_size` at a time (the last batch may be smaller)."""
