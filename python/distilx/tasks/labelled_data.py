@@ -80,8 +80,8 @@ class LabelSet:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
             return value
         raise ValueError(f"{where}: label {brief(value)} is not one the teacher knows: its labels (config.json "
-                         f"id2label) are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or use a "
-                         "teacher fine-tuned on this label set")
+                         f"id2label) are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or "
+                         "use a teacher fine-tuned on this label set")
 
 
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
