@@ -140,11 +140,28 @@ impl Stream {
         Ok(n)
     }
 
-    /// Stop the threads (the producer and its source's); the next poll starts them again from
-    /// the position. A caller that must not hold a lock the threads may wait for (Python's GIL,
-    /// when texts come from Python) stops them before dropping the stream.
-    pub fn stop(&mut self) {
-        self.stop_producer();
+    /// Stop the threads (the producer and its source's) for good, before the stream is dropped by a
+    /// caller that must not hold a lock the threads may wait for (Python's GIL, when texts come from
+    /// Python), waiting at most `grace` for them. A thread still busy then — one blocked inside a call
+    /// into Python that does not return (a `datasets` generator waiting for data that will not come,
+    /// e.g. after Ctrl-C) — is left to end by itself when that call returns (it then sees the stop and
+    /// the closed queue), instead of blocking the drop, and with it the interpreter's exit, forever.
+    pub fn stop_within(&mut self, grace: Duration) {
+        if self.owner_pid != std::process::id() {
+            return self.stop_producer(); // forked child: nothing to wait for
+        }
+        self.stop.cancel();
+        drop(self.rx.take());
+        if let Some(h) = self.handle.take() {
+            let start = std::time::Instant::now();
+            while !h.is_finished() && start.elapsed() < grace {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } // else dropped: the thread is detached
+        }
+        self.stop = Cancel::new();
     }
 
     /// Stop the producer (if any) without blocking on a full queue.

@@ -128,3 +128,14 @@ def test_a_teacher_folder_without_tokenizer_files_warns_and_checks_size_only(min
         with pytest.warns(UserWarning):
             check_same_vocabulary(teacher=bare, tokenizer=minilm_dir, student=permuted)
     check_same_vocabulary(teacher=minilm_dir, tokenizer=minilm_dir / "vocab.txt", student=minilm_dir)
+
+
+def test_classification_eval_of_a_masked_lm_student_names_the_student(tiny_run_inputs, tmp_path, capsys):
+    """Row 18: the classification eval of a masked-LM student called it "the teacher"."""
+    mlm_student, _, _ = tiny_run_inputs
+    labels, _, test_file = kernel_doc_slice(tmp_path, every=400)
+    teacher = make_tiny_classifier(tmp_path / "teacher", labels)
+    err = one_line_error(capsys, ["eval", "--task", "sequence-classification", "--teacher", str(teacher),
+                                  "--student", str(mlm_student), "--files", str(test_file)])
+    assert f"the student {mlm_student} is not a fine-tuned classifier" in err
+    assert "Evaluate a student trained with --task sequence-classification" in err

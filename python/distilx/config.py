@@ -285,9 +285,10 @@ class TrainConfig:
         for name in ("train_files", "eval_files"):
             for i, item in enumerate(getattr(self, name)):
                 if not isinstance(item, (str, os.PathLike)):
-                    raise ValueError(f"{name}[{i}] is a {type(item).__module__}.{type(item).__name__}, not a path: a "
-                                     "run records its inputs by path (train_config.json, --resume); save a dataset with "
-                                     "dataset.save_to_disk(folder) and pass the folder, or give it to MaskedLMStream")
+                    raise ValueError(f"{name}[{i}] is a {type(item).__module__}.{type(item).__name__}, not a path: "
+                                     "a run records its inputs by path (train_config.json, --resume); save a dataset "
+                                     "with dataset.save_to_disk(folder) and pass the folder, or give it to "
+                                     "MaskedLMStream")
 
     # Fields that are stream options under the same name (the others: data_threads -> num_threads,
     # and the run's rank / world size).

@@ -7,9 +7,10 @@
 
 Everything else is the Trainer's (optimizer, schedule, logging, checkpoints, accelerate/DDP). Before
 anything runs, the pair gets the checks `distilx train` makes (`check_pair`: head kinds, label sets,
-widths, one vocabulary), each a one-line error naming the side at fault. The teacher is frozen (no parameter requires a gradient), stays in eval mode, runs under no_grad, and is
-moved to the student's device before each step. The loss is `distillation_loss` (or the head's own,
-losses/heads.py) on the logits both models give for the batch:
+widths, one vocabulary), each a one-line error naming the side at fault. The teacher is frozen (no
+parameter requires a gradient), stays in eval mode, runs under no_grad, and is moved to the student's
+device before each step. The loss is `distillation_loss` (or the head's own, losses/heads.py) on the
+logits both models give for the batch:
 
 - masked-LM heads: logits [B, L, V], labels [B, L] (-100 off target, as DataCollatorForLanguageModeling
   makes them); the KL over every real token (kl_on="tokens") or the targets only, the cross-entropy on

@@ -30,12 +30,17 @@ pub(super) fn lock(s: &Mutex<Stream>) -> std::sync::MutexGuard<'_, Stream> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long dropping a stream waits for its threads: they stop within milliseconds, unless one is
+/// blocked inside a Python feed that never returns (then it is left to end by itself: `stop_within`).
+const DROP_GRACE: Duration = Duration::from_secs(1);
+
 impl Drop for PyStream {
     fn drop(&mut self) {
         // A reader thread taking texts from a TextFeed may be waiting for the GIL, which this
-        // thread holds: stop the threads with the GIL released, or joining them would wait forever.
+        // thread holds: stop the threads with the GIL released, or joining them would wait forever;
+        // and one blocked in the feed itself is not waited for past DROP_GRACE.
         let inner = &self.inner;
-        Python::attach(|py| py.detach(|| lock(inner).stop()));
+        Python::attach(|py| py.detach(|| lock(inner).stop_within(DROP_GRACE)));
     }
 }
 

@@ -18,8 +18,8 @@ from .defaults import STUDENT_CLASSES
 
 _LAZY = {"ADAPTERS": "adapters", "ModelAdapter": "adapters", "UnsupportedModelError": "adapters",
          "adapter_for": "adapters", "adapter_for_type": "adapters", "supported_types": "adapters",
-         "check_vocab": "vocabulary", "check_vocabulary": "vocabulary", "load_teacher": "loading", "init_student": "student",
-         "student_layer_indices": "student"}
+         "check_vocab": "vocabulary", "check_vocabulary": "vocabulary", "load_teacher": "loading",
+         "init_student": "student", "student_layer_indices": "student"}
 
 __all__ = sorted(_LAZY) + ["STUDENT_CLASSES"]
 

@@ -28,7 +28,8 @@ def check_widths(alpha_cos: float, teacher: nn.Module, student: nn.Module) -> No
     widths = teacher.config.hidden_size, student.config.hidden_size
     if alpha_cos > 0 and widths[0] != widths[1]:
         raise ValueError(f"alpha_cos={alpha_cos} compares hidden states, but the teacher's are {widths[0]} wide and "
-                         f"the student's {widths[1]}: use a student of the teacher's width or set --alpha-cos 0 (alpha_cos=0)")
+                         f"the student's {widths[1]}: use a student of the teacher's width or set --alpha-cos 0 "
+                         "(alpha_cos=0)")
 
 
 class Task(ABC):

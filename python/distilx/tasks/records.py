@@ -3,15 +3,16 @@
 One reader for the files a task's examples come from, so that every format meets hostile input the
 same way: a UTF-8 byte-order mark is read as UTF-8 (Excel and Notepad write one); a record over
 `max_record_bytes` is refused before it is held whole (like the masked-LM engine's
-`max_document_bytes`, a 50 MB line costs neither minutes nor gigabytes); a byte that is not UTF-8, JSON
-nested past what the parser can hold, a CSV cell past csv's default field limit, a NUL byte — each is
-one ValueError naming `file:line` and the fix, never a codec or parser traceback.
+`max_document_bytes`, a 50 MB line costs neither minutes nor gigabytes), while a long CSV cell within it
+is read (csv's own 128 KiB field limit is raised to the bound); a byte that is not UTF-8, JSON nested past
+what the parser can hold, a CSV row with more or fewer cells than its header — each is one ValueError
+naming `file:line` and the fix, never a codec or parser traceback.
 
     for where, record in records(path):          # .jsonl: each JSON object; .csv: each row as a dict
         ...                                        # where = "path:line" (the record's first line)
     for where, text in lines(path):               # any text format (CoNLL): each line, ending stripped
         ...
-    document = json_document(path)                # one JSON value filling the file (SQuAD .json)
+    document = json_document(path, max_bytes=n)   # one JSON value filling the file (SQuAD .json)
 
 Records are dicts: a .jsonl line is one JSON object (blank lines skipped); a .csv file's first row names
 the columns (duplicates refused) and every other row has exactly that many cells (blank rows skipped).
