@@ -163,6 +163,10 @@ def _next_boundary(stream, states: list[dict]) -> int:
     return max(epochs)
 
 
+def _processes(n: int) -> str:
+    return f"{n} process{'' if n == 1 else 'es'}"
+
+
 def resume_stream(stream, states: list[dict], rank: int, world: int):
     """Position `stream` (rank `rank` of `world`) at a checkpoint's per-rank `states`; returns (the stream
     to iterate, a line saying how a changed world size continues, or None)."""
@@ -173,26 +177,24 @@ def resume_stream(stream, states: list[dict], rank: int, world: int):
             return stream, None
         return Redistributed(stream, phase["shards"], phase["epoch"], phase["start"], world, rank,
                              phase["taken"]), None
-    old = len(states)
+    old, new = _processes(len(states)), _processes(world)
     place = _lock_step(stream, states)
     if place is None:
         epoch = _next_boundary(stream, states)
         stream.set_epoch(epoch)
-        note = (f"the checkpoint's {old} processes stand at different places of their epoch, which cannot be dealt "
-                f"exactly to {world}: continuing at the start of epoch {epoch}; the batches the {old} processes had "
-                "not yet taken in the epoch before are skipped")
+        note = (f"the checkpoint's {old} stand at different places of their epoch, which cannot be dealt exactly to "
+                f"{new}: continuing at the start of epoch {epoch}; what they had not yet taken of the epoch before "
+                "is skipped")
         warnings.warn(note, stacklevel=2)
         return stream, note
     epoch, shards, start = place
     if start == 0:
         stream.set_epoch(epoch)
-        return stream, (f"the checkpoint was written by {old} processes, this run has {world}: epoch {epoch} starts "
-                        f"with {world}-process sharding")
-    redistributed = Redistributed(stream, shards, epoch, start, world, rank)
-    return redistributed, (f"the checkpoint was written by {old} processes, this run has {world}: the rest of epoch "
-                           f"{epoch} (from global batch {start} of the {len(shards)}-process run) is dealt to the "
-                           f"{world} processes, each batch once, none skipped; epoch {epoch + 1} starts with "
-                           f"{world}-process sharding")
+        return stream, f"the checkpoint was written by {old}, this run has {new}: epoch {epoch} is sharded over {new}"
+    return Redistributed(stream, shards, epoch, start, world, rank), (
+        f"the checkpoint was written by {old}, this run has {new}: the rest of epoch {epoch} (its batches from "
+        f"{start} on, as {_processes(len(shards))} cut it) is dealt to the {new}, each batch once, none skipped; "
+        f"epoch {epoch + 1} is sharded over {new}")
 
 
 def batches_left(stream, epochs: int) -> int:
