@@ -369,6 +369,29 @@ mod tests {
     }
 
     #[test]
+    fn row_starts_name_each_rows_document_once() {
+        let dir = tmpdir("stream-row-starts");
+        let tok = tokenizer(&dir);
+        // 300 one-row documents: each row starts at token 0 of its own document.
+        let docs: Vec<String> = documents(300, 2).iter().map(|d| d.split(' ').take(10).collect::<Vec<_>>().join(" ")).collect();
+        let inputs = vec![write_lines(&dir, "d.txt", &docs)];
+        let opts = StreamOptions { seq_len: 32, batch_size: 5, min_seq_len: 0, drop_last: false, ..StreamOptions::default() };
+        let mut seen = Vec::new();
+        for rank in 0..3 {
+            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), StreamOptions { rank, world_size: 3, ..opts.clone() }, None, &Cancel::new()).unwrap();
+            while let Some(b) = s.next_batch().unwrap() {
+                assert_eq!(b.row_starts.len(), 2 * b.rows);
+                for start in b.row_starts.chunks(2) {
+                    assert_eq!((start[0] % 3, start[1]), (rank, 0), "rank {rank} reads its own documents, each from its start");
+                    seen.push(start[0]);
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..300).collect::<Vec<u64>>(), "every document once");
+    }
+
+    #[test]
     fn frequency_counts_are_the_tokens_the_stream_reads() {
         let dir = tmpdir("stream-counts");
         let tok = tokenizer(&dir);

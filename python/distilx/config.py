@@ -155,7 +155,7 @@ class TrainConfig:
                                       "boundary every process agrees, a checkpoint is written and `distilx train` exits "
                                       "with status 75; an empty list leaves them their default action")
     time_limit: str | None = knob(None, "stop cleanly (checkpoint, status 75) before this much time has passed since "
-                                  "the job started: seconds, 90m, 12h, 2d or SLURM's [D-]HH:MM:SS; SLURM's job end "
+                                  "the job started: seconds, 90m, 12h, 2d or SLURM's H:M:S / D-H:M:S; SLURM's job end "
                                   "(SLURM_JOB_END_TIME) counts as well when it is set")
     time_limit_margin: str = knob("5m", "how long before the time limit (or the SLURM job's end) the run stops, "
                                   "beyond the longest step so far: room for the checkpoint write")

@@ -173,8 +173,7 @@ class MaskedLMStream:
             out = native.next_batch()
             if out is None:
                 return
-            input_ids, attention_mask, labels, *origin = out
-            self.last_origin = origin[0] if origin else None
+            input_ids, attention_mask, labels, self.last_origin = out
             yield {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask),
                    "labels": torch.from_numpy(labels)}
 

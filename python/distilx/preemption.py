@@ -60,20 +60,23 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text, field: str = "time_limit") -> float:
-    """Seconds of a duration: a number of seconds, 90s / 15m / 12h / 2d, or SLURM's [D-]HH:MM[:SS]."""
+    """Seconds of a duration: a number of seconds, 90s / 15m / 12h / 2d, or SLURM's time formats M:S, H:M:S,
+    D-H, D-H:M, D-H:M:S."""
     value = str(text).strip().lower()
     seconds = None
     if re.fullmatch(r"\d+(\.\d*)?", value):
         seconds = float(value)
     elif re.fullmatch(r"\d+(\.\d*)?[smhd]", value):
         seconds = float(value[:-1]) * _UNITS[value[-1]]
-    else:
-        m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d)(?::(\d\d))?", value)
-        if m:
-            days, hours, minutes, secs = (int(g) if g else 0 for g in m.groups())
-            seconds = float(((days * 24 + hours) * 60 + minutes) * 60 + secs)
+    elif m := re.fullmatch(r"(\d+)-(\d+)(?::(\d+))?(?::(\d+))?", value):  # SLURM: D-H, D-H:M, D-H:M:S
+        days, hours, minutes, secs = (int(g) if g else 0 for g in m.groups())
+        seconds = float(((days * 24 + hours) * 60 + minutes) * 60 + secs)
+    elif m := re.fullmatch(r"(\d+):(\d+)(?::(\d+))?", value):  # SLURM: M:S, H:M:S
+        a, b, c = (int(g) if g else None for g in m.groups())
+        seconds = float(a * 60 + b if c is None else (a * 60 + b) * 60 + c)
     if seconds is None:
-        raise ValueError(f"{field}={text!r} is not a duration: give seconds (3600), 90m, 12h, 2d or [D-]HH:MM:SS")
+        raise ValueError(f"{field}={text!r} is not a duration: give seconds (3600), 90m, 12h, 2d or SLURM's "
+                         "H:M:S / D-H:M:S")
     return seconds
 
 

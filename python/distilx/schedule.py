@@ -35,7 +35,7 @@ def _warmup_steps(total: int, ratio: float) -> int:
 def _base_factor(u: float, total: int, warmup: int) -> float:
     """The recipe's factor at (possibly fractional) step u of a plan of `total` steps, `warmup` of them warmup."""
     if u < warmup:
-        return (u + 1) / warmup
+        return min(1.0, (u + 1) / warmup)  # (a stretched warmup's fractional steps would pass 1)
     return max(0.0, (total - u) / max(1, total - warmup))
 
 
@@ -56,19 +56,23 @@ class Schedule:
         return int(self.pieces[-1][1])
 
     def factor(self, step: int) -> float:
-        """The multiple of the peak lr at optimizer step `step` (0-based)."""
-        piece = next((p for p in self.pieces if p[0] <= step < p[1]), None)
-        if piece is None:
+        """The multiple of the peak lr at optimizer step `step` (0-based): from the last piece started by then."""
+        piece = next((p for p in reversed(self.pieces) if p[0] <= step), None)
+        if piece is None or step >= piece[1]:
             return 0.0
         start, end, src_start, src_end, total, warmup = piece
+        return _base_factor(self._source(piece, step), int(total), int(warmup))
+
+    @staticmethod
+    def _source(piece, step: int) -> float:
+        """The step of the piece's base plan that `step` maps to."""
+        start, end, src_start, src_end = piece[:4]
         if (start, end) == (src_start, src_end):
-            u = step  # the plan as made: no arithmetic, exact rates
-        else:
-            u = src_start + (step - start) * (src_end - src_start) / (end - start)
-        return _base_factor(u, int(total), int(warmup))
+            return step  # the plan as made: no arithmetic, exact rates
+        return src_start + (step - start) * (src_end - src_start) / (end - start)
 
     def lambda_lr(self, optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, self.factor)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.factor(step))  # a function: not pickled
 
     def sync(self, scheduler) -> None:
         """Set the optimizer's rates to this plan's at the scheduler's step (after `resume` re-planned)."""
@@ -90,16 +94,10 @@ class Schedule:
         planned = self.total_steps
         if total_steps == planned or step >= total_steps:
             return None
-        self.pieces = [p for p in self.pieces if p[0] < step]
         if step < planned:
-            last = self.pieces[-1]
-            start, end, src_start, src_end = last[:4]
-            u = step if (start, end) == (src_start, src_end) else \
-                src_start + (step - start) * (src_end - src_start) / (end - start)
-            last[1], last[3] = step, u  # the steps already taken keep their rates
-            if last[0] == last[1]:
-                self.pieces.pop()
-            self.pieces.append([step, total_steps, u, src_end, last[4], last[5]])
+            last = next(p for p in reversed(self.pieces) if p[0] <= step)
+            # the rest of the current piece's plan, from where the run stands, over the steps left
+            self.pieces.append([step, total_steps, self._source(last, step), last[3], last[4], last[5]])
             return (f"the run was planned for {planned} steps, now {total_steps}: the learning rate continues from "
                     f"its value at step {step} ({lr * self.factor(step):.3g}) and decays linearly to 0 at step "
                     f"{total_steps} (the rest of the schedule is {'stretched' if total_steps > planned else 'squeezed'})")
