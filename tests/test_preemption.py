@@ -93,3 +93,20 @@ def test_signals_at_chosen_moments_stop_cleanly_and_resume_bit_exactly(tiny_run_
     assert same_weights(out, reference)
     assert records(out) == records(reference)
     assert not list((out / "checkpoints").glob("*.tmp-*"))
+
+
+@pytest.mark.slow
+def test_a_time_limit_stops_the_run_with_a_checkpoint_before_the_deadline(tiny_run_inputs, tmp_path, monkeypatch):
+    """SLURM's job end 45 s from now, no margin: the run trains, then stops before a step would end past it."""
+    from distilx import train
+    from pipeline_helpers import run_config
+
+    end = time.time() + 45
+    monkeypatch.setenv("SLURM_JOB_END_TIME", str(int(end)))
+    out = tmp_path / "run"
+    result = train(run_config(*tiny_run_inputs, out, max_steps=100_000, save_every=100_000, eval_batches=0,
+                              time_limit_margin="0"))
+    assert result.preempted == "the time limit"
+    assert time.time() < end + 30  # stopped in time (the save after the last step included, on a loaded box)
+    assert result.steps > 0 and newest_step(out) == result.steps
+    verify_checkpoint(list_checkpoints(out / "checkpoints")[-1])

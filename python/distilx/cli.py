@@ -53,7 +53,7 @@ def _train_parser(sub) -> None:
             continue
         if f.name in _BARE_VALUES:
             p.add_argument(flag, dest=f.name, nargs="?", const=_BARE_VALUES[f.name], default=None, metavar="VALUE",
-                           help=f"{text} (default: {default_text(f)}; bare: {_BARE_VALUES[f.name]})")
+                           help=f"{text} (default: {default_text(f)})")
             continue
         repeatable = f.default_factory is not dataclasses.MISSING and isinstance(f.default_factory(), dict)
         p.add_argument(flag, dest=f.name, default=None, metavar="NAME=VALUE" if repeatable else "VALUE",
