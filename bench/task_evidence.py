@@ -145,6 +145,18 @@ def spread(values: list[float]) -> dict:
             "min": min(values), "max": max(values), "runs": values}
 
 
+def finish(result: dict, start: float, json_path: str | None) -> None:
+    """Wall and CPU seconds and the load average into `result`, logged; `result` written to json_path."""
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
+    result["load_average_at_end"] = os.getloadavg()
+    log(f"total {result['seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU (this process), load average "
+        f"{result['load_average_at_end'][1]:.1f} over the last 5 minutes")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -207,14 +219,7 @@ def main(argv=None) -> int:
                                       "retention": acc["mean"] / t_acc}
         text = f"{acc['mean']:.2%} ± {acc['std']:.2%}"
         log(f"{'(' + variant + ') ' + VARIANTS[variant]:<42}{text:>24}{acc['mean'] / t_acc:>11.1%}{f1['mean']:>10.3f}")
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
-    result["load_average_at_end"] = os.getloadavg()
-    log(f"total {result['seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU (this process), load average "
-        f"{result['load_average_at_end'][1]:.1f} over the last 5 minutes")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, start, args.json)
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .evaluation import autocast_for, count_parameters, forward_seconds
+from .evaluation import autocast_for, count_parameters, forward_seconds, model_folders
 from .models.adapters import encoder_adapter
 from .models.classification import check_classifier, forward_inputs, load_classifier
 from .preflight import check_positions
@@ -40,10 +40,10 @@ def macro_f1(predicted: list[int], gold: list[int]) -> float:
     return sum(scores) / len(scores)
 
 
-def _classifier(model):
+def _classifier(model, role: str):
     if isinstance(model, (str, Path)):
-        return load_classifier(model)
-    check_classifier(model)
+        return load_classifier(model, role)
+    check_classifier(model, role)
     return model
 
 
@@ -74,8 +74,9 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
     teacher's). max_batches: evaluate only the first max_batches x batch_size examples (None: all).
     """
     from .data import _as_tokenizer
-    from .models import check_vocab
+    from .models import check_vocabulary
 
+    folders = model_folders(teacher, student, tokenizer)
     if tokenizer is None:
         tokenizer = student if isinstance(student, (str, Path)) else teacher
         if not isinstance(tokenizer, (str, Path)):
@@ -83,11 +84,10 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
     if isinstance(files, (str, Path)):
         files = [files]
     device = torch.device(device)
-    teacher, student = _classifier(teacher), _classifier(student)
+    teacher, student = _classifier(teacher, "teacher"), _classifier(student, "student")
     labels = LabelSet.shared(teacher, student)
     check_positions(seq_len, teacher=teacher, student=student)
-    for model in (teacher, student):
-        check_vocab(model, _as_tokenizer(tokenizer))
+    check_vocabulary(_as_tokenizer(tokenizer), teacher=teacher, student=student, **folders)
     examples = LabelledExamples(files, tokenizer, text_fields=list(text_fields), label_field=label_field,
                                 labels=labels, seq_len=seq_len)
     if len(examples) == 0:

@@ -5,6 +5,7 @@
     distilx train --task sequence-classification --teacher FINETUNED_DIR --train-files train.jsonl
     distilx eval --teacher TEACHER_DIR --student RUN_DIR --files heldout.txt
     distilx eval --task sequence-classification --teacher FINETUNED_DIR --student RUN_DIR --files test.jsonl
+    distilx eval --task question-answering --teacher QA_DIR --student RUN_DIR --files dev-v1.1.json --seq-len 384
     distilx plot RUN_DIR
     distilx demo                                                   # the embedded default
 
@@ -60,6 +61,20 @@ def _train_parser(sub) -> None:
                        action="append" if repeatable else "store", help=f"{text} (default: {default_text(f)})")
 
 
+def _qa_eval_arguments(e, defaults) -> None:
+    """`distilx eval --task question-answering`'s options: TrainConfig's question-answering fields (their help
+    and defaults from config.py), and where the student's answers go."""
+    from .config import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for name in TrainConfig._TASK_FIELDS["question-answering"]:
+        kind = {"squad_v2": lambda v: v.lower() in ("1", "true", "yes", "on")}.get(name, type(getattr(defaults, name)))
+        e.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
+                       help=f"{fields[name].metadata['help']} (default: {getattr(defaults, name)})".replace("%", "%%"))
+    e.add_argument("--predictions", help="question-answering: write the student's answers to this file, "
+                                         '{id: answer text} ("" for no answer), as the Hugging Face examples do')
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from .config import TrainConfig
     from .tasks import TASKS
@@ -72,11 +87,13 @@ def _build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same examples")
     e.add_argument("--task", choices=TASKS, default=TASKS[0],
                    help="masked-lm: masked-token accuracy and perplexity on the same masks; sequence-classification: "
-                        "accuracy, macro-F1 and the student/teacher retention on labelled examples")
+                        "accuracy, macro-F1 and the student/teacher retention on labelled examples; question-answering: "
+                        "SQuAD exact match and F1 and their retention")
     e.add_argument("--teacher", required=True, help="teacher folder")
     e.add_argument("--student", required=True, help="student folder (a train run's output_dir)")
     e.add_argument("--files", required=True, nargs="+",
-                   help="held-out files: text, one document per line (masked-lm); labelled .jsonl/.csv")
+                   help="held-out files: text, one document per line (masked-lm); labelled .jsonl/.csv; "
+                        "SQuAD-layout .json/.jsonl (question-answering)")
     e.add_argument("--tokenizer", help="tokenizer.json / vocab.txt / folder (default: the student folder)")
     e.add_argument("--text-fields", default=",".join(defaults.text_fields),
                    help=f"sequence-classification: the text field(s), comma-separated (default: {','.join(defaults.text_fields)})")
@@ -85,10 +102,12 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seq-len", type=int, default=128)
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--max-batches", type=int, default=None,
-                   help="evaluate that many batches (default: 20 for masked-lm, every example for sequence-classification)")
+                   help="evaluate that many batches (default: 20 for masked-lm, every example for the other tasks; "
+                        "question-answering: the first MAX_BATCHES x BATCH_SIZE questions)")
     e.add_argument("--seed", type=int, default=0, help="masked-lm: the seed of the masks")
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", help="also write the metrics to this file")
+    _qa_eval_arguments(e, defaults)
 
     pl = sub.add_parser("plot", help="draw RUN_DIR/loss_curves.png from RUN_DIR/metrics.jsonl")
     pl.add_argument("run_dir")
@@ -146,6 +165,18 @@ def _cmd_eval(args) -> int:
                                           batch_size=args.batch_size, max_batches=args.max_batches,
                                           device=args.device)
         print(classification_table(metrics))
+    elif args.task == "question-answering":
+        from .qa_eval import evaluate_question_answering
+        from .report import question_answering_table
+
+        metrics = evaluate_question_answering(
+            args.teacher, args.student, args.files, args.tokenizer or args.student, seq_len=args.seq_len,
+            doc_stride=args.doc_stride, max_query_len=args.max_query_len, max_answer_len=args.max_answer_len,
+            n_best_size=args.n_best_size, null_score_diff_threshold=args.null_score_diff_threshold,
+            squad_version=None if args.squad_v2 is None else ("2.0" if args.squad_v2 else "1.1"),
+            batch_size=args.batch_size, max_questions=None if args.max_batches is None else args.max_batches * args.batch_size,
+            device=args.device, predictions_file=args.predictions)
+        print(question_answering_table(metrics))
     else:
         from .evaluation import evaluate
 

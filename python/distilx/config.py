@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -22,6 +23,7 @@ from typing import Any
 from .models.defaults import STUDENT_CLASSES
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
 from .tasks import TASKS
+from .tasks.records import brief
 
 __all__ = ["TrainConfig", "knob", "config_table", "default_text"]
 
@@ -50,19 +52,34 @@ class TrainConfig:
     # --- what to distil ---
     task: str = knob("masked-lm", "'masked-lm': pre-training distillation of a masked-LM teacher on raw text; "
                      "'sequence-classification': a fine-tuned …ForSequenceClassification teacher on labelled "
-                     ".jsonl/.csv examples (docs/tasks.md)", choices=TASKS)
+                     ".jsonl/.csv examples; 'question-answering': a fine-tuned …ForQuestionAnswering teacher on "
+                     "SQuAD-layout .json/.jsonl questions (docs/tasks.md)", choices=TASKS)
     teacher: str = knob("", "folder of a masked-LM teacher (config.json + weights with the MLM head): BERT, RoBERTa, "
                         "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
                         "encoder with one layer stack (docs/pipeline.md); for task sequence-classification a fine-tuned "
-                        "…ForSequenceClassification (docs/tasks.md)")
+                        "…ForSequenceClassification, for question-answering a fine-tuned …ForQuestionAnswering (docs/tasks.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
     train_files: list[str] = knob([], "masked-lm: the corpus, files, folders or globs (.txt/.jsonl, .parquet, .arrow, "
-                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files")
+                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files; "
+                                  "question-answering: SQuAD-layout .json or .jsonl files")
     eval_files: list[str] = knob([], "held-out files (same kind as train_files) for the end-of-run evaluation")
     text_fields: list[str] = knob(["text"], "sequence-classification: the field (.jsonl) or column (.csv) holding "
                                   "the text; two names for a text pair")
     label_field: str = knob("label", "sequence-classification: the field or column holding the label, a name from "
                             "the teacher's config.json id2label or its integer id")
+    doc_stride: int = knob(32, "question-answering: context tokens consecutive windows of a long context share "
+                           "(the Hugging Face examples use 128 with --seq-len 384)", valid=(lambda v: v >= 0, ">= 0"))
+    max_query_len: int = knob(64, "question-answering: the longest question in tokens; a longer one is an error "
+                              "naming it (windows keep seq_len - max_query_len - special tokens for the context)",
+                              valid=AT_LEAST_ONE)
+    max_answer_len: int = knob(30, "question-answering evaluation: the longest answer span decoded, in tokens",
+                               valid=AT_LEAST_ONE)
+    n_best_size: int = knob(20, "question-answering evaluation: start and end positions tried per window (the "
+                            "highest logits)", valid=AT_LEAST_ONE)
+    null_score_diff_threshold: float = knob(0.0, "question-answering evaluation, SQuAD v2.0: answer \"\" (no answer) "
+                                            "when the no-answer score beats the best span's by more than this")
+    squad_v2: bool | None = knob(None, "question-answering evaluation: score as SQuAD v2.0 (questions may have no "
+                                 "answer; the model may answer \"\"); None = when a question of the files has none")
     output_dir: str = knob("distilx-run", "student, tokenizer, config, metrics, plots and checkpoints go here")
 
     # --- the student ---
@@ -193,6 +210,7 @@ class TrainConfig:
                 data = yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:  # e.g. a !!python/... tag, which safe_load refuses to construct
                 raise ValueError(f"config {path}: refused: {_yaml_problem(exc)}") from None
+            _check_expanded_size(data, path)
         else:
             raise ValueError(f"config {path}: unknown extension {path.suffix!r}; use .toml, .json or .yaml")
         if "train" in data and isinstance(data["train"], dict):  # allow a [train] table
@@ -227,6 +245,7 @@ class TrainConfig:
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         self._check_task_fields()
+        self._check_paths()
         from .preemption import parse_duration, signal_of
 
         for name in self.preempt_signals:
@@ -241,7 +260,9 @@ class TrainConfig:
 
     # Fields only one task reads (docs/tasks.md): set under the other task they are an error, not ignored
     _TASK_FIELDS = {"masked-lm": ("masking", "mlm_probability", "packing", "data", "kl_on", "fused_linear"),
-                    "sequence-classification": ("text_fields", "label_field")}
+                    "sequence-classification": ("text_fields", "label_field"),
+                    "question-answering": ("doc_stride", "max_query_len", "max_answer_len", "n_best_size",
+                                           "null_score_diff_threshold", "squad_v2")}
     # What a pre-trained `student` folder replaces
     _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init")
 
@@ -256,6 +277,16 @@ class TrainConfig:
         if self.student and stray:
             raise ValueError(f"student={self.student!r} is a pre-trained student, which {', '.join(stray)} would "
                              "initialise from the teacher instead: pass one or the other")
+
+    def _check_paths(self) -> None:
+        """train_files / eval_files hold paths: train_config.json records them and --resume digests them, so
+        an object (a datasets.Dataset) is refused before the run creates anything."""
+        for name in ("train_files", "eval_files"):
+            for i, item in enumerate(getattr(self, name)):
+                if not isinstance(item, (str, os.PathLike)):
+                    raise ValueError(f"{name}[{i}] is a {type(item).__module__}.{type(item).__name__}, not a path: a "
+                                     "run records its inputs by path (train_config.json, --resume); save a dataset with "
+                                     "dataset.save_to_disk(folder) and pass the folder, or give it to MaskedLMStream")
 
     # Fields that are stream options under the same name (the others: data_threads -> num_threads,
     # and the run's rank / world size).
@@ -280,7 +311,39 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=os.fspath) + "\n", encoding="utf-8")
+
+
+#: Values a config may hold once YAML aliases are expanded: a run's config is a few hundred; nested
+#: aliases (`&a [x, x]`, `&b [*a, *a]`, ...) double it per level, and expanding them (a copy, a str())
+#: took minutes and gigabytes before failing.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_expanded_size(data, path) -> None:
+    """Refuse a loaded YAML document whose values, aliases expanded, exceed MAX_CONFIG_VALUES (counted
+    without expanding: each shared node's size is computed once), or that refers to itself."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if not isinstance(node, (list, dict)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise ValueError(f"config {path}: refused: a YAML alias refers to a value that contains it "
+                                 "(a cycle); write the values out")
+            return sizes[key]
+        sizes[key] = -1
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        total = 1 + sum(size(child) for child in children)
+        sizes[key] = total
+        if total > MAX_CONFIG_VALUES:
+            raise ValueError(f"config {path}: refused: its YAML aliases expand to over {MAX_CONFIG_VALUES:,} values "
+                             "(nested aliases multiply); write the values out")
+        return total
+
+    size(data)
 
 
 def resume_mode(value):
@@ -342,6 +405,11 @@ def _coerce(name, value, hint):
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         base = next(a for a in args if a is not type(None))
     origin = typing.get_origin(base)
+    if origin is list and isinstance(value, (list, tuple)):
+        nested = next((v for v in value if isinstance(v, (list, tuple, dict))), None)
+        if nested is not None:  # str() of it would be a path no one meant (or, aliased, gigabytes)
+            raise ValueError(f"config field {name}: an item is a {type(nested).__name__}, not a "
+                             f"{typing.get_args(base)[0].__name__}")
     try:
         if origin is list:
             (item,) = typing.get_args(base)
@@ -362,7 +430,7 @@ def _coerce(name, value, hint):
             return int(float(value)) if "e" in value.lower() else int(value)
         return base(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config field {name}: cannot read {value!r} as {hint}") from exc
+        raise ValueError(f"config field {name}: cannot read {brief(value)} as {hint}") from exc
 
 
 def _stream_options(name: str, value) -> dict:

@@ -3,7 +3,7 @@ counted nouns."""
 
 from __future__ import annotations
 
-__all__ = ["metrics_table", "classification_table", "plural"]
+__all__ = ["metrics_table", "classification_table", "question_answering_table", "plural"]
 
 
 def plural(count: int, noun: str) -> str:
@@ -47,3 +47,15 @@ def classification_table(metrics: dict) -> str:
               ("student/teacher macro-F1 retention", _share(m["macro_f1_retention"])),
               ("student/teacher agreement", f"{m['agreement']:.1%}")]
     return _side_by_side(m, plural(m["examples"], "example"), rows, ratios)
+
+
+def question_answering_table(metrics: dict) -> str:
+    """evaluate_question_answering()'s result as the side-by-side table."""
+    m = metrics
+    rows = [("exact match", f"{m['teacher_exact_match']:.1f}", f"{m['student_exact_match']:.1f}"),
+            ("F1", f"{m['teacher_f1']:.1f}", f"{m['student_f1']:.1f}")]
+    ratios = [("student/teacher exact-match retention", _share(m["exact_match_retention"])),
+              ("student/teacher F1 retention", _share(m["f1_retention"])),
+              ("student/teacher same answer", f"{m['agreement']:.1%}")]
+    what = f"SQuAD v{m['squad_version']}, {plural(m['questions'], 'question')}"
+    return _side_by_side(m, what, rows, ratios)

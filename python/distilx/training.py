@@ -34,10 +34,10 @@ from .config import TrainConfig
 from .diskfull import reporting_disk_full
 from .distributed import DistEnv, run_on_main, setup_distributed
 from .metrics_log import MetricsLog
-from .models import check_vocab
+from .models import check_vocabulary
 from .models.adapters import encoder_adapter
 from .preemption import Preemption
-from .preflight import training_batches
+from .preflight import check_output_outside_inputs, training_batches
 from .resume import restore
 from .run_dir import RunFolder
 from .run_identity import resume_point, run_identity
@@ -170,6 +170,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     if teacher is None and not config.teacher:
         raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
                          "architectures: docs/pipeline.md), or a fine-tuned classifier for task sequence-classification")
+    check_output_outside_inputs(config)  # before anything is created
     # signals stop the run at a step boundary from now on (the handlers only take note)
     preemption = cleanup.enter_context(Preemption.for_run(config))
     env = setup_distributed(config.device)
@@ -189,10 +190,12 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     teacher.to(env.device)
     tokenizer_source = Path(config.tokenizer or config.teacher)
     tokenizer = Tokenizer(str(tokenizer_source))
-    check_vocab(teacher, tokenizer)
     if student is None:
         student = task.build_student(teacher, config)  # from the teacher, random, or config.student's folder
-    check_vocab(student, tokenizer)
+    # one vocabulary: the tokenizer's token -> id map is the teacher folder's (and a student folder's), and
+    # both models embed its ids; the message names the side at fault
+    check_vocabulary(tokenizer, teacher=teacher, student=student, teacher_folder=config.teacher,
+                     tokenizer_source=config.tokenizer, student_folder=config.student)
     task.check_models(config, teacher, student)  # positions, widths, labels: before any step
     if env.device.type == "cuda" and precision != "fp32":
         teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
@@ -260,16 +263,16 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
                              "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "stream": streams,
                              "rng": rngs, "step": step,
                              "skipped": skipped, "tokens_seen": tokens_seen, "world_size": env.world_size}
-            run.record(ckpt_root.name)
-            save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last,
-                            run_id=run.run_id, identity=identity)
+            with run.writing(ckpt_root.name):
+                save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last,
+                                run_id=run.run_id, identity=identity)
         if env.distributed:
             dist.barrier()  # nobody runs ahead (or exits) while rank 0 is still writing
 
     log = MetricsLog(run, step, config.tensorboard) if env.is_main else None
     if env.is_main:
-        run.record("train_config.json")
-        config.save(output_dir / "train_config.json")
+        with run.writing("train_config.json"):
+            config.save(output_dir / "train_config.json")
     bar = None
     if env.is_main and config.progress:
         from tqdm.auto import tqdm
@@ -391,12 +394,12 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         # the summary and the plot first: they stay even if the evaluation fails
         summary = {"steps": step, "skipped_steps": skipped, "tokens_seen": tokens_seen,
                    "final": history[-1] if history else None, "eval": None}
-        run.record("metrics.json")
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with run.writing("metrics.json"):
+            (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         try:
             from .plots import plot_run
-            run.record("loss_curves.png")
-            plot_run(output_dir)
+            with run.writing("loss_curves.png"):  # recorded only if written
+                plot_run(output_dir)
         except ImportError:  # matplotlib is optional
             pass
         if config.eval_files and config.eval_batches > 0:

@@ -18,14 +18,12 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..safe_loading import refusing_code
-from .adapters import UnsupportedModelError, adapter_for_type, encoder_adapter
-from .builders import same_class_fewer_layers
+from .adapters import UnsupportedModelError, adapter_for_type
+from .heads import fewer_layers, fresh_tensors, head_from_teacher
 from .loading import read_config_json
-from .student import kept_layers
 
 __all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "forward_inputs",
            "check_classifier"]
@@ -33,7 +31,8 @@ __all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_
 
 def check_classifier(model: nn.Module, role: str = "teacher") -> None:
     """Raise unless `model` is the …ForSequenceClassification of its model type, for single-label
-    classification (the only kind distilx distils: one class per example, num_labels >= 2)."""
+    classification (the only kind distilx distils: one class per example, num_labels >= 2), whose
+    id2label numbers its labels 0..n-1."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     config = getattr(model, "config", None)
@@ -46,6 +45,26 @@ def check_classifier(model: nn.Module, role: str = "teacher") -> None:
         raise ValueError(f"the {role} is set up for problem_type={config.problem_type!r} with num_labels="
                          f"{config.num_labels}: distilx distils single-label classifiers (num_labels >= 2, one "
                          "class per example); regression and multi-label heads are not supported")
+    from ..tasks.labelled_data import LabelSet
+
+    LabelSet.of(config, role)  # id2label numbers the labels 0..n-1, each named once
+    if role == "teacher":
+        _warn_if_untrained(model)
+
+
+def _warn_if_untrained(model: nn.Module) -> None:
+    """Warn when the head's output bias (the [num_labels] bias outside the encoder) is exactly 0, as
+    transformers initialises it and as no training step leaves it: a classifier saved without being
+    fine-tuned, whose logits are noise a student would learn."""
+    import warnings
+
+    base = model.base_model_prefix + "."
+    biases = [(name, p) for name, p in model.named_parameters()
+              if not name.startswith(base) and name.endswith("bias") and tuple(p.shape) == (model.config.num_labels,)]
+    if biases and all(not p.detach().any() for _, p in biases):
+        warnings.warn(f"the teacher's classification head looks untrained: its output bias ({biases[-1][0]}) is "
+                      "exactly 0, as transformers initialises it and as fine-tuning does not leave it; distilling an "
+                      "untrained teacher teaches noise: fine-tune it first", stacklevel=3)
 
 
 def _config_of(path: Path):
@@ -58,10 +77,11 @@ def _config_of(path: Path):
     return CONFIG_MAPPING[model_type].from_json_file(str(config_file)), declared
 
 
-def load_classifier(path: str | Path) -> nn.Module:
+def load_classifier(path: str | Path, role: str = "teacher") -> nn.Module:
     """A fine-tuned …ForSequenceClassification from a local folder, in eval mode: the teacher of task
-    sequence-classification. A folder without trained head weights (a masked-LM model, a bare encoder) is
-    a ValueError saying what the folder holds."""
+    sequence-classification (or, role "student", a student trained for it, e.g. to evaluate it). A folder
+    without trained head weights (a masked-LM model, a bare encoder) is a ValueError saying what the
+    folder holds and naming the role."""
     from transformers import AutoModelForSequenceClassification
 
     path = Path(path)
@@ -69,15 +89,16 @@ def load_classifier(path: str | Path) -> nn.Module:
     with refusing_code(path):  # a hostile pickle: one line naming the file
         model, info = AutoModelForSequenceClassification.from_pretrained(str(path), config=config,
                                                                          output_loading_info=True)
-    check_classifier(model)
-    fresh = list(info.get("missing_keys", [])) + [m[0] if isinstance(m, tuple) else m
-                                                  for m in info.get("mismatched_keys", [])]
+    check_classifier(model, role)
+    fresh = fresh_tensors(info)
     if fresh:
         holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
-        raise ValueError(f"{path} is not a fine-tuned classifier: its weights lack {len(fresh)} tensors of a "
-                         f"{type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
-                         "The teacher of task sequence-classification is a fine-tuned …ForSequenceClassification "
-                         "folder; to distil a masked-LM model use --task masked-lm")
+        fix = ("The teacher of task sequence-classification is a fine-tuned …ForSequenceClassification folder; to "
+               "distil a masked-LM model use --task masked-lm" if role == "teacher" else
+               "Evaluate a student trained with --task sequence-classification (a masked-LM student: --task masked-lm)")
+        raise ValueError(f"the {role} {path} is not a fine-tuned classifier: its weights lack {len(fresh)} tensors of "
+                         f"a {type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
+                         f"{fix}")
     return model.eval()
 
 
@@ -88,13 +109,7 @@ def init_classifier_student(teacher, n_layers: int | None = None, layers: list[i
     if isinstance(teacher, (str, Path)):
         teacher = load_classifier(teacher)
     check_classifier(teacher)
-    adapter = encoder_adapter(teacher)
-    layers = kept_layers(len(adapter.layers(teacher)), n_layers, layers)
-    with torch.no_grad():
-        student = same_class_fewer_layers(teacher, layers, getattr(teacher.config, "tie_word_embeddings", True),
-                                          adapter)
-    student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
-    return student.float().train()
+    return fewer_layers(teacher, n_layers, layers)
 
 
 def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Module:
@@ -119,17 +134,7 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
         student, info = AutoModelForSequenceClassification.from_pretrained(
             str(path), config=config, output_loading_info=True, ignore_mismatched_sizes=True)
     check_classifier(student, role="student")
-    fresh = set(info.get("missing_keys", [])) | {m[0] if isinstance(m, tuple) else m
-                                                 for m in info.get("mismatched_keys", [])}
-    teacher_state = teacher.state_dict() if type(student) is type(teacher) else {}
-    copied = []
-    with torch.no_grad():
-        for name, tensor in student.state_dict().items():
-            source = teacher_state.get(name)
-            if name in fresh and source is not None and source.shape == tensor.shape:
-                tensor.copy_(source)
-                copied.append(name)
-    student.config.distilx_head_from_teacher = sorted(copied)
+    head_from_teacher(student, fresh_tensors(info), teacher)
     return student.float().train()
 
 

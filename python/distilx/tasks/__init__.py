@@ -4,6 +4,8 @@
   `MaskedLMStream`, the MLM head projected only on the rows the loss reads);
 - `sequence_classification.py`: task-stage distillation of a fine-tuned …ForSequenceClassification on
   labelled examples (`labelled_data.py`: reading, label mapping, tokenization, resumable batches);
+- `question_answering.py`: task-stage distillation of a fine-tuned …ForQuestionAnswering on SQuAD-layout
+  questions (`qa_records.py`: reading and checking; `qa_windows.py`: windows, offsets, targets);
 - `base.py`: the interface the loop (training.py) calls, and what both tasks share.
 
 `TASKS` imports without torch (TrainConfig validates against it); the rest loads on first use.
@@ -11,9 +13,10 @@
 
 from importlib import import_module
 
-TASKS = ("masked-lm", "sequence-classification")
+TASKS = ("masked-lm", "sequence-classification", "question-answering")
 
-_MODULES = {"masked-lm": "masked_lm", "sequence-classification": "sequence_classification"}
+_MODULES = {"masked-lm": "masked_lm", "sequence-classification": "sequence_classification",
+            "question-answering": "question_answering"}
 
 __all__ = ["TASKS", "task_for"]
 

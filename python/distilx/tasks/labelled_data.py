@@ -1,10 +1,11 @@
 """Labelled examples for sequence classification: files, labels, tokens, and resumable batches.
 
 - Files: `.jsonl` (one JSON object per line; blank lines skipped) and `.csv` (a header row names the
-  columns). The text is one field or two (a text pair), the label one field; names are configurable.
+  columns), read by records.py (UTF-8 with or without a BOM, bounded records, file:line in every error).
+  The text is one field or two (a text pair), the label one field; names are configurable.
 - Labels: the teacher's label set (config.json `id2label`). A label is a label name, or an integer id
-  in [0, num_labels) (a JSON integer or, in CSV, a string of digits); names win when a name is itself
-  a number. Anything else is an error naming the file, the line and the known labels.
+  in [0, num_labels) (a JSON integer or, in CSV, a string of ASCII digits); names win when a name is
+  itself a number. Anything else is an error naming the file, the line and the known labels.
 - Tokens: the teacher's own Hugging Face tokenizer frames the text or the pair (its template decides
   [CLS] a [SEP] b [SEP], <s> a </s></s> b </s>, the segment ids) and truncates to seq_len
   ("longest_first" for pairs): the exact framing, by construction.
@@ -14,8 +15,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .records import RECORD_SUFFIXES, brief, records
+
 __all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
            "SUFFIXES"]
 
-SUFFIXES = (".jsonl", ".csv")
+SUFFIXES = RECORD_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,32 @@ class LabelSet:
     names: tuple[str, ...]
 
     @classmethod
-    def of(cls, model_config) -> "LabelSet":
-        id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
-        return cls(tuple(id2label[i] for i in range(len(id2label))))
+    def of(cls, model_config, role: str = "teacher") -> "LabelSet":
+        """The labels of a classifier's config; ValueError naming its config.json when `id2label` does not
+        number them 0..n-1 (a gap, a key that is no number) or names one label twice."""
+        folder = getattr(model_config, "_name_or_path", "")
+        where = f"the {role}'s config.json" + (f" ({folder})" if folder else "")
+        try:
+            id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: id2label keys {list(model_config.id2label)[:10]} are not all integer ids: "
+                             "number the labels 0..n-1") from None
+        missing = [i for i in range(len(id2label)) if i not in id2label]
+        if missing:
+            raise ValueError(f"{where}: id2label numbers its {len(id2label)} labels {sorted(id2label)[:10]}, without "
+                             f"id {missing[0]}: number them 0..{len(id2label) - 1} without gaps (the classifier has "
+                             "one output per id)")
+        names = tuple(id2label[i] for i in range(len(id2label)))
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise ValueError(f"{where}: id2label names the label {twice!r} twice: give each id its own name")
+        return cls(names)
 
     @classmethod
     def shared(cls, teacher, student) -> "LabelSet":
         """The teacher's labels, checked to be the student's too (a classifier student of another label set
         cannot be trained or evaluated against this teacher)."""
-        labels, student_labels = cls.of(teacher.config), cls.of(student.config)
+        labels, student_labels = cls.of(teacher.config), cls.of(student.config, "student")
         if student_labels != labels:
             raise ValueError(f"the student's labels {list(student_labels.names)} are not the teacher's "
                              f"{list(labels.names)}: use a student of this teacher")
@@ -55,40 +73,15 @@ class LabelSet:
         if isinstance(value, str):
             if value in self.names:
                 return self.names.index(value)
-            if value.isdigit():
+            # an id written as text: ASCII digits only ("²" and "٣" are digits to str.isdigit), and few
+            # enough of them for int() (Python refuses over 4300)
+            if value.isascii() and value.isdigit() and len(value) <= 18:
                 value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
             return value
-        raise ValueError(f"{where}: label {value!r} is not one the teacher knows: its labels (config.json id2label) "
-                         f"are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or use a "
+        raise ValueError(f"{where}: label {brief(value)} is not one the teacher knows: its labels (config.json "
+                         f"id2label) are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or use a "
                          "teacher fine-tuned on this label set")
-
-
-def _jsonl_records(path: Path):
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg}): each line of a .jsonl file is one JSON "
-                                 "object") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with the text and label "
-                                 "fields")
-            yield where, record
-
-
-def _csv_records(path: Path):
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for record in reader:
-            if None in record:  # more cells than the header has columns
-                raise ValueError(f"{path}:{reader.line_num}: {len(record) - 1 + len(record[None])} cells but the "
-                                 f"header names {len(reader.fieldnames)} columns")
-            yield f"{path}:{reader.line_num}", record
 
 
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
@@ -99,12 +92,7 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
         raise ValueError(f"text_fields={list(text_fields)}: give one field (a single text) or two (a text pair)")
     texts, ids = [], []
     for name in files:
-        path = Path(name)
-        if path.suffix not in SUFFIXES:
-            raise ValueError(f"{path}: labelled files must be {' or '.join(SUFFIXES)} (one example per line / row)")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist or is not a file")
-        for where, record in (_jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path)):
+        for where, record in records(name):
             missing = [k for k in (*text_fields, label_field) if k not in record]
             if missing:
                 raise ValueError(f"{where}: no field {missing[0]!r} (fields here: {sorted(record)}); name the text "
@@ -112,7 +100,7 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
             example = tuple(record[k] for k in text_fields)
             bad = next((k for k, v in zip(text_fields, example) if not isinstance(v, str)), None)
             if bad is not None:
-                raise ValueError(f"{where}: field {bad!r} holds {record[bad]!r}, not a text")
+                raise ValueError(f"{where}: field {bad!r} holds {brief(record[bad])}, not a text")
             texts.append(example)
             ids.append(labels.id_of(record[label_field], where))
     return texts, ids
@@ -220,8 +208,8 @@ class ClassificationBatches:
 
     def for_shard(self, rank: int, world_size: int) -> "ClassificationBatches":
         """The same examples as rank `rank` of `world_size`, at the start of epoch 0."""
-        return ClassificationBatches(self.examples, batch_size=self.batch_size, seed=self.seed, rank=rank,
-                                     world_size=world_size, padding=self.padding)
+        return type(self)(self.examples, batch_size=self.batch_size, seed=self.seed, rank=rank, world_size=world_size,
+                          padding=self.padding)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index, "config": self._config()}
