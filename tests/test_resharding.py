@@ -2,8 +2,8 @@
 of the epoch is the old run's batches — the same rows, documents and masks, byte for byte — each dealt to
 exactly one new rank, none skipped; the next epoch is sharded over the new number. Counted from each
 stream's own record of what a batch was made of (`last_origin`: row starts, example indices), for the
-masked-LM stream (Rust) and the classification batches. (The same with real training processes and
-real signals: test_cluster.py.)"""
+masked-LM stream (Rust) and the classification batches (which the question-answering task uses too). (The
+same with real training processes and real signals: test_cluster.py.)"""
 
 import collections
 import json
@@ -62,13 +62,31 @@ def classification(tmp_path_factory, tokenizer_json):
     return make
 
 
-@pytest.fixture(scope="module", params=["masked-lm", "masked-lm frequency packed", "classification"])
+@pytest.fixture(scope="module")
+def question_answering(tmp_path_factory):
+    """A factory of the question-answering task's batches (ClassificationBatches over QA windows) of real
+    Wikipedia text: the task inherits the protocol."""
+    from distilx import assets
+    from distilx.tasks.qa_records import read_qa_records
+    from distilx.tasks.qa_windows import QAWindows
+    from qa_helpers import span_records, wiki_texts, write_jsonl
+
+    path = write_jsonl(tmp_path_factory.mktemp("qa") / "train.jsonl", span_records(wiki_texts(12), n_per_text=3))
+    windows = QAWindows(read_qa_records([path]), assets.minilm_dir(), seq_len=96, doc_stride=32, max_query_len=40)
+
+    def make(rank, world):
+        return ClassificationBatches(windows, batch_size=2, seed=5, rank=rank, world_size=world)
+    return make
+
+
+@pytest.fixture(scope="module", params=["masked-lm", "masked-lm frequency packed", "classification",
+                                        "question-answering"])
 def kind_and_factory(request, corpus, tok, masked_lm, classification):
     if request.param == "masked-lm":
         return request.param, masked_lm
-    if request.param == "classification":
-        return request.param, classification
-    return request.param, masked_lm_factory(corpus, tok, masking="frequency", packing=True)
+    if request.param == "masked-lm frequency packed":
+        return request.param, masked_lm_factory(corpus, tok, masking="frequency", packing=True)
+    return request.param, request.getfixturevalue(request.param.replace("-", "_"))
 
 
 def origin(stream):
@@ -136,7 +154,7 @@ def test_the_rest_of_the_epoch_is_dealt_once_to_the_new_processes(kind_and_facto
     assert max(seen.values()) == 1, "a batch used twice"
     assert set(seen) == set(full), "the old run's epoch, every batch of it"
     assert all(full[o] == c for o, c in used), "each batch exactly the old run's: rows, order and masks"
-    if kind != "classification":  # every document of the epoch, from the row starts (document index, token offset)
+    if kind.startswith("masked-lm"):  # every document of the epoch, from the row starts (document index, token offset)
         docs = {o[i] for o in seen for i in range(0, len(o), 2)}
         assert docs == {o[i] for o in full for i in range(0, len(o), 2)}
     # the next epoch: the new number of processes' own shards
