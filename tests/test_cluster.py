@@ -9,6 +9,7 @@ the stream's own record of each batch."""
 import collections
 import json
 import math
+import os
 import signal
 import sys
 
@@ -72,8 +73,6 @@ def test_a_killed_worker_is_restarted_and_the_run_continues_from_its_checkpoint(
     flags = train_flags(teacher, train_file, out, max_steps=10, save_every=2, resume="auto")
     proc = start(launch(2, flags, port=free_port(), extra=("--max-restarts", "1")))
     wait_until(lambda: steps_logged(out) >= 5, proc, "step 5")
-    worker_pid(proc.pid, 1)
-    import os
     os.kill(worker_pid(proc.pid, 1), signal.SIGKILL)
     status, printed, err = finish(proc)
     assert status == 0, err[-3000:]
