@@ -114,6 +114,9 @@ pub struct MaskedBatch {
     pub cols: usize,
     /// Number of prediction targets (labels != -100).
     pub targets: usize,
+    /// Where each row starts, as (document index, token offset) pairs, row after row: the stream's
+    /// record of what the batch was made of (filled by the producer).
+    pub row_starts: Vec<u64>,
 }
 
 pub const IGNORE: i64 = -100;
@@ -271,7 +274,7 @@ impl Masker {
                 }
             }
         }
-        MaskedBatch { input_ids, attention_mask, labels, rows: n, cols, targets }
+        MaskedBatch { input_ids, attention_mask, labels, rows: n, cols, targets, row_starts: Vec::new() }
     }
 }
 

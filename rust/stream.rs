@@ -363,14 +363,18 @@ mod tests {
         out
     }
 
-    #[test]
-    fn ranks_are_disjoint_covering_and_equal() {
-        let dir = tmpdir("stream-ranks");
+    /// 300 one-row documents (100 per rank of 3), in batches of 5 rows.
+    fn one_row_documents(name: &str) -> (Arc<Tokenizer>, Vec<String>, StreamOptions) {
+        let dir = tmpdir(name);
         let tok = tokenizer(&dir);
-        // 300 one-row documents: 100 per rank of 3.
         let docs: Vec<String> = documents(300, 2).iter().map(|d| d.split(' ').take(10).collect::<Vec<_>>().join(" ")).collect();
         let inputs = vec![write_lines(&dir, "d.txt", &docs)];
-        let opts = StreamOptions { seq_len: 32, batch_size: 5, min_seq_len: 0, drop_last: false, ..StreamOptions::default() };
+        (tok, inputs, StreamOptions { seq_len: 32, batch_size: 5, min_seq_len: 0, drop_last: false, ..StreamOptions::default() })
+    }
+
+    #[test]
+    fn ranks_are_disjoint_covering_and_equal() {
+        let (tok, inputs, opts) = one_row_documents("stream-ranks");
         let mut all = rows(&epoch(&mut Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts.clone(), None, &Cancel::new()).unwrap()), 32);
         let mut seen: Vec<Vec<i64>> = Vec::new();
         for rank in 0..3 {
@@ -383,6 +387,25 @@ mod tests {
         seen.sort();
         assert_eq!(seen.len(), 300);
         assert_eq!(seen, all, "the ranks' rows are the corpus's, each once");
+    }
+
+    #[test]
+    fn row_starts_name_each_rows_document_once() {
+        // each row starts at token 0 of its own document
+        let (tok, inputs, opts) = one_row_documents("stream-row-starts");
+        let mut seen = Vec::new();
+        for rank in 0..3 {
+            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), StreamOptions { rank, world_size: 3, ..opts.clone() }, None, &Cancel::new()).unwrap();
+            while let Some(b) = s.next_batch().unwrap() {
+                assert_eq!(b.row_starts.len(), 2 * b.rows);
+                for start in b.row_starts.chunks(2) {
+                    assert_eq!((start[0] % 3, start[1]), (rank, 0), "rank {rank} reads its own documents, each from its start");
+                    seen.push(start[0]);
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..300).collect::<Vec<u64>>(), "every document once");
     }
 
     #[test]

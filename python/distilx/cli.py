@@ -13,7 +13,9 @@
 Every TrainConfig field is a `train` flag (`student_layers` -> `--student-layers`, its help and
 default from config.py, listed in docs/config.md); lists are comma-separated (`--train-files
 a.txt,b.txt`). Errors print one line and exit with status 2 (bad usage or input, paths that cannot be
-read or written) or 1 (the run failed), never a traceback for a user mistake.
+read or written) or 1 (the run failed), never a traceback for a user mistake. A run stopped by a
+preemption signal or its time limit writes a checkpoint and exits with status 75 (EXIT_PREEMPTED):
+requeue it with `--resume auto`.
 """
 
 from __future__ import annotations
@@ -26,8 +28,14 @@ import sys
 __all__ = ["main"]
 
 
-# TrainConfig booleans given as bare flags (`--resume`, not `--resume true`)
-_SWITCHES = ("resume", "overwrite_output_dir")
+# TrainConfig booleans given as bare flags (`--overwrite-output-dir`, not `--overwrite-output-dir true`)
+_SWITCHES = ("overwrite_output_dir",)
+# fields whose flag may be given bare, meaning this value (`--resume` is `--resume always`)
+_BARE_VALUES = {"resume": "always"}
+
+_EXIT_STATUSES = ("exit status: 0 done; 1 the run failed (a full disk, non-finite losses); 2 bad usage or input; "
+                  "75 stopped by a preemption signal or the time limit, with a checkpoint: start it again with "
+                  "--resume auto (docs/pipeline.md, 'Clusters')")
 
 
 def _train_parser(sub) -> None:
@@ -35,13 +43,19 @@ def _train_parser(sub) -> None:
 
     p = sub.add_parser("train", help="distil a teacher into a student (every TrainConfig field is a flag)",
                        description="Distil a masked-LM teacher into a shallower student. Flags override "
-                                   "the --config file; the fields are listed in docs/config.md.")
+                                   "the --config file; the fields are listed in docs/config.md. Without --config, "
+                                   "`--output-dir RUN --resume` continues the run from RUN/train_config.json.",
+                       epilog=_EXIT_STATUSES)
     p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         text = f.metadata["help"].replace("%", "%%")  # argparse formats help strings with %
         if f.name in _SWITCHES:
             p.add_argument(flag, dest=f.name, action="store_const", const="true", default=None, help=text)
+            continue
+        if f.name in _BARE_VALUES:
+            p.add_argument(flag, dest=f.name, nargs="?", const=_BARE_VALUES[f.name], default=None, metavar="VALUE",
+                           help=f"{text} (default: {default_text(f)})")
             continue
         repeatable = f.default_factory is not dataclasses.MISSING and isinstance(f.default_factory(), dict)
         p.add_argument(flag, dest=f.name, default=None, metavar="NAME=VALUE" if repeatable else "VALUE",
@@ -120,16 +134,32 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train_config(args):
+    """--config and the flags; without --config, a resume reads the run's own train_config.json."""
+    from pathlib import Path
+
+    from .config import TrainConfig, resume_mode
+    from .resume import CONFIG_FILE, folder_config
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None}
+    if args.config:
+        return TrainConfig.load(args.config).override(overrides)
+    output_dir = overrides.get("output_dir", TrainConfig().output_dir)
+    if resume_mode(overrides.get("resume", "never")) != "never" and (Path(output_dir) / CONFIG_FILE).is_file():
+        return folder_config(output_dir, overrides)
+    return TrainConfig().override(overrides)
+
+
 def _cmd_train(args) -> int:
-    from .config import TrainConfig
+    from .preemption import EXIT_PREEMPTED
     from .report import plural
     from .tasks import task_for
     from .training import train
 
-    config = TrainConfig.load(args.config) if args.config else TrainConfig()
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config") and v is not None}
-    config = config.override(overrides)
+    config = _train_config(args)
     result = train(config)
+    if result.preempted:
+        return EXIT_PREEMPTED
     if result.eval_metrics is not None:
         print(task_for(config.task).table(result.eval_metrics))
         print(json.dumps(result.eval_metrics, indent=2))
@@ -204,6 +234,14 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _early_signals(args) -> list[str]:
+    from .config import TrainConfig, _coerce
+
+    if args.preempt_signals is None:
+        return TrainConfig().preempt_signals
+    return _coerce("preempt_signals", args.preempt_signals, list[str])
+
+
 def _quiet_transformers() -> None:
     """Hide transformers' per-load reports and progress bars; distilx prints what matters."""
     from transformers.utils import logging as hf_logging
@@ -215,10 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     from .diskfull import DiskFullError
 
     args = _build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "demo"):
-        _quiet_transformers()
     handler = {"train": _cmd_train, "eval": _cmd_eval, "plot": _cmd_plot, "demo": _cmd_demo}[args.command]
     try:
+        if args.command == "train":  # before the slow imports: a signal while they run still stops cleanly
+            from .preemption import install_early
+            install_early(_early_signals(args))
+        if args.command in ("train", "eval", "demo"):
+            _quiet_transformers()
         return handler(args)
     except (FloatingPointError, DiskFullError) as exc:  # before OSError: a full disk is no bad input
         print(f"distilx {args.command}: the run stopped: {exc}", file=sys.stderr)
@@ -228,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         from .distributed import teardown_distributed
+        from .preemption import uninstall_early
         teardown_distributed()
+        uninstall_early()
 
 
 if __name__ == "__main__":

@@ -181,13 +181,28 @@ class TrainConfig:
     keep_last: int = knob(3, "checkpoints of this run kept on disk; older ones are deleted", valid=AT_LEAST_ONE)
     max_nonfinite: int = knob(10, "consecutive non-finite steps (skipped) before the run stops with an error",
                               valid=AT_LEAST_ONE)
-    resume: bool = knob(False, "continue the run in output_dir from its newest intact checkpoint (refused if the "
-                        "checkpoint was written by another configuration; every difference is named)")
+    resume: str = knob("never", "'never': a new run (a folder holding another run is refused); 'always' (a bare "
+                       "`--resume`, or true): continue the run in output_dir from its newest intact checkpoint, "
+                       "refused if another configuration wrote it (every difference is named), with a warning and "
+                       "step 0 when it holds none; 'auto': the same, starting fresh without a warning when there is "
+                       "nothing to continue (for requeue scripts). Without --config, `--output-dir RUN --resume` "
+                       "reads RUN/train_config.json (docs/pipeline.md)", choices=("never", "always", "auto"))
     overwrite_output_dir: bool = knob(False, "replace an earlier distilx run in output_dir: deletes only the files "
                                       "it wrote (`--overwrite` for short)")
+    preempt_signals: list[str] = knob(["TERM", "USR1"], "signals that stop the run cleanly: at the next step "
+                                      "boundary every process agrees, a checkpoint is written and `distilx train` exits "
+                                      "with status 75; an empty list leaves them their default action")
+    time_limit: str | None = knob(None, "stop cleanly (checkpoint, status 75) before this much time has passed since "
+                                  "the job started: seconds, 90m, 12h, 2d or SLURM's H:M:S / D-H:M:S; SLURM's job end "
+                                  "(SLURM_JOB_END_TIME) counts as well when it is set")
+    time_limit_margin: str = knob("5m", "how long before the time limit (or the SLURM job's end) the run stops, "
+                                  "beyond the longest step so far: room for the checkpoint write")
     eval_batches: int = knob(20, "held-out batches evaluated at the end (0 skips the evaluation)", valid=NON_NEGATIVE)
     progress: bool = knob(True, "show a progress bar on rank 0")
     tensorboard: bool = knob(True, "also log to output_dir/tensorboard when tensorboard is installed")
+
+    def __post_init__(self):
+        self.resume = resume_mode(self.resume)
 
     # ---------------------------------------------------------------- helpers
     @classmethod
@@ -252,7 +267,14 @@ class TrainConfig:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         self._check_task_fields()
         self._check_paths()
-        if self.resume and self.overwrite_output_dir:
+        from .preemption import parse_duration, signal_of
+
+        for name in self.preempt_signals:
+            signal_of(name)
+        if self.time_limit is not None:
+            parse_duration(self.time_limit, "time_limit")
+        parse_duration(self.time_limit_margin, "time_limit_margin")
+        if self.resume != "never" and self.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
                              "output_dir, --overwrite-output-dir replaces it")
         return self
@@ -346,6 +368,16 @@ def _check_expanded_size(data, path) -> None:
         return total
 
     size(data)
+
+
+def resume_mode(value):
+    """`resume` as one of its modes: booleans (True, "true", "yes", "1", ...) read as 'always' / 'never'."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return "always"
+    if text in ("0", "false", "no", "off"):
+        return "never"
+    return text if isinstance(value, str) else value
 
 
 def _yaml_problem(exc) -> str:

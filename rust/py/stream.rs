@@ -71,12 +71,13 @@ impl PyStream {
     }
 
     /// The next batch of the current epoch as (input_ids, attention_mask, labels) int64 arrays of
-    /// shape [B, L], or None at the end of the epoch (the epoch counter then advances).
+    /// shape [B, L] and the rows' starts, a uint64 array [B, 2] of (document index, token offset), or
+    /// None at the end of the epoch (the epoch counter then advances).
     #[allow(clippy::type_complexity)]
     fn next_batch<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<Option<(Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>)>> {
+    ) -> PyResult<Option<(Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<u64>>)>> {
         loop {
             let polled = detached(py, || lock(&self.inner).poll(Duration::from_millis(50)))?;
             match polled {
@@ -85,7 +86,8 @@ impl PyStream {
                     let ids = PyArray1::from_vec(py, b.input_ids).reshape(shape)?;
                     let att = PyArray1::from_vec(py, b.attention_mask).reshape(shape)?;
                     let lab = PyArray1::from_vec(py, b.labels).reshape(shape)?;
-                    return Ok(Some((ids, att, lab)));
+                    let starts = PyArray1::from_vec(py, b.row_starts).reshape([b.rows, 2])?;
+                    return Ok(Some((ids, att, lab, starts)));
                 }
                 Poll::EndOfEpoch => return Ok(None),
                 Poll::Pending => py.check_signals()?,

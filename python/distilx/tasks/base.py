@@ -3,7 +3,9 @@
 The loop (training.py) asks a task for: the teacher (`load_teacher`), the student (`build_student`:
 initialised from the teacher, randomly, or a pre-trained folder), checks before the first step
 (`check_models`, `check_eval_input`), the resumable data source (`make_stream`: iterating yields one
-epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`), the
+epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`; and, so
+that a resume on another number of processes can deal out the rest of an epoch, `for_shard`,
+`position_of`, `set_epoch`, `last_origin`: distilx.resharding — ClassificationBatches has them), the
 module DDP wraps (`student_forward`: the student's forward and the loss, so that DDP sees every
 parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
 module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always

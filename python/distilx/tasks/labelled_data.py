@@ -220,16 +220,20 @@ class ClassificationBatches:
     global batches of batch_size x world_size examples (the incomplete last one is dropped: a different
     remainder each epoch) and rank r takes the r-th slice of each, so all ranks yield `batches_per_epoch`
     batches. Iterating yields the rest of the current epoch, then the epoch counter advances, like the
-    masked-LM stream. `state_dict()` is the position (epoch, batches yielded in it).
+    masked-LM stream. `state_dict()` is the position (epoch, batches yielded in it); `for_shard` and
+    `position_of` let a resume on another number of processes deal out the rest of an epoch
+    (distilx.resharding); `last_origin` is the indices of the examples in the last batch.
     """
 
     def __init__(self, examples: LabelledExamples, *, batch_size: int, seed: int, rank: int = 0,
                  world_size: int = 1, padding: str = "dynamic"):
         self.examples = examples
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.padding = padding
         self.pad_to = examples.seq_len if padding == "fixed" else None
         self.batches_per_epoch = len(examples) // (batch_size * world_size)
         self.epoch, self.index = 0, 0
+        self.last_origin: list[int] | None = None
 
     @property
     def files(self) -> list[str]:
@@ -244,11 +248,25 @@ class ClassificationBatches:
         while self.index < self.batches_per_epoch:
             start = (self.index * self.world_size + self.rank) * self.batch_size
             self.index += 1  # before the yield: a state taken while this batch is in use is past it
-            yield self.examples.batch(order[start:start + self.batch_size].tolist(), self.pad_to)
+            self.last_origin = order[start:start + self.batch_size].tolist()
+            yield self.examples.batch(self.last_origin, self.pad_to)
         self.epoch, self.index = self.epoch + 1, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.index = epoch, 0
+
+    def for_shard(self, rank: int, world_size: int) -> "ClassificationBatches":
+        """The same examples as rank `rank` of `world_size`, at the start of epoch 0."""
+        return type(self)(self.examples, batch_size=self.batch_size, seed=self.seed, rank=rank, world_size=world_size,
+                          padding=self.padding)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index, "config": self._config()}
+
+    @staticmethod
+    def position_of(state: dict) -> tuple[int, int]:
+        """(epoch, batches yielded in it) of a state_dict()."""
+        return state["epoch"], state["index"]
 
     def load_state_dict(self, state: dict) -> None:
         if state["config"] != self._config():
