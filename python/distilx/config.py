@@ -267,13 +267,11 @@ class TrainConfig:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         self._check_task_fields()
         self._check_paths()
-        from .preemption import parse_duration, signal_of
+        from .preemption import check_time_limit, signal_of
 
         for name in self.preempt_signals:
             signal_of(name)
-        if self.time_limit is not None:
-            parse_duration(self.time_limit, "time_limit")
-        parse_duration(self.time_limit_margin, "time_limit_margin")
+        check_time_limit(self.time_limit, self.time_limit_margin)
         if self.resume != "never" and self.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
                              "output_dir, --overwrite-output-dir replaces it")
