@@ -20,6 +20,7 @@ from .evaluation import autocast_for, count_parameters, forward_seconds
 from .models.adapters import encoder_adapter
 from .models.classification import check_classifier, forward_inputs, load_classifier
 from .preflight import check_positions
+from .report import model_facts, retention
 from .tasks.labelled_data import LabelledExamples, LabelSet
 
 __all__ = ["evaluate_classification", "predict", "accuracy", "macro_f1"]
@@ -107,15 +108,11 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
         "student_accuracy": s_acc,
         "teacher_macro_f1": t_f1,
         "student_macro_f1": s_f1,
-        "accuracy_retention": s_acc / t_acc if t_acc else None,  # None: the teacher got nothing right
-        "macro_f1_retention": s_f1 / t_f1 if t_f1 else None,
+        "accuracy_retention": retention(s_acc, t_acc),  # None: the teacher got nothing right
+        "macro_f1_retention": retention(s_f1, t_f1),
         "agreement": accuracy(s_pred, t_pred),
-        "teacher_params": count_parameters(teacher),
-        "student_params": count_parameters(student),
-        "teacher_layers": len(encoder_adapter(teacher).layers(teacher)),
-        "student_layers": len(encoder_adapter(student).layers(student)),
-        "teacher_forward_s": t_time,
-        "student_forward_s": s_time,
-        "speed_ratio": s_time / t_time,
-        "speedup": t_time / s_time,
+        **model_facts(teacher_params=count_parameters(teacher), student_params=count_parameters(student),
+                      teacher_layers=len(encoder_adapter(teacher).layers(teacher)),
+                      student_layers=len(encoder_adapter(student).layers(student)),
+                      teacher_forward_s=t_time, student_forward_s=s_time),
     }

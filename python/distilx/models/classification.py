@@ -27,8 +27,8 @@ from .builders import same_class_fewer_layers
 from .loading import read_config_json
 from .student import kept_layers
 
-__all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "forward_inputs",
-           "check_classifier"]
+__all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "classifier_to_fine_tune",
+           "forward_inputs", "check_classifier"]
 
 
 def check_classifier(model: nn.Module, role: str = "teacher") -> None:
@@ -77,7 +77,9 @@ def load_classifier(path: str | Path) -> nn.Module:
         raise ValueError(f"{path} is not a fine-tuned classifier: its weights lack {len(fresh)} tensors of a "
                          f"{type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
                          "The teacher of task sequence-classification is a fine-tuned …ForSequenceClassification "
-                         "folder; to distil a masked-LM model use --task masked-lm")
+                         f"folder: fine-tune one from this encoder with `distilx finetune --task sequence-classification "
+                         f"--model {path} --train-files ...` (docs/tasks.md), or distil it as a masked-LM model with "
+                         "--task masked-lm")
     return model.eval()
 
 
@@ -97,6 +99,33 @@ def init_classifier_student(teacher, n_layers: int | None = None, layers: list[i
     return student.float().train()
 
 
+def _classifier_on(path: Path, id2label: dict[int, str], role: str) -> tuple[nn.Module, set[str]]:
+    """The …ForSequenceClassification of a pre-trained folder's model type for the labels `id2label`: the
+    weights the folder has, transformers' fresh initialisation for the rest (returned by name). Refused
+    when the folder lacks encoder weights (a layer or embedding tensor): it is not a pre-trained encoder."""
+    from transformers import AutoModelForSequenceClassification
+
+    config, _ = _config_of(path)
+    config.num_labels = len(id2label)
+    config.id2label = dict(id2label)
+    config.label2id = {name: i for i, name in id2label.items()}
+    config.problem_type = "single_label_classification"
+    with refusing_code(path):
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            str(path), config=config, output_loading_info=True, ignore_mismatched_sizes=True)
+    check_classifier(model, role=role)
+    fresh = set(info.get("missing_keys", [])) | {m[0] if isinstance(m, tuple) else m
+                                                 for m in info.get("mismatched_keys", [])}
+    adapter = encoder_adapter(model)
+    encoder = {id(t) for part in (adapter.embeddings(model), adapter.layers(model)) for t in part.parameters()}
+    lacking = sorted(name for name, t in model.named_parameters() if id(t) in encoder and name in fresh)
+    if lacking:
+        raise ValueError(f"{path} lacks {len(lacking)} encoder tensors of a {type(model).__name__} (e.g. "
+                         f"{lacking[0]}): the {role} needs a pre-trained encoder or masked-LM folder of this "
+                         "architecture")
+    return model, fresh
+
+
 def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Module:
     """"Distil while fine-tuning": a classifier for the teacher's labels whose encoder comes from a
     pre-trained (not fine-tuned) folder, e.g. a masked-LM student written by `distilx train`.
@@ -108,19 +137,7 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
     ReLU, not BERT's tanh pooler, so even the same-shaped `classifier` would be a wrong start). The names of
     the copied tensors are recorded in the config (`distilx_head_from_teacher`). fp32, train mode.
     """
-    from transformers import AutoModelForSequenceClassification
-
-    path = Path(path)
-    config, _ = _config_of(path)
-    config.id2label = dict(teacher.config.id2label)
-    config.label2id = dict(teacher.config.label2id)
-    config.problem_type = "single_label_classification"
-    with refusing_code(path):
-        student, info = AutoModelForSequenceClassification.from_pretrained(
-            str(path), config=config, output_loading_info=True, ignore_mismatched_sizes=True)
-    check_classifier(student, role="student")
-    fresh = set(info.get("missing_keys", [])) | {m[0] if isinstance(m, tuple) else m
-                                                 for m in info.get("mismatched_keys", [])}
+    student, fresh = _classifier_on(Path(path), {int(k): v for k, v in teacher.config.id2label.items()}, "student")
     teacher_state = teacher.state_dict() if type(student) is type(teacher) else {}
     copied = []
     with torch.no_grad():
@@ -131,6 +148,27 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
                 copied.append(name)
     student.config.distilx_head_from_teacher = sorted(copied)
     return student.float().train()
+
+
+def classifier_to_fine_tune(path: str | Path, labels: list[str], seed: int) -> nn.Module:
+    """`distilx finetune`'s starting point: the …ForSequenceClassification of a pre-trained encoder or
+    masked-LM folder, for `labels` (in id order), its encoder the folder's weights and its head — every
+    module outside the base model (BERT's classifier; RoBERTa's dense + out_proj; DistilBERT's
+    pre_classifier + classifier…) — freshly initialised with `seed`, even when the folder holds a head
+    already (a classifier folder re-fine-tuned on new labels). A pooler inside the base model (BERT's)
+    keeps the folder's weights when it has them. fp32, train mode."""
+    if len(labels) < 2:
+        raise ValueError(f"labels={list(labels)}: a classifier needs at least two classes")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels={list(labels)} name a class twice")
+    torch.manual_seed(seed)
+    model, _ = _classifier_on(Path(path), dict(enumerate(labels)), "model to fine-tune")
+    with torch.no_grad():
+        for child in model.children():
+            if child is not model.base_model:
+                child.apply(model._init_weights)
+    model.config.distilx_fine_tuned_from = str(path)  # provenance, saved in config.json
+    return model.float().train()
 
 
 def forward_inputs(model: nn.Module, batch: dict) -> dict:

@@ -8,6 +8,10 @@ module DDP wraps (`student_forward`: the student's forward and the loss, so that
 parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
 module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always
 `distillation_loss` (or its fused-linear form for large vocabularies).
+
+`distilx finetune` (finetune.py) asks a task with a head of its own for `finetune_model`: the model it
+fine-tunes (the encoder folder's weights, a fresh head), then runs the same loop with the gold-label
+loss alone and evaluates the result with `evaluate_one` / `table_one`.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import torch
 from torch import nn
 
 from ..preflight import check_positions
+from ..report import Measure, one_model, plural
 
 __all__ = ["Task"]
+
+_FACTS = ("teacher_params", "teacher_layers", "teacher_forward_s")  # report.model_facts' fields
 
 
 class Task(ABC):
@@ -89,3 +96,29 @@ class Task(ABC):
     @abstractmethod
     def table(self, metrics: dict) -> str:
         """evaluate()'s result as the side-by-side table `distilx train` prints."""
+
+    # --- fine-tuning a teacher (`distilx finetune`) ---
+    def finetune_model(self, encoder_path: str, config) -> nn.Module:
+        """A model of this task's head class on the encoder folder's weights, head freshly initialised,
+        labels from config / the train files where the task has labels. Tasks without a head of their own
+        to fit (masked-lm: a pre-trained encoder already is its teacher) keep this refusal."""
+        raise ValueError(f"task {self.name} has no head to fine-tune: distilx finetune takes a task with one "
+                         "(e.g. --task sequence-classification)")
+
+    def evaluate_one(self, model: nn.Module, config, tokenizer, device) -> dict:
+        """One model's metrics on config.eval_files (after `distilx finetune`): evaluate() with the model on
+        both sides; its `teacher_*` entries are the model's. Tasks may override it to run the model once."""
+        return self.evaluate(model, model, config, tokenizer, device)
+
+    # report.Measure rows of this task's tables (report.py: the shape every task's metrics share)
+    measures: tuple = ()
+
+    def table_one(self, metrics: dict) -> str:
+        """evaluate_one()'s result as a one-model table: the rows of `measures`, or without them every
+        numeric `teacher_<key>` entry."""
+        measures = list(self.measures) or [Measure(k.removeprefix("teacher_"), k.removeprefix("teacher_"), ".4g")
+                                           for k, v in metrics.items() if k.startswith("teacher_")
+                                           and isinstance(v, (int, float)) and k not in _FACTS]
+        count = next((plural(metrics[k], noun) for k, noun in (("examples", "example"), ("targets", "target"))
+                      if k in metrics), "held-out data")
+        return one_model(metrics, measures, what=count)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
-           "SUFFIXES"]
+__all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "labels_in_files",
+           "hf_tokenizer", "SUFFIXES"]
 
 SUFFIXES = (".jsonl", ".csv")
 
@@ -91,6 +91,40 @@ def _csv_records(path: Path):
             yield f"{path}:{reader.line_num}", record
 
 
+def _records(files):
+    """(file:line, record) of every example of `files` (.jsonl / .csv), in file order."""
+    for name in files:
+        path = Path(name)
+        if path.suffix not in SUFFIXES:
+            raise ValueError(f"{path}: labelled files must be {' or '.join(SUFFIXES)} (one example per line / row)")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist or is not a file")
+        yield from (_jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path))
+
+
+def labels_in_files(files, label_field: str) -> list[str]:
+    """The label set a fresh classification head gets (`distilx finetune` without --labels), in id order:
+    when every label is an integer (a JSON integer or a string of digits) the ids are those integers,
+    the names "0" .. "max" (so a file's ids keep their meaning); otherwise the distinct labels sorted
+    as text. Anything else (a float, true, a list) is an error naming the file and line."""
+    seen: dict[str, str] = {}  # label text -> where it was first seen
+    for where, record in _records(files):
+        if label_field not in record:
+            raise ValueError(f"{where}: no field {label_field!r} (fields here: {sorted(record)}); name the label "
+                             "field with --label-field")
+        value = record[label_field]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"{where}: label {value!r} is neither a name nor an integer id")
+        seen.setdefault(str(value), where)
+    if not seen:
+        raise ValueError(f"no labelled examples in {[str(f) for f in files]}: the labels come from the train files "
+                         "(or give them with --labels)")
+    if all(text.isdigit() for text in seen):
+        top = max(int(text) for text in seen)
+        return [str(i) for i in range(top + 1)]
+    return sorted(seen)
+
+
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
                   ) -> tuple[list[tuple[str, ...]], list[int]]:
     """(texts, label ids) of every example in `files`, in file order; ValueError naming the file and
@@ -98,23 +132,17 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
     if not 1 <= len(text_fields) <= 2:
         raise ValueError(f"text_fields={list(text_fields)}: give one field (a single text) or two (a text pair)")
     texts, ids = [], []
-    for name in files:
-        path = Path(name)
-        if path.suffix not in SUFFIXES:
-            raise ValueError(f"{path}: labelled files must be {' or '.join(SUFFIXES)} (one example per line / row)")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist or is not a file")
-        for where, record in (_jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path)):
-            missing = [k for k in (*text_fields, label_field) if k not in record]
-            if missing:
-                raise ValueError(f"{where}: no field {missing[0]!r} (fields here: {sorted(record)}); name the text "
-                                 "field(s) with --text-fields and the label field with --label-field")
-            example = tuple(record[k] for k in text_fields)
-            bad = next((k for k, v in zip(text_fields, example) if not isinstance(v, str)), None)
-            if bad is not None:
-                raise ValueError(f"{where}: field {bad!r} holds {record[bad]!r}, not a text")
-            texts.append(example)
-            ids.append(labels.id_of(record[label_field], where))
+    for where, record in _records(files):
+        missing = [k for k in (*text_fields, label_field) if k not in record]
+        if missing:
+            raise ValueError(f"{where}: no field {missing[0]!r} (fields here: {sorted(record)}); name the text "
+                             "field(s) with --text-fields and the label field with --label-field")
+        example = tuple(record[k] for k in text_fields)
+        bad = next((k for k, v in zip(text_fields, example) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise ValueError(f"{where}: field {bad!r} holds {record[bad]!r}, not a text")
+        texts.append(example)
+        ids.append(labels.id_of(record[label_field], where))
     return texts, ids
 
 

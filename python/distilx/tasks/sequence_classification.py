@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.classification import forward_inputs, init_classifier_student, load_classifier, \
-    pretrained_classifier_student
-from ..report import classification_table
+from ..models.classification import classifier_to_fine_tune, forward_inputs, init_classifier_student, \
+    load_classifier, pretrained_classifier_student
+from ..report import CLASSIFICATION_MEASURES, classification_table
 from .base import Task
-from .labelled_data import ClassificationBatches, LabelledExamples, LabelSet
+from .labelled_data import ClassificationBatches, LabelledExamples, LabelSet, labels_in_files
 
 __all__ = ["ClassifierForward", "SequenceClassificationTask", "TASK"]
 
@@ -51,6 +51,7 @@ def _examples(files, config, labels: LabelSet) -> LabelledExamples:
 class SequenceClassificationTask(Task):
     name = "sequence-classification"
     gold_term = "ce"
+    measures = tuple(CLASSIFICATION_MEASURES)
 
     def load_teacher(self, path) -> nn.Module:
         return load_classifier(path)
@@ -63,7 +64,17 @@ class SequenceClassificationTask(Task):
 
     def check_models(self, config, teacher, student) -> None:
         super().check_models(config, teacher, student)
-        LabelSet.shared(teacher, student)
+        labels = LabelSet.shared(teacher, student)
+        if config.labels and list(labels.names) != list(config.labels):
+            raise ValueError(f"labels={list(config.labels)}, but the teacher's (config.json id2label) are "
+                             f"{list(labels.names)}: drop --labels or use a teacher of those labels")
+
+    def finetune_model(self, encoder_path: str, config) -> nn.Module:
+        """A …ForSequenceClassification on `encoder_path`'s weights with a fresh head (seeded by
+        config.seed) for config.labels, or the labels of config.train_files (labelled_data.labels_in_files
+        says in which order)."""
+        labels = list(config.labels) or labels_in_files(config.train_files, config.label_field)
+        return classifier_to_fine_tune(encoder_path, labels, config.seed)
 
     def make_stream(self, config, tokenizer, env, teacher):
         examples = _examples(config.train_files, config, LabelSet.of(teacher.config))
@@ -102,6 +113,19 @@ class SequenceClassificationTask(Task):
 
     def table(self, metrics: dict) -> str:
         return classification_table(metrics)
+
+    def evaluate_one(self, model, config, tokenizer, device) -> dict:
+        """The model's accuracy and macro-F1 on config.eval_files (its first eval_batches x batch_size
+        examples), as `teacher_*` entries; one pass over the examples."""
+        from ..classification_eval import accuracy, macro_f1, predict
+        from ..evaluation import count_parameters
+
+        examples = _examples(config.eval_files, config, LabelSet.of(model.config))
+        gold = examples.labels[:examples.count(config.batch_size, config.eval_batches)]
+        predicted = predict(model, examples, batch_size=config.batch_size, max_batches=config.eval_batches,
+                            device=device)
+        return {"task": self.name, "examples": len(gold), "teacher_accuracy": accuracy(predicted, gold),
+                "teacher_macro_f1": macro_f1(predicted, gold), "teacher_params": count_parameters(model)}
 
 
 TASK = SequenceClassificationTask()
