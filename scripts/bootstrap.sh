@@ -70,8 +70,10 @@ if [ ! -x "$VPY" ]; then
   if check; then
     say "would create .venv"
   else
-    say "creating .venv"
-    "$PY" -m venv .venv
+    say "creating .venv (with pip)"
+    log=${TMPDIR:-/tmp}/distilx-venv-$$.log
+    progress "bootstrap: python -m venv" "$log" "$PY" -m venv .venv || { cat "$log" >&2; exit 1; }
+    rm -f "$log"
   fi
 fi
 

@@ -33,10 +33,12 @@ from .report import plural
 
 __all__ = ["PRETRAIN", "fit_teacher_head", "pretrain_teacher", "run_pretrain_stage", "Ticker"]
 
-# Sized with the task stage for about 6 minutes on a quiet 2-core CPU, first run (fits) included.
-# The teacher fit trains all 6 encoder layers too (head-only: ~5% held-out accuracy after 150 steps).
+# Sized with the task stage for at most 6 minutes on a quiet 2-core CPU, first run (both fits) included:
+# on that box a teacher-fit step took ~0.9 s and a distillation step ~1.05 s (docs/benchmarks.md), so
+# 100 + 60 steps here leave the task stage its ~2.5 minutes. The teacher fit trains all 6 encoder
+# layers too (head-only: ~5% held-out accuracy after 150 steps).
 PRETRAIN = dict(head_steps=100, head_lr=3e-3, head_encoder_layers=6, head_encoder_lr=6e-4,
-                steps=100, seq_len=64, batch_size=32, lr=3e-4, student_layers=3, eval_batches=8, speed_repeats=10,
+                steps=60, seq_len=64, batch_size=32, lr=3e-4, student_layers=3, eval_batches=8, speed_repeats=10,
                 seed=0)
 
 
@@ -92,6 +94,7 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
     tokenizer = Tokenizer(str(minilm / "tokenizer.json"))
     # Start the output bias at the log unigram frequencies of the corpus: a fresh head then already
     # predicts like a unigram model instead of uniformly, so the steps go to context, not frequency.
+    log("  counting the corpus' token frequencies (the fresh head's output bias starts at them)")
     counts = torch.as_tensor(count_tokens([str(train_file)], tokenizer), dtype=torch.float32)[:head.bias.numel()]
     with torch.no_grad():
         head.bias.copy_((counts + 0.1).log() - (counts + 0.1).sum().log())
@@ -127,6 +130,7 @@ def fit_teacher_head(out_dir: str | Path, *, steps: int, seq_len: int = 64, batc
                 break
     teacher.requires_grad_(False)
     fit_seconds = time.perf_counter() - start
+    log(f"  evaluating the fitted teacher on held-out text ({eval_batches} batches)")
     metrics = evaluate(teacher, teacher, [heldout_file], tokenizer, seq_len=seq_len, batch_size=batch_size,
                        max_batches=eval_batches, seed=1234, speed_batches=1)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
