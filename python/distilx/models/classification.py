@@ -161,12 +161,16 @@ def classifier_to_fine_tune(path: str | Path, labels: list[str], seed: int) -> n
         raise ValueError(f"labels={list(labels)}: a classifier needs at least two classes")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels={list(labels)} name a class twice")
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # what the folder lacks inside the base model (a masked-LM folder's pooler)
     model, _ = _classifier_on(Path(path), dict(enumerate(labels)), "model to fine-tune")
+    # transformers' own initialisation of a new model of this class (its _init_weights skips tensors that
+    # were loaded), seeded; its modules outside the base model replace the loaded ones
+    torch.manual_seed(seed)
+    fresh = type(model)(model.config)
     with torch.no_grad():
-        for child in model.children():
+        for name, child in model.named_children():
             if child is not model.base_model:
-                child.apply(model._init_weights)
+                child.load_state_dict(getattr(fresh, name).state_dict())
     model.config.distilx_fine_tuned_from = str(path)  # provenance, saved in config.json
     return model.float().train()
 
