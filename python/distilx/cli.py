@@ -125,7 +125,6 @@ def _finetune_parser(sub) -> None:
 
 def _eval_parser(sub) -> None:
     from .config import TrainConfig
-    from .tasks import TASKS
 
     default_batches = TrainConfig().eval_batches
     e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same examples",
@@ -151,13 +150,15 @@ def _eval_parser(sub) -> None:
 
 
 def _demo_parser(sub) -> None:
+    from .demo import STAGES
+
     d = sub.add_parser("demo", help="the embedded default: both distillation stages on a real teacher and real "
                                     "text, beside DistilBERT's claims",
                        description="Pre-training distillation of all-MiniLM-L6-v2 (an MLM head fitted and cached on "
                                    "first run) into 3 layers on English text, and task-stage distillation of the same "
                                    "encoder fine-tuned on the kernel-docs subsystems (fitted by distilx finetune, "
                                    "cached); then the table beside DistilBERT's claims (README, docs/pipeline.md).")
-    d.add_argument("--stage", choices=("pretrain", "task", "both"), default="both",
+    d.add_argument("--stage", choices=STAGES, default="both",
                    help="which stage to run (default: both)")
     d.add_argument("--output-dir", default=None,
                    help="where the students go, one subfolder per stage (default: demo-run in the distilx cache)")

@@ -33,22 +33,23 @@ STAGES = ("pretrain", "task", "both")
 def __getattr__(name):
     """The names of the one-stage demo (DEMO_DEFAULTS, demo_teacher, fit_teacher_head), for scripts
     written against it: they live in demo_pretrain.py now."""
+    if name not in ("DEMO_DEFAULTS", "fit_teacher_head", "demo_teacher"):
+        raise AttributeError(f"module 'distilx.demo' has no attribute {name!r}")
     from . import demo_pretrain
 
     if name == "DEMO_DEFAULTS":
         return demo_pretrain.PRETRAIN
     if name == "fit_teacher_head":
         return demo_pretrain.fit_teacher_head
-    if name == "demo_teacher":
-        def demo_teacher(*, head_steps, seq_len, batch_size, lr, seed, encoder_layers=None, encoder_lr=None,
-                         refit=False, log=print):
-            spec = dict(demo_pretrain.PRETRAIN, head_steps=head_steps, seq_len=seq_len, batch_size=batch_size,
-                        head_lr=lr, seed=seed)
-            spec.update({k: v for k, v in (("head_encoder_layers", encoder_layers),
-                                           ("head_encoder_lr", encoder_lr)) if v is not None})
-            return demo_pretrain.pretrain_teacher(spec, refit=refit, log=log)
-        return demo_teacher
-    raise AttributeError(f"module 'distilx.demo' has no attribute {name!r}")
+
+    def demo_teacher(*, head_steps, seq_len, batch_size, lr, seed, encoder_layers=None, encoder_lr=None,
+                     refit=False, log=print):
+        spec = dict(demo_pretrain.PRETRAIN, head_steps=head_steps, seq_len=seq_len, batch_size=batch_size,
+                    head_lr=lr, seed=seed)
+        spec.update({k: v for k, v in (("head_encoder_layers", encoder_layers), ("head_encoder_lr", encoder_lr))
+                     if v is not None})
+        return demo_pretrain.pretrain_teacher(spec, refit=refit, log=log)
+    return demo_teacher
 
 
 def _cpu_seconds() -> float:
