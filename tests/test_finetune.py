@@ -116,6 +116,7 @@ def test_labels_given_and_bad_requests_are_one_line_errors(data, capsys, tmp_pat
                               "tensorboard": False})
     result = finetune(encoder, config, log=lambda *_: None)
     assert list(LabelSet.of(load_classifier(result.output_dir).config).names) == list(reversed(labels))
+    capsys.readouterr()  # transformers' own loading bars (the CLI hides them)
 
     flags = base_flags(train, tmp_path / "o")
     cases = [(["--task", "masked-lm"], "task masked-lm has no head to fine-tune"),

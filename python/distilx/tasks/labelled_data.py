@@ -107,7 +107,7 @@ def labels_in_files(files, label_field: str) -> list[str]:
     when every label is an integer (a JSON integer or a string of digits) the ids are those integers,
     the names "0" .. "max" (so a file's ids keep their meaning); otherwise the distinct labels sorted
     as text. Anything else (a float, true, a list) is an error naming the file and line."""
-    seen: dict[str, str] = {}  # label text -> where it was first seen
+    seen: set[str] = set()
     for where, record in _records(files):
         if label_field not in record:
             raise ValueError(f"{where}: no field {label_field!r} (fields here: {sorted(record)}); name the label "
@@ -115,7 +115,7 @@ def labels_in_files(files, label_field: str) -> list[str]:
         value = record[label_field]
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValueError(f"{where}: label {value!r} is neither a name nor an integer id")
-        seen.setdefault(str(value), where)
+        seen.add(str(value))
     if not seen:
         raise ValueError(f"no labelled examples in {[str(f) for f in files]}: the labels come from the train files "
                          "(or give them with --labels)")
