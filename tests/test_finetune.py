@@ -131,7 +131,7 @@ def test_labels_given_and_bad_requests_are_one_line_errors(data, capsys, tmp_pat
     assert "no such folder" in capsys.readouterr().err
     (tmp_path / "ft.toml").write_text("alpha_kl = 1.0\ntemperature = 3.0\n")
     assert main(["finetune", "--model", str(encoder), "--config", str(tmp_path / "ft.toml"), *flags]) == 2
-    assert "alpha_kl, temperature describe a teacher or a distilled student" in capsys.readouterr().err
+    assert "temperature, alpha_kl describe a teacher or a distilled student" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # not a flag of finetune at all
         main(["finetune", "--model", str(encoder), "--teacher", str(encoder), *flags])
     assert "unrecognized arguments: --teacher" in capsys.readouterr().err
