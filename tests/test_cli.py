@@ -44,10 +44,10 @@ def test_eval_and_plot(trained, capsys):
     capsys.readouterr()
     assert main(["eval", "--teacher", str(teacher), "--student", str(out), "--files", str(heldout_file),
                  "--seq-len", "48", "--batch-size", "8", "--max-batches", "2", "--json", str(root / "eval.json")]) == 0
-    out = capsys.readouterr().out
-    printed = json.loads(out[out.index("\n{") + 1:])  # the table, then the JSON
+    shown = capsys.readouterr().out
+    printed = json.loads(shown[shown.index("\n{") + 1:])  # the table, then the JSON
     assert printed == json.loads((root / "eval.json").read_text())
-    assert out.startswith("held-out (") and f"{printed['student_perplexity']:.1f}" in out
+    assert shown.startswith("held-out (") and f"{printed['student_perplexity']:.1f}" in shown
     for key in ("teacher_accuracy", "student_accuracy", "teacher_perplexity", "student_perplexity",
                 "top1_agreement", "kl_to_teacher", "teacher_params", "student_params", "speed_ratio"):
         assert key in printed
