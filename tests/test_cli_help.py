@@ -29,22 +29,24 @@ def test_every_boolean_and_list_flag_follows_the_convention():
             if action.dest in ("help",) or not action.option_strings:
                 continue
             where = f"{command} {action.option_strings[0]}"
-            # no flag anywhere is a bare switch without a value, except --resume (the resume work's spelling)
-            if action.dest not in cli._SWITCHES:
-                assert not isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
-                                               argparse._StoreConstAction)), where
+            # no flag anywhere is a bare switch without a value
+            assert not isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                           argparse._StoreConstAction)), where
             field = FIELDS.get(getattr(action, "config_field", None))  # flags generated from the table
             if command in ("train", "finetune"):  # every TrainConfig field's flag comes from the table
                 assert action.dest not in FIELDS or field is not None, where
             kind = cli._field_kind(field) if field else None
             if action.nargs == "?" or kind == "bool":
-                assert action.dest in cli._SWITCHES or (action.nargs == "?" and action.const == "true"
-                                                        and action.metavar == "true|false"), where
-                checked["bool"] += 1
+                if action.dest in cli._BARE_VALUES:  # --resume: its bare form is one of its values
+                    assert action.const == cli._BARE_VALUES[action.dest] in field.metadata["choices"], where
+                    assert action.metavar == "|".join(field.metadata["choices"]), where
+                else:
+                    assert action.nargs == "?" and action.const == "true" and action.metavar == "true|false", where
+                    checked["bool"] += 1
             if kind == "list":
                 assert action.nargs == "+" and isinstance(action, cli._JoinList), where
                 checked["list"] += 1
-            if field is not None and action.dest not in cli._SWITCHES and action.required is False:
+            if field is not None and action.required is False:
                 shown = FINETUNE_DEFAULTS.get(action.dest, dataclasses.MISSING) if command == "finetune" \
                     else dataclasses.MISSING
                 assert action.help.endswith(f"(default: {default_text(field, shown)})"), where
@@ -52,6 +54,25 @@ def test_every_boolean_and_list_flag_follows_the_convention():
                     assert action.help == field.metadata["help"].replace("%", "%%") + \
                         f" (default: {default_text(field)})", where
     assert checked["bool"] >= 6 + 5 + 1 and checked["list"] >= 6 + 5 + 2  # train, finetune, eval (+ demo)
+
+
+def test_the_cluster_flags_follow_the_convention():
+    """--resume, --preempt-signals, --time-limit, --time-limit-margin (the preemption work) are generated
+    from the table in train and finetune alike, and read the way every flag of their kind reads."""
+    for command in ("train", "finetune"):
+        parser = subparsers()[command]
+        flags = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+        for name in ("resume", "preempt_signals", "time_limit", "time_limit_margin"):
+            action = flags["--" + name.replace("_", "-")]
+            assert action.config_field == name and action.help.startswith(FIELDS[name].metadata["help"][:40])
+        extra = ["--model", "m"] if command == "finetune" else []
+        _, config = parse(command, *extra, "--resume")
+        assert config.resume == "always"
+        _, config = parse(command, *extra, "--resume", "auto", "--preempt-signals", "TERM,USR1", "INT",
+                          "--time-limit", "2h", "--time-limit-margin", "10m")
+        assert (config.resume, config.preempt_signals, config.time_limit, config.time_limit_margin) == \
+            ("auto", ["TERM", "USR1", "INT"], "2h", "10m")
+        assert parse(command, *extra)[1].resume == "never"
 
 
 def parse(*argv):
@@ -92,7 +113,7 @@ def test_top_level_help_names_both_stages(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "masked-LM teachers at pre-training time, fine-tuned classifiers at the task stage" in text
+    assert "masked-LM teachers at pre-training time, fine-tuned task models at the task stage" in text
     assert "finetune" in text and "demo" in text
 
 

@@ -119,7 +119,7 @@ def test_labels_given_and_bad_requests_are_one_line_errors(data, capsys, tmp_pat
     capsys.readouterr()  # transformers' own loading bars (the CLI hides them)
 
     flags = base_flags(train, tmp_path / "o")
-    cases = [(["--task", "masked-lm"], "task masked-lm has no head to fine-tune"),
+    cases = [(["--task", "masked-lm"], "task masked-lm cannot fine-tune a teacher"),
              (["--labels", "only-one"], "needs at least two classes"),
              (["--labels", "admin-guide,virt"], "is not one the teacher knows"),
              ]

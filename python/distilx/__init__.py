@@ -7,6 +7,8 @@ what it needs):
 - fused loss: `distillation_loss`, `DistillationLoss`, `DistillationLossOutput`
 - fused-linear loss (from the vocabulary projection's inputs, no N x V logits):
   `fused_linear_distillation_loss`, `FusedLinearDistillationLoss`
+- MiniLMv2 self-attention relation loss (students of another width): `relation_distillation_loss`,
+  `RelationLossOutput`
 - pipeline: `init_student`, `TrainConfig`, `train`, `evaluate`
 - task stage (docs/tasks.md): `init_classifier_student`, `evaluate_classification`, `DistillationTrainer`
   (a transformers.Trainer that distils)
@@ -26,6 +28,8 @@ _EXPORTS = {
     "DistillationLossOutput": "losses",
     "fused_linear_distillation_loss": "losses",
     "FusedLinearDistillationLoss": "losses",
+    "relation_distillation_loss": "losses",
+    "RelationLossOutput": "losses",
     "init_student": "models",
     "init_classifier_student": "models.classification",
     "evaluate_classification": "classification_eval",

@@ -2,20 +2,23 @@
 
     distilx train --config run.toml --lr 3e-4 --max-steps 1000      # flags override the file
     torchrun --nproc-per-node 8 -m distilx.cli train --config run.toml
+    distilx train --output-dir RUN --resume                          # continue RUN from RUN/train_config.json
     distilx finetune --task sequence-classification --model ENCODER_DIR --train-files train.jsonl --output-dir teacher
     distilx train --task sequence-classification --teacher FINETUNED_DIR --train-files train.jsonl
     distilx eval --teacher TEACHER_DIR --student RUN_DIR --files heldout.txt
     distilx eval --task sequence-classification --teacher FINETUNED_DIR --student RUN_DIR --files test.jsonl
     distilx plot RUN_DIR
-    distilx demo                                                   # the embedded default, both stages
+    distilx demo --stage both                                        # the embedded default, both stages
 
 Flags follow one convention, generated from one table: every TrainConfig field is a flag of `train`
 (`student_layers` -> `--student-layers`; its help and default from config.py, listed in docs/config.md),
 of `finetune` except the fields about a teacher and its student, and of `eval` where eval reads it.
 A boolean is `--flag` (true), `--flag true` or `--flag false`; a list is comma-separated (`--train-files
-a.txt,b.txt`), space-separated works too (`--train-files data/*.txt`). Errors print one line and exit
-with status 2 (bad usage or input, paths that cannot be read or written) or 1 (the run failed), never a
-traceback for a user mistake.
+a.txt,b.txt`), space-separated works too (`--train-files data/*.txt`); a field with a bare form
+(`--resume`, meaning `--resume always`) takes its value as well. Errors print one line and exit with
+status 2 (bad usage or input, paths that cannot be read or written) or 1 (the run failed), never a
+traceback for a user mistake. A run stopped by a preemption signal or its time limit writes a
+checkpoint and exits with status 75 (EXIT_PREEMPTED): requeue it with `--resume auto`.
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ import typing
 
 __all__ = ["main", "config_flag"]
 
-# --resume stays a bare switch: its spelling belongs to the resume work (run_identity.py, training.py)
-_SWITCHES = ("resume",)
+# fields whose flag may be given bare, meaning this value (`--resume` is `--resume always`)
+_BARE_VALUES = {"resume": "always"}
 _UNSET = dataclasses.MISSING  # config_flag's shown_default when the field's own default is shown
+
+_EXIT_STATUSES = ("exit status: 0 done; 1 the run failed (a full disk, non-finite losses); 2 bad usage or input; "
+                  "75 stopped by a preemption signal or the time limit, with a checkpoint: start it again with "
+                  "--resume auto (docs/pipeline.md, 'Clusters')")
 
 
 def _field_kind(f: dataclasses.Field) -> str:
@@ -54,38 +61,39 @@ class _JoinList(argparse.Action):
         setattr(namespace, self.dest, ",".join(values))
 
 
-def bool_flag(parser, flag: str, *, dest: str, help: str, default=None) -> argparse.Action:
+def bool_flag(parser, *flags: str, dest: str, help: str, default=None) -> argparse.Action:
     """A boolean flag of the convention: bare `--flag` is true, or `--flag true|false`."""
-    return parser.add_argument(flag, dest=dest, nargs="?", const="true", default=default, metavar="true|false",
+    return parser.add_argument(*flags, dest=dest, nargs="?", const="true", default=default, metavar="true|false",
                                help=help)
 
 
-def config_flag(parser, name: str, *, flag: str | None = None, help: str | None = None, shown_default=_UNSET,
-                required: bool = False) -> None:
+def config_flag(parser, name: str, *, flag: str | None = None, aliases: tuple[str, ...] = (), help: str | None = None,
+                shown_default=_UNSET, required: bool = False) -> None:
     """Add TrainConfig field `name` to `parser` as a flag (default None: unset, the config decides), with the
     field's help from config.py and "(default: ...)" (`shown_default`: another default to show, e.g.
-    finetune's). Booleans, lists and NAME=VALUE tables follow the module's convention."""
+    finetune's). Booleans, lists, NAME=VALUE tables and bare forms follow the module's convention."""
     from .config import TrainConfig, default_text
 
     f = TrainConfig.__dataclass_fields__[name]
-    flag = flag or "--" + name.replace("_", "-")
+    flags = (flag or "--" + name.replace("_", "-"), *aliases)
     text = (help or f.metadata["help"]).replace("%", "%%")  # argparse formats help strings with %
+    if not required:
+        text += f" (default: {default_text(f, shown_default)})"
     kind = _field_kind(f)
-    if name in _SWITCHES:
-        action = parser.add_argument(flag, dest=name, action="store_const", const="true", default=None, help=text)
+    choices = f.metadata.get("choices")
+    metavar = "|".join(choices) if choices and len(choices) <= 4 else "VALUE"
+    if name in _BARE_VALUES:
+        action = parser.add_argument(*flags, dest=name, nargs="?", const=_BARE_VALUES[name], default=None,
+                                     metavar=metavar, help=text)
+    elif kind == "bool":
+        action = bool_flag(parser, *flags, dest=name, help=text)
+    elif kind == "list":
+        action = parser.add_argument(*flags, dest=name, nargs="+", action=_JoinList, default=None, metavar="A,B",
+                                     help=text, required=required)
+    elif kind == "dict":
+        action = parser.add_argument(*flags, dest=name, action="append", default=None, metavar="NAME=VALUE", help=text)
     else:
-        if not required:
-            text += f" (default: {default_text(f, shown_default)})"
-        if kind == "bool":
-            action = bool_flag(parser, flag, dest=name, help=text)
-        elif kind == "list":
-            action = parser.add_argument(flag, dest=name, nargs="+", action=_JoinList, default=None, metavar="A,B",
-                                         help=text, required=required)
-        elif kind == "dict":
-            action = parser.add_argument(flag, dest=name, action="append", default=None, metavar="NAME=VALUE",
-                                         help=text)
-        else:
-            action = parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=text)
+        action = parser.add_argument(*flags, dest=name, default=None, metavar=metavar, help=text, required=required)
     action.config_field = name  # tests/test_cli_help.py checks every such flag against the table
 
 
@@ -94,8 +102,11 @@ def _train_parser(sub) -> None:
 
     p = sub.add_parser("train", help="distil a teacher into a student (every TrainConfig field is a flag)",
                        description="Distil a teacher — a masked-LM model (pre-training distillation) or a fine-tuned "
-                                   "classifier (--task sequence-classification) — into a shallower student. Flags "
-                                   "override the --config file; the fields are listed in docs/config.md.")
+                                   "task model (--task sequence-classification, token-classification, "
+                                   "question-answering) — into a shallower student. Flags override the --config file; "
+                                   "the fields are listed in docs/config.md. Without --config, `--output-dir RUN "
+                                   "--resume` continues the run from RUN/train_config.json.",
+                       epilog=_EXIT_STATUSES)
     p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
         config_flag(p, f.name)
@@ -113,7 +124,8 @@ def _finetune_parser(sub) -> None:
                        description="Fine-tune a fresh head of --task on a pre-trained encoder or masked-LM folder with "
                                    "the gold-label loss, by the same loop as train (checkpoints, --resume, run folder, "
                                    "metrics, plot); the output folder is a teacher for distilx train --task "
-                                   "(docs/tasks.md). Flags override the --config file.")
+                                   "(docs/tasks.md). Flags override the --config file.",
+                       epilog=_EXIT_STATUSES)
     p.add_argument("--model", required=True, help="the pre-trained encoder or masked-LM folder whose weights the "
                                                   "model starts from (its tokenizer files too, unless --tokenizer)")
     p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
@@ -129,23 +141,34 @@ def _eval_parser(sub) -> None:
     default_batches = TrainConfig().eval_batches
     e = sub.add_parser("eval", help="held-out metrics of a teacher and a student on the same examples",
                        description="Evaluate a teacher and its student on the same held-out examples and print "
-                                   "the teacher-vs-student table and its JSON. Defaults are train's: with a run's "
-                                   "own --seq-len, --batch-size and --seed, an eval of its output on its eval files "
-                                   "repeats the run's closing table (timings aside).")
+                                   "the teacher-vs-student table and its JSON (every task the same way). Defaults "
+                                   "are train's: with a run's own --seq-len, --batch-size and --seed, an eval of its "
+                                   "output on its eval files repeats the run's closing table (timings aside).")
     config_flag(e, "task", help="masked-lm: masked-token accuracy, perplexity and KL to the teacher on the same "
-                                "masks; sequence-classification: accuracy, macro-F1 and the student/teacher "
-                                "retention on labelled examples")
+                                "masks; sequence-classification: accuracy and macro-F1 (multi-label: micro/macro-F1; "
+                                "regression: Pearson/Spearman) and the student/teacher retention on labelled "
+                                "examples; question-answering: SQuAD exact match and F1 and their retention; "
+                                "token-classification: entity P/R/F1 and token accuracy on tagged sentences")
     e.add_argument("--teacher", required=True, help="teacher folder")
     e.add_argument("--student", required=True, help="student folder (a train run's output_dir)")
     config_flag(e, "eval_files", flag="--files", required=True,
-                help="held-out files: text, one document per line (masked-lm); labelled .jsonl/.csv")
+                help="held-out files: text, one document per line (masked-lm); labelled .jsonl/.csv; tagged "
+                     ".jsonl/CoNLL (token-classification); SQuAD-layout .json/.jsonl (question-answering)")
     config_flag(e, "tokenizer", help="tokenizer.json / vocab.txt / folder; None = the student's folder")
-    for name in ("text_fields", "label_field", "seq_len", "batch_size", "seed", "device"):
+    for name in ("seq_len", "batch_size", "seed", "device", "text_fields", "label_field"):
+        config_flag(e, name)
+    config_flag(e, "multi_label_threshold", aliases=("--threshold",))
+    for name in ("tokens_field", "tags_field", "tag_scheme", "strict_entities",
+                 *TrainConfig._TASK_FIELDS["question-answering"]):
         config_flag(e, name)
     e.add_argument("--max-batches", type=int, default=None,
                    help=f"evaluate that many batches (default: train's eval_batches, {default_batches}, for "
                         "masked-lm; every example for the labelled tasks, whose files are small and whose numbers "
-                        "are quoted)")
+                        "are quoted; question-answering: the first MAX_BATCHES x BATCH_SIZE questions)")
+    e.add_argument("--predictions", metavar="FILE",
+                   help="question-answering: write the student's answers there, {id: answer text} (\"\" for no "
+                        "answer), as the Hugging Face examples do; token-classification: the student's tags, one "
+                        "JSON list of tags per sentence, in input order")
     e.add_argument("--json", metavar="FILE", help="also write the metrics to FILE (they are printed too)")
 
 
@@ -172,8 +195,8 @@ def _demo_parser(sub) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distilx", description="Distil encoders into shallower students: masked-LM "
-                                     "teachers at pre-training time, fine-tuned classifiers at the task stage; "
-                                     "fine-tune a classifier teacher; evaluate; run the demo.")
+                                     "teachers at pre-training time, fine-tuned task models at the task stage; "
+                                     "fine-tune a task teacher; evaluate; run the demo.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _finetune_parser(sub)
@@ -189,15 +212,32 @@ def _config_values(args, skip=()) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("command", "config", *skip) and v is not None}
 
 
+def _train_config(args):
+    """--config and the flags; without --config, a resume reads the run's own train_config.json."""
+    from pathlib import Path
+
+    from .config import TrainConfig, resume_mode
+    from .resume import CONFIG_FILE, folder_config
+
+    overrides = _config_values(args)
+    if args.config:
+        return TrainConfig.load(args.config).override(overrides)
+    output_dir = overrides.get("output_dir", TrainConfig().output_dir)
+    if resume_mode(overrides.get("resume", "never")) != "never" and (Path(output_dir) / CONFIG_FILE).is_file():
+        return folder_config(output_dir, overrides)
+    return TrainConfig().override(overrides)
+
+
 def _cmd_train(args) -> int:
-    from .config import TrainConfig
+    from .preemption import EXIT_PREEMPTED
     from .report import emit, plural
     from .tasks import task_for
     from .training import train
 
-    config = TrainConfig.load(args.config) if args.config else TrainConfig()
-    config = config.override(_config_values(args))
+    config = _train_config(args)
     result = train(config)
+    if result.preempted:
+        return EXIT_PREEMPTED
     if result.eval_metrics is not None:
         emit(result.eval_metrics, task_for(config.task).table(result.eval_metrics))
     print(f"student saved to {result.output_dir} after {plural(result.steps, 'step')} "
@@ -212,6 +252,10 @@ def _cmd_finetune(args) -> int:
 
     config = finetune_config(_config_values(args, skip=("model",)), args.config)
     result = finetune(args.model, config)
+    if result.train_result.preempted:
+        from .preemption import EXIT_PREEMPTED
+
+        return EXIT_PREEMPTED
     if result.eval_metrics is not None:
         emit(result.eval_metrics, task_for(config.task).table_one(result.eval_metrics))
     print(f"fine-tuned model saved to {result.output_dir} after {plural(result.steps, 'step')}: a teacher for "
@@ -238,11 +282,40 @@ def _eval_sequence_classification(args, config, device):
     metrics = evaluate_classification(args.teacher, args.student, config.eval_files, config.tokenizer,
                                       text_fields=config.text_fields, label_field=config.label_field,
                                       seq_len=config.seq_len, batch_size=config.batch_size,
-                                      max_batches=args.max_batches, device=device)
+                                      max_batches=args.max_batches, device=device,
+                                      threshold=config.multi_label_threshold)
     return metrics, classification_table(metrics)
 
 
-_EVALUATORS = {"masked-lm": _eval_masked_lm, "sequence-classification": _eval_sequence_classification}
+def _eval_question_answering(args, config, device):
+    from .qa_eval import evaluate_question_answering
+    from .report import question_answering_table
+
+    metrics = evaluate_question_answering(
+        args.teacher, args.student, config.eval_files, config.tokenizer, seq_len=config.seq_len,
+        doc_stride=config.doc_stride, max_query_len=config.max_query_len, max_answer_len=config.max_answer_len,
+        n_best_size=config.n_best_size, null_score_diff_threshold=config.null_score_diff_threshold,
+        squad_version=None if config.squad_v2 is None else ("2.0" if config.squad_v2 else "1.1"),
+        batch_size=config.batch_size,
+        max_questions=None if args.max_batches is None else args.max_batches * config.batch_size,
+        device=device, predictions_file=args.predictions)
+    return metrics, question_answering_table(metrics)
+
+
+def _eval_token_classification(args, config, device):
+    from .report import token_classification_table
+    from .token_classification_eval import evaluate_token_classification
+
+    metrics = evaluate_token_classification(
+        args.teacher, args.student, config.eval_files, config.tokenizer, tokens_field=config.tokens_field,
+        tags_field=config.tags_field, seq_len=config.seq_len, batch_size=config.batch_size,
+        max_batches=args.max_batches, device=device, tag_scheme=config.tag_scheme,
+        strict=config.strict_entities, predictions=args.predictions)
+    return metrics, token_classification_table(metrics)
+
+
+_EVALUATORS = {"masked-lm": _eval_masked_lm, "sequence-classification": _eval_sequence_classification,
+               "question-answering": _eval_question_answering, "token-classification": _eval_token_classification}
 
 
 def _cmd_eval(args) -> int:
@@ -250,7 +323,10 @@ def _cmd_eval(args) -> int:
     from .distributed import setup_distributed
     from .report import emit
 
-    values = _config_values(args, skip=("teacher", "student", "max_batches", "json"))
+    if args.predictions and args.task not in ("question-answering", "token-classification"):
+        raise ValueError(f"--predictions writes a question-answering student's answers or a token classifier's tags; "
+                         f"it does not apply to --task {args.task}")
+    values = _config_values(args, skip=("teacher", "student", "max_batches", "json", "predictions"))
     values.setdefault("tokenizer", args.student)
     config = TrainConfig().override(values)  # the flags read and checked as train reads them
     device = setup_distributed(config.device).device  # "auto": the GPU when there is one, as train
@@ -275,6 +351,14 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _early_signals(args) -> list[str]:
+    from .config import TrainConfig, _coerce
+
+    if args.preempt_signals is None:
+        return TrainConfig().preempt_signals
+    return _coerce("preempt_signals", args.preempt_signals, list[str])
+
+
 def _quiet_transformers() -> None:
     """Hide transformers' per-load reports and progress bars; distilx prints what matters."""
     from transformers.utils import logging as hf_logging
@@ -289,9 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     from .diskfull import DiskFullError
 
     args = _build_parser().parse_args(argv)
-    if args.command != "plot":
-        _quiet_transformers()
     try:
+        if args.command in ("train", "finetune"):  # before the slow imports: a signal while they run stops cleanly
+            from .preemption import install_early
+            install_early(_early_signals(args))
+        if args.command != "plot":
+            _quiet_transformers()
         return _COMMANDS[args.command](args)
     except (FloatingPointError, DiskFullError) as exc:  # before OSError: a full disk is no bad input
         print(f"distilx {args.command}: the run stopped: {exc}", file=sys.stderr)
@@ -301,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         from .distributed import teardown_distributed
+        from .preemption import uninstall_early
         teardown_distributed()
+        uninstall_early()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ the fields in `NOT_FINETUNE` describe a teacher or its student and are refused.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from pathlib import Path
 
@@ -46,11 +47,24 @@ class FinetuneResult:
 
 
 def finetune_config(values: dict | None = None, config_file: str | Path | None = None) -> TrainConfig:
-    """The run config of a fine-tuning: FINETUNE_DEFAULTS, then `config_file`, then `values`; a field of
-    NOT_FINETUNE set anywhere is an error naming it."""
+    """The run config of a fine-tuning: FINETUNE_DEFAULTS, then `config_file`, then `values`; without a
+    config file, a resume (`values` resume != never) of a folder with a train_config.json reads that file
+    instead of the defaults, as `distilx train --resume` does. A field of NOT_FINETUNE set is an error."""
+    from .config import resume_mode
+    from .resume import CONFIG_FILE, folder_config
+
+    values = dict(values or {})
     base = TrainConfig().override(FINETUNE_DEFAULTS)
-    config = TrainConfig.load(config_file, base=base) if config_file else base
-    return _refuse_distillation_fields(config.override(dict(values or {})))
+    if config_file:
+        return _refuse_distillation_fields(TrainConfig.load(config_file, base=base).override(values))
+    output_dir = Path(values.get("output_dir", base.output_dir))
+    if resume_mode(values.get("resume", "never")) != "never" and (output_dir / CONFIG_FILE).is_file():
+        # the run's own train_config.json (as `distilx train --resume` reads it); the fields finetune
+        # sets itself (FIXED, the teacher) go back to their defaults, finetune() sets them again
+        saved = folder_config(output_dir, values)
+        defaults = TrainConfig()
+        return _refuse_distillation_fields(dataclasses.replace(saved, **{n: getattr(defaults, n) for n in NOT_FINETUNE}))
+    return _refuse_distillation_fields(base.override(values))
 
 
 def _refuse_distillation_fields(config: TrainConfig) -> TrainConfig:

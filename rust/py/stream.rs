@@ -30,12 +30,17 @@ pub(super) fn lock(s: &Mutex<Stream>) -> std::sync::MutexGuard<'_, Stream> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long dropping a stream waits for its threads: they stop within milliseconds, unless one is
+/// blocked inside a Python feed that never returns (then it is left to end by itself: `stop_within`).
+const DROP_GRACE: Duration = Duration::from_secs(1);
+
 impl Drop for PyStream {
     fn drop(&mut self) {
         // A reader thread taking texts from a TextFeed may be waiting for the GIL, which this
-        // thread holds: stop the threads with the GIL released, or joining them would wait forever.
+        // thread holds: stop the threads with the GIL released, or joining them would wait forever;
+        // and one blocked in the feed itself is not waited for past DROP_GRACE.
         let inner = &self.inner;
-        Python::attach(|py| py.detach(|| lock(inner).stop()));
+        Python::attach(|py| py.detach(|| lock(inner).stop_within(DROP_GRACE)));
     }
 }
 
@@ -66,12 +71,13 @@ impl PyStream {
     }
 
     /// The next batch of the current epoch as (input_ids, attention_mask, labels) int64 arrays of
-    /// shape [B, L], or None at the end of the epoch (the epoch counter then advances).
+    /// shape [B, L] and the rows' starts, a uint64 array [B, 2] of (document index, token offset), or
+    /// None at the end of the epoch (the epoch counter then advances).
     #[allow(clippy::type_complexity)]
     fn next_batch<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<Option<(Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>)>> {
+    ) -> PyResult<Option<(Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<i64>>, Bound<'py, numpy::PyArray2<u64>>)>> {
         loop {
             let polled = detached(py, || lock(&self.inner).poll(Duration::from_millis(50)))?;
             match polled {
@@ -80,7 +86,8 @@ impl PyStream {
                     let ids = PyArray1::from_vec(py, b.input_ids).reshape(shape)?;
                     let att = PyArray1::from_vec(py, b.attention_mask).reshape(shape)?;
                     let lab = PyArray1::from_vec(py, b.labels).reshape(shape)?;
-                    return Ok(Some((ids, att, lab)));
+                    let starts = PyArray1::from_vec(py, b.row_starts).reshape([b.rows, 2])?;
+                    return Ok(Some((ids, att, lab, starts)));
                 }
                 Poll::EndOfEpoch => return Ok(None),
                 Poll::Pending => py.check_signals()?,

@@ -17,3 +17,8 @@ KL_ON = "tokens"  # rows of the KL term: every real token (DistilBERT); "targets
 
 KL_ON_CHOICES = ("tokens", "targets")
 BACKENDS = ("auto", "triton", "torch")
+
+# MiniLMv2 relation distillation (losses/relation.py): relation heads each side's Q/K/V is re-split into
+# when the caller does not say. 12 is MiniLMv2's choice for base-size teachers and the head count of
+# BERT-base and of the MiniLM-L6/L12 family; callers that know the teacher pass its head count.
+RELATION_HEADS = 12

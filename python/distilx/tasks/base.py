@@ -3,7 +3,9 @@
 The loop (training.py) asks a task for: the teacher (`load_teacher`), the student (`build_student`:
 initialised from the teacher, randomly, or a pre-trained folder), checks before the first step
 (`check_models`, `check_eval_input`), the resumable data source (`make_stream`: iterating yields one
-epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`), the
+epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`; and, so
+that a resume on another number of processes can deal out the rest of an epoch, `for_shard`,
+`position_of`, `set_epoch`, `last_origin`: distilx.resharding — ClassificationBatches has them), the
 module DDP wraps (`student_forward`: the student's forward and the loss, so that DDP sees every
 parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
 module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always
@@ -24,7 +26,17 @@ from torch import nn
 from ..preflight import check_positions
 from ..report import Measure, one_model, plural
 
-__all__ = ["Task"]
+__all__ = ["Task", "check_widths"]
+
+
+def check_widths(alpha_cos: float, teacher: nn.Module, student: nn.Module) -> None:
+    """The cosine term (alpha_cos > 0) compares hidden states: both models must be as wide (the training loop
+    and DistillationTrainer check it before the first step)."""
+    widths = teacher.config.hidden_size, student.config.hidden_size
+    if alpha_cos > 0 and widths[0] != widths[1]:
+        raise ValueError(f"alpha_cos={alpha_cos} compares hidden states, but the teacher's are {widths[0]} wide and "
+                         f"the student's {widths[1]}: use a student of the teacher's width or set --alpha-cos 0 "
+                         "(alpha_cos=0)")
 
 _FACTS = ("teacher_params", "teacher_layers", "teacher_forward_s")  # report.model_facts' fields
 
@@ -62,11 +74,7 @@ class Task(ABC):
     def check_models(self, config, teacher: nn.Module, student: nn.Module) -> None:
         """Before the first step: seq_len fits both models' positions; the cosine term has equal widths."""
         check_positions(config.seq_len, teacher=teacher, student=student)
-        widths = teacher.config.hidden_size, student.config.hidden_size
-        if config.alpha_cos > 0 and widths[0] != widths[1]:
-            raise ValueError(f"alpha_cos={config.alpha_cos} compares hidden states, but the teacher's are {widths[0]} "
-                             f"wide and the student's {widths[1]}: use a student of the teacher's width or set "
-                             "--alpha-cos 0")
+        check_widths(config.alpha_cos, teacher, student)
 
     # --- data ---
     @abstractmethod
@@ -102,8 +110,8 @@ class Task(ABC):
         """A model of this task's head class on the encoder folder's weights, head freshly initialised,
         labels from config / the train files where the task has labels. Tasks without a head of their own
         to fit (masked-lm: a pre-trained encoder already is its teacher) keep this refusal."""
-        raise ValueError(f"task {self.name} has no head to fine-tune: distilx finetune takes a task with one "
-                         "(e.g. --task sequence-classification)")
+        raise ValueError(f"task {self.name} cannot fine-tune a teacher: it has no head to fit; distilx finetune "
+                         "takes a task with one (e.g. --task sequence-classification)")
 
     def evaluate_one(self, model: nn.Module, config, tokenizer, device) -> dict:
         """One model's metrics on config.eval_files (after `distilx finetune`): evaluate() with the model on
@@ -116,9 +124,10 @@ class Task(ABC):
     def table_one(self, metrics: dict) -> str:
         """evaluate_one()'s result as a one-model table: the rows of `measures`, or without them every
         numeric `teacher_<key>` entry."""
-        measures = list(self.measures) or [Measure(k.removeprefix("teacher_"), k.removeprefix("teacher_"), ".4g")
-                                           for k, v in metrics.items() if k.startswith("teacher_")
-                                           and isinstance(v, (int, float)) and k not in _FACTS]
+        measures = [x for x in self.measures if f"teacher_{x.key}" in metrics]  # those of its problem type
+        measures = measures or [Measure(k.removeprefix("teacher_"), k.removeprefix("teacher_"), ".4g")
+                                for k, v in metrics.items() if k.startswith("teacher_")
+                                and isinstance(v, (int, float)) and k not in _FACTS]
         count = next((plural(metrics[k], noun) for k, noun in (("examples", "example"), ("targets", "target"))
                       if k in metrics), "held-out data")
         return one_model(metrics, measures, what=count)
