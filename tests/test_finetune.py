@@ -159,3 +159,34 @@ def test_outputs_share_the_umasks_permissions(data, tmp_path):
     assert out / "model.safetensors" in files and any(p.parent.parent.name == "checkpoints" for p in files)
     modes = {p.relative_to(out).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
     assert set(modes.values()) == {oct(0o640)}, modes  # safetensors alone would write 0600
+
+
+def test_cli_fine_tunes_a_token_classifier_and_resumes_from_the_folder_alone(data, capsys, tmp_path):
+    """--task token-classification through the same command: the tags of the CoNLL file in tag_order, a fresh
+    classifier on the encoder; `--output-dir OUT --resume` with more steps continues it from its own config."""
+    from distilx import assets
+    from distilx.models.token_classification import load_token_classifier
+    from distilx.tasks.tagged_data import read_sentences, tag_order
+
+    _, _, _, _, encoder = data
+    sentences = read_sentences([assets.conll2003_english()["train"]])[:24]
+    conll = tmp_path / "train.conll"
+    conll.write_text("\n\n".join("\n".join(f"{w} X X {t}" for w, t in zip(s.words, s.tags)) for s in sentences) + "\n")
+    out = tmp_path / "tagger"
+    flags = ["--task", "token-classification", "--train-files", str(conll), "--output-dir", str(out), "--seq-len",
+             "64", "--batch-size", "4", "--progress", "false", "--tensorboard", "false", "--log-every", "1",
+             "--save-every", "2", "--lr", "1e-3"]
+    assert main(["finetune", "--model", str(encoder), *flags, "--max-steps", "2"]) == 0
+    model = load_token_classifier(out)
+    tags = {t for s in sentences for t in s.tags}
+    assert list(model.config.id2label.values()) == sorted(tags, key=tag_order) and model.config.id2label[0] == "O"
+    # the folder alone (no --model, no --config): its train_config.json, the steps extended
+    assert main(["finetune", "--output-dir", str(out), "--resume", "--max-steps", "3"]) == 0
+    assert "after 3 steps" in capsys.readouterr().out
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3]
+    # a flag that changes what defines the run is named, not silently applied
+    assert main(["finetune", "--output-dir", str(out), "--resume", "--seq-len", "32"]) == 2
+    assert "seq_len" in capsys.readouterr().err
+    assert main(["finetune", "--output-dir", str(tmp_path / "none"), "--resume"]) == 2
+    assert "--model ENCODER_FOLDER is required" in capsys.readouterr().err

@@ -126,8 +126,9 @@ def _finetune_parser(sub) -> None:
                                    "metrics, plot); the output folder is a teacher for distilx train --task "
                                    "(docs/tasks.md). Flags override the --config file.",
                        epilog=_EXIT_STATUSES)
-    p.add_argument("--model", required=True, help="the pre-trained encoder or masked-LM folder whose weights the "
-                                                  "model starts from (its tokenizer files too, unless --tokenizer)")
+    p.add_argument("--model", help="the pre-trained encoder or masked-LM folder whose weights the model starts from "
+                                   "(its tokenizer files too, unless --tokenizer); required, except that `--output-dir "
+                                   "RUN --resume` reads it from RUN/train_config.json")
     p.add_argument("--config", help="a .toml / .json / .yaml file with TrainConfig fields")
     masked_lm_only = TrainConfig._TASK_FIELDS["masked-lm"]  # masked-lm has no head to fine-tune
     for f in dataclasses.fields(TrainConfig):
@@ -246,12 +247,12 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_finetune(args) -> int:
-    from .finetune import finetune, finetune_config
+    from .finetune import finetune, finetune_config, model_of_run
     from .report import emit, plural
     from .tasks import task_for
 
     config = finetune_config(_config_values(args, skip=("model",)), args.config)
-    result = finetune(args.model, config)
+    result = finetune(args.model or model_of_run(config), config)
     if result.train_result.preempted:
         from .preemption import EXIT_PREEMPTED
 

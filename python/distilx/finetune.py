@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 
-__all__ = ["finetune", "finetune_config", "FinetuneResult", "FINETUNE_DEFAULTS", "FIXED", "NOT_FINETUNE"]
+__all__ = ["finetune", "finetune_config", "model_of_run", "FinetuneResult", "FINETUNE_DEFAULTS", "FIXED", "NOT_FINETUNE"]
 
 # the loss: the cross-entropy on the gold labels alone (no teacher to distil from)
 FIXED = {"alpha_kl": 0.0, "alpha_cos": 0.0, "alpha_mlm": 1.0}
@@ -65,6 +65,19 @@ def finetune_config(values: dict | None = None, config_file: str | Path | None =
         defaults = TrainConfig()
         return _refuse_distillation_fields(dataclasses.replace(saved, **{n: getattr(defaults, n) for n in NOT_FINETUNE}))
     return _refuse_distillation_fields(base.override(values))
+
+
+def model_of_run(config: TrainConfig) -> str:
+    """The encoder folder a resumed fine-tuning started from (its train_config.json's `teacher`): what
+    `distilx finetune --output-dir RUN --resume` uses without --model."""
+    from .resume import CONFIG_FILE
+
+    path = Path(config.output_dir) / CONFIG_FILE
+    if config.resume == "never" or not path.is_file():
+        raise ValueError("--model ENCODER_FOLDER is required: only a --resume of the fine-tuning in --output-dir "
+                         f"reads it from its {CONFIG_FILE} (there is none in {config.output_dir})"
+                         if config.resume != "never" else "--model ENCODER_FOLDER is required")
+    return TrainConfig.load(path).teacher
 
 
 def _refuse_distillation_fields(config: TrainConfig) -> TrainConfig:
