@@ -142,3 +142,17 @@ def test_both_eval_tasks_print_the_same_kind_of_table_and_json(tmp_path, capsys)
             assert any(line.startswith(row) for line in lines), (task, row)
         assert f"{metrics['teacher_accuracy']:.1%}" in table  # the model against itself: the same both sides
         assert metrics["teacher_accuracy"] == metrics["student_accuracy"]
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["finetune"], ["eval"], ["demo"]])
+def test_help_imports_no_torch(command):
+    """`--help` answers at once: building the parsers from the config table imports neither torch nor
+    transformers (seconds on a cold machine)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom distilx.cli import main\ntry:\n    main(sys.argv[1:] + ['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]" and "usage: distilx" in done.stdout
