@@ -1,6 +1,6 @@
 """Evidence that distillation works: the DistilBERT ablation at small scale, equal steps.
 
-Three students of the demo teacher (all-MiniLM-L6-v2 + fitted MLM head, see distilx.demo), 3 layers:
+Three students of the demo teacher (all-MiniLM-L6-v2 + fitted MLM head, see distilx.demo_pretrain), 3 layers:
   triple  : initialised from teacher layers [0, 3, 5], loss 5*KL + 2*MLM + 1*COS (the recipe)
   mlm     : same initialisation, MLM loss alone (alpha_kl = alpha_cos = 0)
   random  : random initialisation, the triple loss
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from distilx import TrainConfig, assets, train
-from distilx.demo import DEMO_DEFAULTS, demo_teacher
+from distilx.demo_pretrain import PRETRAIN, pretrain_teacher
 from distilx.evaluation import evaluate
 from distilx.plots import plot_runs
 
@@ -40,9 +40,7 @@ def main():
     ap.add_argument("--out", default=str(assets.cache_dir() / "evidence"))
     ap.add_argument("--docs", default=str(Path(__file__).resolve().parent.parent / "docs"))
     args = ap.parse_args()
-    d = DEMO_DEFAULTS
-    teacher = demo_teacher(head_steps=d["head_steps"], seq_len=d["seq_len"], batch_size=d["batch_size"],
-                           lr=d["head_lr"], seed=d["seed"])
+    teacher = pretrain_teacher(PRETRAIN)
     train_file, heldout_file = assets.english_corpus()
     results, runs = {}, {}
     for name, extra in VARIANTS.items():

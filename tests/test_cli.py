@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from distilx.cli import _SWITCHES, main
+from distilx.cli import main
 from distilx.config import TrainConfig
 from pipeline_helpers import corpus_slice, make_tiny_teacher
 
@@ -44,10 +44,12 @@ def test_eval_and_plot(trained, capsys):
     capsys.readouterr()
     assert main(["eval", "--teacher", str(teacher), "--student", str(out), "--files", str(heldout_file),
                  "--seq-len", "48", "--batch-size", "8", "--max-batches", "2", "--json", str(root / "eval.json")]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    shown = capsys.readouterr().out
+    printed = json.loads(shown[shown.index("\n{") + 1:])  # the table, then the JSON
     assert printed == json.loads((root / "eval.json").read_text())
+    assert shown.startswith("held-out (") and f"{printed['student_perplexity']:.1f}" in shown
     for key in ("teacher_accuracy", "student_accuracy", "teacher_perplexity", "student_perplexity",
-                "top1_agreement", "teacher_params", "student_params", "speed_ratio"):
+                "top1_agreement", "kl_to_teacher", "teacher_params", "student_params", "speed_ratio"):
         assert key in printed
     assert printed["student_params"] < printed["teacher_params"] and printed["targets"] > 0
     (out / "loss_curves.png").unlink()
@@ -86,8 +88,7 @@ def test_train_help_shows_each_fields_description_and_default():
     assert "TrainConfig." not in shown
     for f in dataclasses.fields(TrainConfig):
         assert _flat(f.metadata["help"]) in shown, f.name
-        if f.name not in _SWITCHES:  # a switch (--resume, --overwrite-output-dir): no value, no default
-            assert _flat(f"{f.metadata['help']} (default: {default_text(f)})") in shown, f.name
+        assert _flat(f"{f.metadata['help']} (default: {default_text(f)})") in shown, f.name  # no switch lacks one
     assert _flat("peak learning rate (default: 0.0005)") in shown
 
 

@@ -43,6 +43,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .diskfull import reporting_disk_full
+from .permissions import usual_permissions
 from .safe_loading import refusing_code
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints", "newest_intact_checkpoint",
@@ -252,6 +253,7 @@ def save_checkpoint(root: str | Path, step: int, model_state: dict, trainer_stat
             # safetensors refuses tensors that share storage (tied embeddings): store contiguous copies.
             tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model_state.items()}
             save_file(tensors, str(tmp / MODEL_FILE), metadata={"step": str(step)})
+            usual_permissions(tmp / MODEL_FILE)  # safetensors writes 0600; the other files get the umask's
             torch.save(trainer_state, tmp / STATE_FILE)
             files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
                      for name in _CHECKED_FILES}

@@ -34,6 +34,7 @@ from .models.adapters import encoder_adapter
 from .losses.heads import MULTI_LABEL, REGRESSION
 from .models.classification import check_classifier, forward_inputs, load_classifier
 from .preflight import check_positions
+from .report import model_facts, retention
 from .tasks.labelled_data import LabelledExamples, LabelSet
 
 __all__ = ["evaluate_classification", "predict", "logits_of", "accuracy", "macro_f1", "multi_label_f1", "pearson",
@@ -93,17 +94,12 @@ def spearman(x, y) -> float | None:
     return pearson(_ranks(x), _ranks(y))
 
 
-def _ratio(student, teacher):
-    return student / teacher if student is not None and teacher else None
-
-
 def size_and_speed(teacher, student, t_time: float, s_time: float) -> dict:
     """The evaluations' size and speed entries: parameters, layers, median forward seconds and their ratios."""
-    return {"teacher_params": count_parameters(teacher), "student_params": count_parameters(student),
-            "teacher_layers": len(encoder_adapter(teacher).layers(teacher)),
-            "student_layers": len(encoder_adapter(student).layers(student)),
-            "teacher_forward_s": t_time, "student_forward_s": s_time, "speed_ratio": s_time / t_time,
-            "speedup": t_time / s_time}
+    return model_facts(teacher_params=count_parameters(teacher), student_params=count_parameters(student),
+                       teacher_layers=len(encoder_adapter(teacher).layers(teacher)),
+                       student_layers=len(encoder_adapter(student).layers(student)),
+                       teacher_forward_s=t_time, student_forward_s=s_time)
 
 
 def evaluation_inputs(teacher, student, files, tokenizer, seq_len: int, load, check, caller: str):
@@ -165,7 +161,7 @@ def _problem_metrics(problem: str, logits: dict, gold: list, threshold: float) -
             out.update({f"{role}_pearson": pearson(v, gold), f"{role}_spearman": spearman(v, gold),
                         f"{role}_mse": float(np.mean((np.asarray(v) - np.asarray(gold)) ** 2))})
         for key in ("pearson", "spearman"):
-            out[f"{key}_retention"] = _ratio(out[f"student_{key}"], out[f"teacher_{key}"])
+            out[f"{key}_retention"] = retention(out[f"student_{key}"], out[f"teacher_{key}"])
         out["agreement"] = pearson(values["student"], values["teacher"])
         return out
     if problem == MULTI_LABEL:
@@ -175,14 +171,14 @@ def _problem_metrics(problem: str, logits: dict, gold: list, threshold: float) -
             out.update({f"{role}_micro_f1": micro, f"{role}_macro_f1": macro,
                         f"{role}_subset_accuracy": accuracy(p, [[int(v) for v in row] for row in gold])})
         for key in ("micro_f1", "macro_f1"):
-            out[f"{key}_retention"] = _ratio(out[f"student_{key}"], out[f"teacher_{key}"])
+            out[f"{key}_retention"] = retention(out[f"student_{key}"], out[f"teacher_{key}"])
         out.update(agreement=accuracy(decided["student"], decided["teacher"]), threshold=threshold)
         return out
     predicted = {role: x.argmax(-1).tolist() for role, x in logits.items()}
     for role, p in predicted.items():
         out.update({f"{role}_accuracy": accuracy(p, gold), f"{role}_macro_f1": macro_f1(p, gold)})
-    out["accuracy_retention"] = _ratio(out["student_accuracy"], out["teacher_accuracy"])  # None: teacher at 0
-    out["macro_f1_retention"] = _ratio(out["student_macro_f1"], out["teacher_macro_f1"])
+    out["accuracy_retention"] = retention(out["student_accuracy"], out["teacher_accuracy"])  # None: teacher at 0
+    out["macro_f1_retention"] = retention(out["student_macro_f1"], out["teacher_macro_f1"])
     out["agreement"] = accuracy(predicted["student"], predicted["teacher"])
     return out
 

@@ -72,6 +72,11 @@ class TrainConfig:
     label_field: str = knob("label", "sequence-classification: the field or column holding the label: a name from "
                             "the teacher's config.json id2label or its integer id; multi-label: a list of them (CSV: "
                             "joined by '|'); regression: a number")
+    labels: list[str] = knob([], "sequence- and token-classification: the class names (tags) in id order. distilx "
+                             "finetune: the fresh head's labels (empty: those of train_files: for sequence "
+                             "classification the integers 0..max when every label is an integer, else the distinct "
+                             "labels sorted as text; tags in tagged_data.tag_order); distilx train: when given, the "
+                             "teacher's id2label must be these")
     multi_label_threshold: float = knob(0.5, "sequence-classification, multi-label teachers: a label is predicted when "
                                         "its sigmoid reaches this (the evaluation's micro/macro-F1)", valid=SHARE)
     tokens_field: str = knob("tokens", "token-classification, .jsonl files: the field holding the sentence's words "
@@ -206,8 +211,9 @@ class TrainConfig:
 
     # ---------------------------------------------------------------- helpers
     @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        """Read a .toml, .json or .yaml/.yml file (unknown keys are an error)."""
+    def load(cls, path: str | Path, base: "TrainConfig | None" = None) -> "TrainConfig":
+        """Read a .toml, .json or .yaml/.yml file (unknown keys are an error); the fields the file does not
+        set keep `base`'s values (default: TrainConfig's defaults; `distilx finetune` passes its own)."""
         path = Path(path)
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
@@ -236,7 +242,7 @@ class TrainConfig:
             raise ValueError(f"config {path}: unknown extension {path.suffix!r}; use .toml, .json or .yaml")
         if "train" in data and isinstance(data["train"], dict):  # allow a [train] table
             data = data["train"]
-        return cls().override(data)
+        return (base or cls()).override(data)
 
     def override(self, values: dict) -> "TrainConfig":
         """A copy with `values` applied; strings are converted to the field's type (CLI flags)."""
@@ -388,9 +394,10 @@ def _yaml_problem(exc) -> str:
     return problem + where
 
 
-def default_text(f: dataclasses.Field) -> str:
-    """A field's default as it is written on the command line (lists comma-separated)."""
-    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+def default_text(f: dataclasses.Field, value: Any = dataclasses.MISSING) -> str:
+    """A field's default (or `value`) as it is written on the command line (lists comma-separated)."""
+    if value is dataclasses.MISSING:
+        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list):
@@ -406,7 +413,9 @@ def config_table() -> str:
              "Generated from `python/distilx/config.py` by `python -m distilx.config > docs/config.md` "
              "(a test checks it is current). Every field is a key of a `.toml` / `.json` / `.yaml` run "
              "config and a `distilx train` flag (`student_layers` -> `--student-layers`; lists are "
-             "comma-separated; `none` clears an optional field).", "",
+             "comma-separated (space-separated works too); a boolean is `--flag`, `--flag true` or `--flag false`; "
+             "`none` clears an optional field). `distilx finetune` takes the same flags except those about a "
+             "teacher and its student, with its own defaults for a few (docs/tasks.md).", "",
              "| field | default | description |", "|---|---|---|"]
     for f in dataclasses.fields(TrainConfig):
         lines.append(f"| `{f.name}` | `{default_text(f)}` | {f.metadata['help']} |")

@@ -4,6 +4,10 @@ Metrics (all on the masked-LM targets, i.e. labels != -100, of the same batches 
 - `*_accuracy`: top-1 masked-token accuracy;
 - `*_perplexity`: exp(mean cross-entropy) over the targets (masked-LM pseudo-perplexity);
 - `top1_agreement`: share of targets where student and teacher predict the same token;
+- `kl_to_teacher`: mean over the targets of KL(teacher || student) of the two softmaxes (T = 1, nats):
+  how far the student's whole distribution is from the teacher's, which moves long before top-1 does;
+- `masking`: how the targets were drawn ("uniform" 15% by default; "frequency" with the training
+  corpus' token counts gives the masking a default run trains with, so its perplexity is comparable);
 - `*_params`: parameter counts (tied tensors counted once); `*_layers`: encoder layers;
 - `speed_ratio`: student forward time / teacher forward time for full `model(...).logits` calls on
   the same batches, measured in this run (`speedup` = its inverse).
@@ -23,6 +27,7 @@ from torch import nn
 
 from .losses import IGNORE_INDEX
 from .models import adapter_for, check_vocabulary, load_teacher
+from .report import model_facts
 
 __all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for", "model_folders"]
 
@@ -93,40 +98,60 @@ def check_output_file(path, what: str) -> None:
         raise PermissionError(f"{what} {path} cannot be written (permission denied, or a read-only file system)")
 
 
-def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
-    """The held-out batches `evaluate` reads: uniform 15% masks drawn with `seed`, so runs compare."""
+def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int, masking: str = "uniform",
+                token_counts=None):
+    """The held-out batches `evaluate` reads: 15% masks drawn with `seed` (uniform, or frequency-smoothed
+    with `token_counts`), so runs compare."""
     from .data import MaskedLMStream
 
     return MaskedLMStream([str(f) for f in files], tokenizer, seq_len=seq_len, batch_size=batch_size,
-                          masking="uniform", seed=seed)
+                          masking=masking, seed=seed, token_counts=token_counts)
 
 
-def _top1_and_nll(adapter, model: nn.Module, hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Top-1 ids and summed cross-entropy of the MLM head on `hidden` rows [n, H], projected onto the
-    vocabulary a chunk of rows at a time (the fused-linear loss's chunk rule), so a 250k vocabulary never
-    holds n x V logits."""
+class _Side:
+    """One model's MLM head applied to the target rows' hidden states."""
+
+    def __init__(self, adapter, model: nn.Module, hidden: torch.Tensor):
+        self.weight, self.bias = adapter.decoder(model)
+        self.head_input = adapter.head_transform(model, hidden)
+
+    def logits(self, rows: slice) -> torch.Tensor:
+        return F.linear(self.head_input[rows], self.weight, self.bias).float()
+
+
+def _compare_heads(teacher: _Side, student: _Side, target: torch.Tensor) -> dict:
+    """Both heads projected onto the vocabulary a chunk of rows at a time (the fused-linear loss's chunk
+    rule, so a 250k vocabulary never holds n x V logits): correct top-1 of each, agreements, summed
+    cross-entropies and summed KL(teacher || student)."""
     from .losses.fused_linear import fused_linear_chunk_rows
 
-    weight, bias = adapter.decoder(model)
-    head_input = adapter.head_transform(model, hidden)
-    chunk = fused_linear_chunk_rows(max(1, head_input.shape[0]), weight.shape[0], device=weight.device,
-                                    student_dtype=torch.float32)
-    tops, nll = [], 0.0
-    for start in range(0, head_input.shape[0], chunk):
-        logits = F.linear(head_input[start:start + chunk], weight, bias).float()
-        tops.append(logits.argmax(-1))
-        nll += float(F.cross_entropy(logits, target[start:start + chunk], reduction="sum"))
-    return (torch.cat(tops) if tops else target.new_empty(0)), nll
+    n = target.shape[0]
+    chunk = fused_linear_chunk_rows(max(1, n), max(teacher.weight.shape[0], student.weight.shape[0]),
+                                    device=target.device, student_dtype=torch.float32, teacher_dtype=torch.float32)
+    out = {"teacher_correct": 0, "student_correct": 0, "agree": 0, "teacher_nll": 0.0, "student_nll": 0.0, "kl": 0.0}
+    for start in range(0, n, chunk):
+        rows, gold = slice(start, start + chunk), target[start:start + chunk]
+        t_logp = F.log_softmax(teacher.logits(rows), -1)
+        s_logp = F.log_softmax(student.logits(rows), -1)
+        t_top, s_top = t_logp.argmax(-1), s_logp.argmax(-1)
+        out["teacher_correct"] += int((t_top == gold).sum())
+        out["student_correct"] += int((s_top == gold).sum())
+        out["agree"] += int((t_top == s_top).sum())
+        out["teacher_nll"] += float(F.nll_loss(t_logp, gold, reduction="sum"))
+        out["student_nll"] += float(F.nll_loss(s_logp, gold, reduction="sum"))
+        out["kl"] += float(F.kl_div(s_logp, t_logp, log_target=True, reduction="sum"))
+    return out
 
 
 @torch.no_grad()
 def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, batch_size: int = 32,
              max_batches: int = 20, seed: int = 0, device: str | torch.device = "cpu",
-             speed_batches: int = 3) -> dict:
+             speed_batches: int = 3, masking: str = "uniform", token_counts=None) -> dict:
     """Evaluate `teacher` and `student` (models or folders) on held-out `files`; returns a dict.
 
     tokenizer: a distilx.Tokenizer or a path (default: the student's folder, else the teacher's).
-    The masks are drawn by the data engine with `seed` (uniform 15%), so runs are comparable.
+    The masks are drawn by the data engine with `seed` (15%; `masking` "uniform", or "frequency" with
+    `token_counts`, e.g. `distilx.data.count_tokens` of the training files), so runs are comparable.
     """
     from .data import Tokenizer
     from .preflight import check_positions
@@ -150,9 +175,10 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     teacher.eval().to(device)
     student.eval().to(device)
     amp = autocast_for(device)
-    stream = eval_stream(files, tokenizer, seq_len=seq_len, batch_size=batch_size, seed=seed)
+    stream = eval_stream(files, tokenizer, seq_len=seq_len, batch_size=batch_size, seed=seed, masking=masking,
+                         token_counts=token_counts)
     totals = {"targets": 0, "teacher_correct": 0, "student_correct": 0, "agree": 0,
-              "teacher_nll": 0.0, "student_nll": 0.0}
+              "teacher_nll": 0.0, "student_nll": 0.0, "kl": 0.0}
     kept = []  # a few batches for the speed measurement
     for i, batch in enumerate(stream):
         if i >= max_batches:
@@ -163,14 +189,12 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         rows = labels != IGNORE_INDEX
         target = labels[rows]
         with amp:
-            t_top, t_nll = _top1_and_nll(t_adapter, teacher, t_adapter.last_hidden(teacher, ids, mask)[rows], target)
-            s_top, s_nll = _top1_and_nll(s_adapter, student, s_adapter.last_hidden(student, ids, mask)[rows], target)
+            batch_totals = _compare_heads(_Side(t_adapter, teacher, t_adapter.last_hidden(teacher, ids, mask)[rows]),
+                                          _Side(s_adapter, student, s_adapter.last_hidden(student, ids, mask)[rows]),
+                                          target)
         totals["targets"] += int(target.numel())
-        totals["teacher_correct"] += int((t_top == target).sum())
-        totals["student_correct"] += int((s_top == target).sum())
-        totals["agree"] += int((t_top == s_top).sum())
-        totals["teacher_nll"] += t_nll
-        totals["student_nll"] += s_nll
+        for key, value in batch_totals.items():
+            totals[key] += value
         if len(kept) < speed_batches:
             kept.append({"input_ids": ids, "attention_mask": mask})
     n = totals["targets"]
@@ -181,18 +205,16 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     if was_training:
         student.train()
     return {
+        "task": "masked-lm",
         "targets": n,
+        "masking": masking,
         "teacher_accuracy": totals["teacher_correct"] / n,
         "student_accuracy": totals["student_correct"] / n,
         "teacher_perplexity": math.exp(totals["teacher_nll"] / n),
         "student_perplexity": math.exp(totals["student_nll"] / n),
         "top1_agreement": totals["agree"] / n,
-        "teacher_params": count_parameters(teacher),
-        "student_params": count_parameters(student),
-        "teacher_layers": len(t_adapter.layers(teacher)),
-        "student_layers": len(s_adapter.layers(student)),
-        "teacher_forward_s": t_time,
-        "student_forward_s": s_time,
-        "speed_ratio": s_time / t_time,
-        "speedup": t_time / s_time,
+        "kl_to_teacher": totals["kl"] / n,
+        **model_facts(teacher_params=count_parameters(teacher), student_params=count_parameters(student),
+                      teacher_layers=len(t_adapter.layers(teacher)), student_layers=len(s_adapter.layers(student)),
+                      teacher_forward_s=t_time, student_forward_s=s_time),
     }

@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path, PurePath
 
 from .checkpoint import files_not_from_a_save, latest_checkpoint, owned_checkpoint_folders, remove_checkpoint_files
+from .permissions import usual_permissions
 
 __all__ = ["RunFolder", "OutputDirError", "MARKER", "LOCK"]
 
@@ -249,7 +250,9 @@ class RunFolder:
             if unwritten & self._files:
                 self._files -= unwritten
                 self._write_marker()
-            self.record(*(self._snapshot(names) - before))
+            new = self._snapshot(names) - before
+            self.record(*new)
+            usual_permissions(*(self.path / name for name in (*names, *new)))  # safetensors writes 0600
 
     # -- the lock --------------------------------------------------------------------------------
     def release(self) -> None:

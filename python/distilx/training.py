@@ -276,7 +276,9 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     bar = None
     if env.is_main and config.progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=total_steps, initial=step, desc="distil", unit="step", dynamic_ncols=True)
+        gold_only = config.alpha_kl == 0 and config.alpha_cos == 0  # no teacher term: plain fine-tuning
+        bar = tqdm(total=total_steps, initial=step, desc="fine-tune" if gold_only else "distil", unit="step",
+                   dynamic_ncols=True)
 
     # --- the loop: one optimizer step = grad_accum micro-batches ---
     batches = training_batches(_endless(stream), config)  # an empty corpus is named at the first batch

@@ -18,12 +18,16 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from .heads import PROBLEMS, REGRESSION, SEQUENCE_CLASSIFICATION, SINGLE_LABEL, problem_of, warn_if_untrained
+from ..safe_loading import refusing_code
+from .adapters import encoder_adapter
+from .heads import PROBLEMS, REGRESSION, SEQUENCE_CLASSIFICATION, SINGLE_LABEL, config_of, fresh_tensors, \
+    problem_of, warn_if_untrained
 
-__all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "forward_inputs",
-           "check_classifier"]
+__all__ = ["load_classifier", "init_classifier_student", "pretrained_classifier_student", "classifier_to_fine_tune",
+           "forward_inputs", "check_classifier"]
 
 
 def check_classifier(model: nn.Module, role: str = "teacher") -> None:
@@ -79,6 +83,57 @@ def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Mo
     the copied tensors are recorded in the config (`distilx_head_from_teacher`). fp32, train mode.
     """
     return SEQUENCE_CLASSIFICATION.pretrained_student(path, teacher, lambda m: check_classifier(m, role="student"))
+
+
+def _classifier_on(path: Path, id2label: dict[int, str], role: str) -> tuple[nn.Module, set[str]]:
+    """The …ForSequenceClassification of a pre-trained folder's model type for the labels `id2label`: the
+    weights the folder has, transformers' fresh initialisation for the rest (returned by name). Refused
+    when the folder lacks encoder weights (a layer or embedding tensor): it is not a pre-trained encoder."""
+    from transformers import AutoModelForSequenceClassification
+
+    config, _ = config_of(path)
+    config.num_labels = len(id2label)
+    config.id2label = dict(id2label)
+    config.label2id = {name: i for i, name in id2label.items()}
+    config.problem_type = "single_label_classification"
+    with refusing_code(path):
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            str(path), config=config, output_loading_info=True, ignore_mismatched_sizes=True)
+    check_classifier(model, role=role)
+    fresh = fresh_tensors(info)
+    adapter = encoder_adapter(model)
+    encoder = {id(t) for part in (adapter.embeddings(model), adapter.layers(model)) for t in part.parameters()}
+    lacking = sorted(name for name, t in model.named_parameters() if id(t) in encoder and name in fresh)
+    if lacking:
+        raise ValueError(f"{path} lacks {len(lacking)} encoder tensors of a {type(model).__name__} (e.g. "
+                         f"{lacking[0]}): the {role} needs a pre-trained encoder or masked-LM folder of this "
+                         "architecture")
+    return model, fresh
+
+
+def classifier_to_fine_tune(path: str | Path, labels: list[str], seed: int) -> nn.Module:
+    """`distilx finetune`'s starting point: the …ForSequenceClassification of a pre-trained encoder or
+    masked-LM folder, for `labels` (in id order), its encoder the folder's weights and its head — every
+    module outside the base model (BERT's classifier; RoBERTa's dense + out_proj; DistilBERT's
+    pre_classifier + classifier…) — freshly initialised with `seed`, even when the folder holds a head
+    already (a classifier folder re-fine-tuned on new labels). A pooler inside the base model (BERT's)
+    keeps the folder's weights when it has them. fp32, train mode."""
+    if len(labels) < 2:
+        raise ValueError(f"labels={list(labels)}: a classifier needs at least two classes")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels={list(labels)} name a class twice")
+    torch.manual_seed(seed)  # what the folder lacks inside the base model (a masked-LM folder's pooler)
+    model, _ = _classifier_on(Path(path), dict(enumerate(labels)), "model to fine-tune")
+    # transformers' own initialisation of a new model of this class (its _init_weights skips tensors that
+    # were loaded), seeded; its modules outside the base model replace the loaded ones
+    torch.manual_seed(seed)
+    fresh = type(model)(model.config)
+    with torch.no_grad():
+        for name, child in model.named_children():
+            if child is not model.base_model:
+                child.load_state_dict(getattr(fresh, name).state_dict())
+    model.config.distilx_fine_tuned_from = str(path)  # provenance, saved in config.json
+    return model.float().train()
 
 
 def forward_inputs(model: nn.Module, batch: dict) -> dict:

@@ -133,8 +133,9 @@ class HeadKind:
         if fresh or other_head:  # another head's weights may fit this one's shapes: config.json tells them apart
             lacks = (f"its weights lack {len(fresh)} tensors of a {type(model).__name__} (e.g. {sorted(fresh)[0]}); "
                      if fresh else "")
-            fix = (f"The teacher of task {self.task} is a fine-tuned …{self.suffix} folder (docs/tasks.md says how "
-                   "to get one); to distil a masked-LM model use --task masked-lm" if role == "teacher" else
+            fix = (f"The teacher of task {self.task} is a fine-tuned …{self.suffix} folder: fine-tune one from this "
+                   f"encoder with `distilx finetune --task {self.task} --model {path} --train-files ...` "
+                   "(docs/tasks.md); to distil a masked-LM model use --task masked-lm" if role == "teacher" else
                    f"Evaluate a student trained with --task {self.task} (a masked-LM student: --task masked-lm)")
             raise ValueError(f"the {role} {path} is not a fine-tuned {self.noun}: {lacks}config.json says it holds a "
                              f"{holds}. {fix}")

@@ -70,7 +70,7 @@ def load_teacher(path: str | Path, *, require_mlm_head: bool = True) -> nn.Modul
             raise ValueError(f"{what}. A teacher must be a masked-LM model: a folder saved from a …ForMaskedLM "
                              f"({type(model).__name__} here) with its MLM head weights. To start from this encoder "
                              "anyway, load it with load_teacher(path, require_mlm_head=False) and fit the head first "
-                             "(distilx.demo.fit_teacher_head)")
-        warnings.warn(f"{what}; fit the head before using it as a teacher (see distilx.demo.fit_teacher_head)",
+                             "(distilx.demo_pretrain.fit_teacher_head)")
+        warnings.warn(f"{what}; fit the head before using it as a teacher (see distilx.demo_pretrain.fit_teacher_head)",
                       stacklevel=2)
     return model.eval()

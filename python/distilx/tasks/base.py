@@ -10,6 +10,10 @@ module DDP wraps (`student_forward`: the student's forward and the loss, so that
 parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
 module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always
 `distillation_loss` (or its fused-linear form for large vocabularies).
+
+`distilx finetune` (finetune.py) asks a task with a head of its own for `finetune_model`: the model it
+fine-tunes (the encoder folder's weights, a fresh head), then runs the same loop with the gold-label
+loss alone and evaluates the result with `evaluate_one` / `table_one`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from ..preflight import check_positions
+from ..report import Measure, one_model, plural
 
 __all__ = ["Task", "check_widths"]
 
@@ -32,6 +37,8 @@ def check_widths(alpha_cos: float, teacher: nn.Module, student: nn.Module) -> No
         raise ValueError(f"alpha_cos={alpha_cos} compares hidden states, but the teacher's are {widths[0]} wide and "
                          f"the student's {widths[1]}: use a student of the teacher's width or set --alpha-cos 0 "
                          "(alpha_cos=0)")
+
+_FACTS = ("teacher_params", "teacher_layers", "teacher_forward_s")  # report.model_facts' fields
 
 
 class Task(ABC):
@@ -69,11 +76,6 @@ class Task(ABC):
         check_positions(config.seq_len, teacher=teacher, student=student)
         check_widths(config.alpha_cos, teacher, student)
 
-    def finetune_model(self, encoder_path: str, config) -> nn.Module:
-        """A model of this task's head class on the encoder folder's weights, its head freshly initialised
-        (labels from config / the train files where the task has labels): what `distilx finetune` trains."""
-        raise ValueError(f"task {self.name} cannot fine-tune a model from an encoder folder")
-
     # --- data ---
     @abstractmethod
     def make_stream(self, config, tokenizer, env, teacher: nn.Module):
@@ -103,9 +105,29 @@ class Task(ABC):
     def table(self, metrics: dict) -> str:
         """evaluate()'s result as the side-by-side table `distilx train` prints."""
 
-    # --- a way to a fine-tuned teacher (`distilx finetune`) ---
+    # --- fine-tuning a teacher (`distilx finetune`) ---
     def finetune_model(self, encoder_path: str, config) -> nn.Module:
         """A model of this task's head class on the encoder folder's weights, head freshly initialised,
-        labels from config/train files where the task has labels."""
-        raise ValueError(f"task {self.name} cannot fine-tune a teacher: distilx finetune serves the tasks that "
-                         "implement Task.finetune_model")
+        labels from config / the train files where the task has labels. Tasks without a head of their own
+        to fit (masked-lm: a pre-trained encoder already is its teacher) keep this refusal."""
+        raise ValueError(f"task {self.name} cannot fine-tune a teacher: it has no head to fit; distilx finetune "
+                         "takes a task with one (e.g. --task sequence-classification)")
+
+    def evaluate_one(self, model: nn.Module, config, tokenizer, device) -> dict:
+        """One model's metrics on config.eval_files (after `distilx finetune`): evaluate() with the model on
+        both sides; its `teacher_*` entries are the model's. Tasks may override it to run the model once."""
+        return self.evaluate(model, model, config, tokenizer, device)
+
+    # report.Measure rows of this task's tables (report.py: the shape every task's metrics share)
+    measures: tuple = ()
+
+    def table_one(self, metrics: dict) -> str:
+        """evaluate_one()'s result as a one-model table: the rows of `measures`, or without them every
+        numeric `teacher_<key>` entry."""
+        measures = [x for x in self.measures if f"teacher_{x.key}" in metrics]  # those of its problem type
+        measures = measures or [Measure(k.removeprefix("teacher_"), k.removeprefix("teacher_"), ".4g")
+                                for k, v in metrics.items() if k.startswith("teacher_")
+                                and isinstance(v, (int, float)) and k not in _FACTS]
+        count = next((plural(metrics[k], noun) for k, noun in (("examples", "example"), ("targets", "target"))
+                      if k in metrics), "held-out data")
+        return one_model(metrics, measures, what=count)

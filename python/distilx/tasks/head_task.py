@@ -76,7 +76,10 @@ class HeadTask(Task):
     def check_models(self, config, teacher, student) -> None:
         super().check_models(config, teacher, student)
         self.check(student, role="student")
-        LabelSet.shared(teacher, student)
+        labels = LabelSet.shared(teacher, student)
+        if config.labels and list(labels.names) != list(config.labels):
+            raise ValueError(f"labels={list(config.labels)}, but the teacher's (config.json id2label) are "
+                             f"{list(labels.names)}: drop --labels or use a teacher of those labels")
 
     def make_stream(self, config, tokenizer, env, teacher):
         examples = self.examples(config.train_files, config, LabelSet.of(teacher.config))

@@ -28,8 +28,8 @@ import torch
 from ..losses.heads import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from .records import RECORD_SUFFIXES, brief, records
 
-__all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
-           "SUFFIXES"]
+__all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "labels_in_files",
+           "hf_tokenizer", "SUFFIXES"]
 
 SUFFIXES = RECORD_SUFFIXES
 
@@ -126,6 +126,29 @@ class LabelSet:
     def tensor(self, values: list) -> torch.Tensor:
         """value_of's results as the batch's labels: int64 [B] class ids, float [B, C] 0/1 rows, float [B]."""
         return torch.tensor(values, dtype=torch.int64 if self.problem == SINGLE_LABEL else torch.float32)
+
+
+def labels_in_files(files, label_field: str) -> list[str]:
+    """The label set a fresh classification head gets (`distilx finetune` without --labels), in id order:
+    when every label is an integer (a JSON integer or a string of digits) the ids are those integers,
+    the names "0" .. "max" (so a file's ids keep their meaning); otherwise the distinct labels sorted
+    as text. Anything else (a float, true, a list) is an error naming the file and line."""
+    seen: set[str] = set()
+    for where, record in (entry for name in files for entry in records(name)):
+        if label_field not in record:
+            raise ValueError(f"{where}: no field {label_field!r} (fields here: {sorted(record)}); name the label "
+                             "field with --label-field")
+        value = record[label_field]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"{where}: label {brief(value)} is neither a name nor an integer id")
+        seen.add(str(value))
+    if not seen:
+        raise ValueError(f"no labelled examples in {[str(f) for f in files]}: the labels come from the train files "
+                         "(or give them with --labels)")
+    if all(text.isdigit() for text in seen):
+        top = max(int(text) for text in seen)
+        return [str(i) for i in range(top + 1)]
+    return sorted(seen)
 
 
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..models.classification import check_classifier
+from ..models.classification import check_classifier, classifier_to_fine_tune
 from ..models.heads import SEQUENCE_CLASSIFICATION
-from ..report import classification_table
+from ..report import CLASSIFICATION_MEASURES, classification_table
 from .head_task import HeadForward, HeadTask
-from .labelled_data import LabelledExamples, LabelSet
+from .labelled_data import LabelledExamples, LabelSet, labels_in_files
 
 __all__ = ["ClassifierForward", "SequenceClassificationTask", "TASK"]
 
@@ -26,6 +26,7 @@ ClassifierForward = HeadForward  # the name this module exported before token cl
 class SequenceClassificationTask(HeadTask):
     name = "sequence-classification"
     kind = SEQUENCE_CLASSIFICATION
+    measures = tuple(CLASSIFICATION_MEASURES)  # of a single-label classifier, what `distilx finetune` makes
 
     def check(self, model: nn.Module, role: str = "teacher") -> None:
         check_classifier(model, role)
@@ -45,6 +46,13 @@ class SequenceClassificationTask(HeadTask):
 
     def table(self, metrics: dict) -> str:
         return classification_table(metrics)
+
+    def finetune_model(self, encoder_path: str, config) -> nn.Module:
+        """A single-label …ForSequenceClassification on `encoder_path`'s weights with a fresh head (seeded by
+        config.seed) for config.labels, or the labels of config.train_files (labelled_data.labels_in_files
+        says in which order)."""
+        labels = list(config.labels) or labels_in_files(config.train_files, config.label_field)
+        return classifier_to_fine_tune(encoder_path, labels, config.seed)
 
 
 TASK = SequenceClassificationTask()
