@@ -6,8 +6,9 @@ Metrics (`distilx eval --task sequence-classification`, and the end of a classif
   the gold labels or that model's predictions (scikit-learn's default label set for average="macro");
 - `accuracy_retention`, `macro_f1_retention`: student / teacher (the "keeps 97% of the teacher" number);
 - `agreement`: share of the examples where student and teacher predict the same class;
-- `*_params`, `*_layers`, `*_forward_s`, `speed_ratio`, `speedup`: as in evaluation.py — parameter
-  counts, and the median time of full forwards on the same batches, measured in this run, interleaved.
+- `*_params`, `*_layers`, `*_hidden`, `*_heads`, `*_intermediate`, `*_forward_s`, `speed_ratio`, `speedup`:
+  as in evaluation.py — the shape, parameter counts, and the median time of full forwards on the same
+  batches, measured in this run, interleaved.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .evaluation import autocast_for, count_parameters, forward_seconds
+from .evaluation import autocast_for, count_parameters, forward_seconds, shape_entries
 from .models.adapters import encoder_adapter
 from .models.classification import check_classifier, forward_inputs, load_classifier
 from .preflight import check_positions
@@ -114,6 +115,7 @@ def evaluate_classification(teacher, student, files, tokenizer=None, *, text_fie
         "student_params": count_parameters(student),
         "teacher_layers": len(encoder_adapter(teacher).layers(teacher)),
         "student_layers": len(encoder_adapter(student).layers(student)),
+        **shape_entries(teacher, student),
         "teacher_forward_s": t_time,
         "student_forward_s": s_time,
         "speed_ratio": s_time / t_time,

@@ -4,7 +4,8 @@ Metrics (all on the masked-LM targets, i.e. labels != -100, of the same batches 
 - `*_accuracy`: top-1 masked-token accuracy;
 - `*_perplexity`: exp(mean cross-entropy) over the targets (masked-LM pseudo-perplexity);
 - `top1_agreement`: share of targets where student and teacher predict the same token;
-- `*_params`: parameter counts (tied tensors counted once); `*_layers`: encoder layers;
+- `*_params`: parameter counts (tied tensors counted once); `*_layers`: encoder layers; `*_hidden`,
+  `*_heads`, `*_intermediate`: the rest of the shape (models/shapes.py; None outside the width table);
 - `speed_ratio`: student forward time / teacher forward time for full `model(...).logits` calls on
   the same batches, measured in this run (`speedup` = its inverse).
 """
@@ -24,11 +25,19 @@ from torch import nn
 from .losses import IGNORE_INDEX
 from .models import adapter_for, check_vocab, load_teacher
 
-__all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for"]
+__all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for", "shape_entries"]
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # .parameters() yields a tied tensor once
+
+
+def shape_entries(teacher: nn.Module, student: nn.Module) -> dict:
+    """teacher_/student_ hidden, heads and intermediate: what a (narrower) student is, beside its layers."""
+    from .models.shapes import model_shape
+
+    return {f"{role}_{key}": value for role, model in (("teacher", teacher), ("student", student))
+            for key, value in model_shape(model).items()}
 
 
 def autocast_for(device: torch.device):
@@ -161,6 +170,7 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         "student_params": count_parameters(student),
         "teacher_layers": len(t_adapter.layers(teacher)),
         "student_layers": len(s_adapter.layers(student)),
+        **shape_entries(teacher, student),
         "teacher_forward_s": t_time,
         "student_forward_s": s_time,
         "speed_ratio": s_time / t_time,

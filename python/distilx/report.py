@@ -11,9 +11,16 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def _shape(m: dict, role: str) -> str:
+    """'384 / 12 / 1536' (hidden / heads / intermediate), '?' for a size the width table does not know."""
+    return " / ".join("?" if m.get(f"{role}_{k}") is None else str(m[f"{role}_{k}"])
+                      for k in ("hidden", "heads", "intermediate"))
+
+
 def _side_by_side(m: dict, what: str, rows: list[tuple[str, str, str]], ratios: list[tuple[str, str]]) -> str:
     """A header naming `what` was evaluated, teacher and student columns, then one-value ratio lines."""
-    rows = rows + [("parameters", f"{m['teacher_params'] / 1e6:.1f} M", f"{m['student_params'] / 1e6:.1f} M"),
+    rows = rows + [("shape (hidden / heads / FFN)", _shape(m, "teacher"), _shape(m, "student")),
+                   ("parameters", f"{m['teacher_params'] / 1e6:.1f} M", f"{m['student_params'] / 1e6:.1f} M"),
                    ("forward time (batch)", f"{m['teacher_forward_s'] * 1e3:.0f} ms",
                     f"{m['student_forward_s'] * 1e3:.0f} ms")]
     teacher = f"teacher ({plural(m['teacher_layers'], 'layer')})"

@@ -81,10 +81,15 @@ def load_classifier(path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def init_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:
+def init_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None, *,
+                            hidden: int | None = None, heads: int | None = None, intermediate: int | None = None,
+                            init: str = "teacher", selection: str = "uniform", seed: int = 0) -> nn.Module:
     """A shallower copy of a fine-tuned classifier `teacher` (a model or a folder): its own class, student
     layer i = teacher layer layers[i] (default: half the layers, spread as init_student spreads them), the
-    embeddings and the classification head copied. fp32, train mode."""
+    embeddings and the classification head copied; hidden / heads / intermediate: a narrower shape made by
+    `init` ("teacher", "weight-selection" or "random"; see init_student). fp32, train mode."""
+    from .shapes import ShapeRequest, shaped_student
+
     if isinstance(teacher, (str, Path)):
         teacher = load_classifier(teacher)
     check_classifier(teacher)
@@ -94,7 +99,8 @@ def init_classifier_student(teacher, n_layers: int | None = None, layers: list[i
         student = same_class_fewer_layers(teacher, layers, getattr(teacher.config, "tie_word_embeddings", True),
                                           adapter)
     student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
-    return student.float().train()
+    return shaped_student(student.float().train(), ShapeRequest(hidden, heads, intermediate), init=init,
+                          selection=selection, seed=seed)
 
 
 def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Module:
