@@ -10,7 +10,11 @@ adapter. Two halves:
   projection) and `decoder(model)` (its weight [V, E] and bias [V] or None) — so that the projection,
   the dominant cost, runs only on the rows a loss or metric reads (or chunk by chunk, fused with the
   loss). `mlm_logits` = the two together, equal to the model's own head. Both work on any gathered
-  [n, H] row set: no head of the table needs more than the rows' hidden states.
+  [n, H] row set: no head of the table needs more than the rows' hidden states;
+- `qkv(layer)`: a layer's attention Q/K/V projection modules (attention_access.py reads them through
+  hooks for the attention-relation loss).
+
+How each architecture names and lays out its width (narrower students) is in shapes.py's table.
 
 Adding an architecture = one entry in `ADAPTERS` (+ a student builder in `builders.py` when the generic
 "same class, fewer layers" one does not fit) and one case in tests/test_models.py. A masked-LM model

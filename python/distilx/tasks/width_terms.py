@@ -53,8 +53,9 @@ def hidden_projection_loss(student_hidden: torch.Tensor, teacher_hidden: torch.T
                            kind: str) -> torch.Tensor:
     """The projected hidden-state term over rows [n, H_s] / [n, H_t] (0 for no rows): "mse", the mean over
     rows and units of (W h_s + b - h_t)^2, or "cosine", the mean over rows of 1 - cos(W h_s + b, h_t)."""
-    projected = projection(student_hidden).float()
-    target = teacher_hidden.detach().float()
+    projected = projection(student_hidden)
+    dtype = torch.promote_types(projected.dtype, torch.float32)  # bf16 under autocast: the term in fp32
+    projected, target = projected.to(dtype), teacher_hidden.detach().to(dtype)
     if projected.shape[0] == 0:
         return projected.sum() * 0.0
     if kind == "mse":
