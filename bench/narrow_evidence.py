@@ -55,7 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--mlm-steps", type=int, default=60)
     p.add_argument("--mlm-batch-size", type=int, default=16)
     p.add_argument("--mlm-seq-len", type=int, default=64)
-    p.add_argument("--mlm-lr", type=float, default=5e-4)
+    p.add_argument("--mlm-lr", type=float, default=3e-4, help="the demo's distillation lr")
     p.add_argument("--eval-batches", type=int, default=8)
     p.add_argument("--task-steps", type=int, default=150)
     p.add_argument("--task-lr", type=float, default=5e-4)

@@ -148,8 +148,8 @@ def shape_of(config) -> StudentShape:
 
 
 def model_shape(model: nn.Module) -> dict:
-    """What `distilx eval` reports of a model's shape: layers, hidden, heads, intermediate (None where the
-    architecture is outside the width table)."""
+    """What `distilx eval` reports of a model's shape beside its layers: hidden, heads, intermediate (heads and
+    intermediate None where the architecture is outside the width table)."""
     try:
         shape = shape_of(model.config)
     except ValueError:
