@@ -4,10 +4,15 @@ Sides, in one run on the same inputs (N rows, hidden H, vocabulary V; 15% of row
 real, alpha 5 / 2 / 1 with hidden-state cosine, T = 2):
   fused-linear  distilx.fused_linear_distillation_loss(x_s, W_s, x_t, W_t, labels, biases, hidden states)
   logits        s = x_s @ W_s.T + b_s, t = x_t @ W_t.T + b_t (no grad), distilx.distillation_loss(s, t, ...)
-  liger         (CUDA, when liger-kernel imports) LigerFusedLinearJSD (beta 0 = forward KL at T, on every
-                row) + LigerFusedLinearCrossEntropyLoss (the labelled rows): the same projections and
-                divergences, Liger's way (its JSD has no T^2 factor; the work is what is compared)
 Gradients flow to x_s, W_s, b_s and the student hidden states on every side.
+
+Liger at equal work (CUDA, when liger-kernel imports; bench/bench_liger.py), per --liger-labelled share of
+labelled rows (default 1.0: every row, both sides project every row; and 0.15: distilx projects only the
+labelled rows, Liger projects all and masks):
+  fused-linear@liger  fused_linear_distillation_loss with alpha_cos = 0, kl_on = "targets"
+  liger-jsd           LigerFusedLinearJSDLoss (beta 0 = forward KL at T over the labelled rows, + the
+                      hard-label CE; weight_soft_loss = alpha_kl * T^2, weight_hard_loss = alpha_mlm: the same
+                      quantity; torch.compile'd chunks, its default)
 
 "Extra memory" is the peak above the inputs during forward + backward. "Beyond W grad" subtracts what
 every side must hand back anyway: the [V, H] weight gradient and the [V] bias gradient in the weight's
@@ -30,7 +35,6 @@ Time: CPU min over --reps after a small warm-up; GPU the median of --reps CUDA-e
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import statistics
@@ -43,6 +47,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_loss import peak_rss, reset_peak_rss  # noqa: E402  (one home for the RSS method)
 
+import bench_liger  # noqa: E402
+
 import distilx  # noqa: E402
 
 TEMPERATURE, ALPHA_KL, ALPHA_MLM, ALPHA_COS = 2.0, 5.0, 2.0, 1.0
@@ -50,8 +56,9 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 SIDES = ("fused-linear", "logits")
 
 
-def make_inputs(n, hidden, vocab, dtype, device, seed=0):
-    """Student and teacher projection inputs/weights/biases, hidden states, labels (15%); filled in place."""
+def make_inputs(n, hidden, vocab, dtype, device, seed=0, labelled=0.15):
+    """Student and teacher projection inputs/weights/biases, hidden states, labels (`labelled` share); filled in
+    place."""
     gen = torch.Generator(device=device).manual_seed(seed)
 
     def randn(*shape, std=1.0):
@@ -66,7 +73,7 @@ def make_inputs(n, hidden, vocab, dtype, device, seed=0):
         h_s=randn(n, hidden), h_t=randn(n, hidden),
     )
     labels = torch.randint(0, vocab, (n,), device=device, generator=gen)
-    labels[torch.rand(n, device=device, generator=gen) < 0.85] = -100
+    labels[torch.rand(n, device=device, generator=gen) >= labelled] = -100
     inputs["labels"] = labels
     for key in ("x_s", "w_s", "b_s", "h_s"):
         inputs[key].requires_grad_(True)
@@ -91,30 +98,31 @@ def side_fns():
     return {"fused-linear": fused_linear, "logits": logits}
 
 
-def liger_fn():
-    """Liger's FusedLinearJSD + FusedLinearCrossEntropy on the same inputs, or None (with a message)."""
-    try:
-        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss, LigerFusedLinearJSD
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        print(f"# liger-kernel not importable ({type(exc).__name__}: {exc}): Liger comparison skipped", flush=True)
-        return None
-    try:
-        jsd = LigerFusedLinearJSD(jsd_beta=0.0, temperature=TEMPERATURE)  # beta 0: forward KL(teacher || student)
-    except AssertionError:  # older releases accept only 0 < beta < 1
-        print("# this liger-kernel accepts only 0 < jsd_beta < 1: JSD with beta 0.5 (the same work)", flush=True)
-        jsd = LigerFusedLinearJSD(jsd_beta=0.5, temperature=TEMPERATURE)
-    ce = LigerFusedLinearCrossEntropyLoss(ignore_index=-100)
-    cos = torch.nn.CosineEmbeddingLoss()
-    # releases before shift_labels existed take four tensors; later ones a fifth (None: every row)
-    extra = (None,) if "shift_labels" in inspect.signature(jsd.forward).parameters else ()
+def liger_fns(jsd_class):
+    """The equal-work pair: distilx's fused-linear loss at Liger's work, and LigerFusedLinearJSDLoss."""
+    options = dict(temperature=TEMPERATURE, alpha_kl=ALPHA_KL, alpha_mlm=ALPHA_MLM)
+    modules = {}
 
-    def liger(a):
-        kl = jsd(a["x_s"], a["w_s"], a["x_t"], a["w_t"], *extra)
-        mlm = ce(a["w_s"], a["x_s"], a["labels"], a["b_s"])
-        ones = a["h_s"].new_ones(a["h_s"].shape[0])
-        (ALPHA_KL * kl + ALPHA_MLM * mlm + ALPHA_COS * cos(a["h_s"], a["h_t"], ones)).backward()
+    def distilx_side(a):
+        distilx.fused_linear_distillation_loss(
+            a["x_s"], a["w_s"], a["x_t"], a["w_t"], a["labels"], student_bias=a["b_s"], teacher_bias=a["b_t"],
+            alpha_cos=0.0, kl_on="targets", **options).loss.backward()
 
-    return liger
+    def liger_side(a):
+        if "jsd" not in modules:
+            modules["jsd"] = bench_liger.fused_linear_module(jsd_class, **options)
+        try:
+            loss = modules["jsd"](a["x_s"], a["w_s"], a["x_t"], a["w_t"], a["labels"], a["b_s"], a["b_t"])
+        except Exception as exc:  # noqa: BLE001 - torch.compile failing here is a fact to report, not a crash
+            if not getattr(modules["jsd"], "compiled", False):
+                raise
+            print(f"# LigerFusedLinearJSDLoss with compiled=True failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                  "measuring compiled=False", flush=True)
+            modules["jsd"] = bench_liger.fused_linear_module(jsd_class, compiled=False, **options)
+            loss = modules["jsd"](a["x_s"], a["w_s"], a["x_t"], a["w_t"], a["labels"], a["b_s"], a["b_t"])
+        loss.backward()
+
+    return {"fused-linear@liger": distilx_side, "liger-jsd": liger_side}
 
 
 def clear_grads(a):
@@ -125,7 +133,7 @@ def clear_grads(a):
 def returned_grad_bytes(side, n, hidden, vocab, dtype):
     """Bytes every side hands back for W_s and b_s (+ fused-linear's fp32 accumulator for non-fp32 weights)."""
     own = (vocab * hidden + vocab) * dtype.itemsize
-    if side == "fused-linear" and dtype != torch.float32:
+    if side.startswith("fused-linear") and dtype != torch.float32:
         own += (vocab * hidden + vocab) * 4
     return own
 
@@ -213,34 +221,45 @@ def measure_cuda(fn, a, reps):
     return statistics.median(times), peak
 
 
+def _measure_sides(fns, args, vocab, n, labelled, results, work):
+    dtype = DTYPES[args.dtype]
+    row = {}
+    for side, fn in fns.items():
+        a = make_inputs(n, args.hidden, vocab, dtype, "cuda", labelled=labelled)
+        try:
+            sec, peak = measure_cuda(fn, a, args.reps)
+        except torch.OutOfMemoryError:
+            print(f"{side:<18} {n:>6} {vocab:>7} out of memory", flush=True)
+            continue
+        finally:
+            del a
+            torch.cuda.empty_cache()
+        r = dict(side=side, n=n, hidden=args.hidden, vocab=vocab, dtype=args.dtype, seconds=sec, extra_bytes=peak,
+                 labelled=labelled, work=work, device=torch.cuda.get_device_name())
+        results.append(r)
+        row[side] = r
+        print(line(r), flush=True)
+    return row
+
+
 def run_cuda(args):
     print(f"# device: {torch.cuda.get_device_name()}; torch {torch.__version__}; {args.dtype}, H={args.hidden}",
           flush=True)
-    fns = side_fns()
-    liger = liger_fn()
+    liger = bench_liger.load()
     if liger is not None:
-        fns["liger"] = liger
+        print(f"# liger-kernel {liger['version']}", flush=True)
     print(header(), flush=True)
     results = []
-    dtype = DTYPES[args.dtype]
     for vocab in args.vocab:
         for n in args.rows:
-            row = {}
-            for side, fn in fns.items():
-                a = make_inputs(n, args.hidden, vocab, dtype, "cuda")
-                try:
-                    sec, peak = measure_cuda(fn, a, args.reps)
-                except torch.OutOfMemoryError:
-                    print(f"{side:<13} {n:>6} {vocab:>7} out of memory", flush=True)
-                    continue
-                finally:
-                    del a
-                    torch.cuda.empty_cache()
-                r = dict(side=side, n=n, hidden=args.hidden, vocab=vocab, dtype=args.dtype, seconds=sec, extra_bytes=peak)
-                results.append(r)
-                row[side] = r
-                print(line(r), flush=True)
+            row = _measure_sides(side_fns(), args, vocab, n, 0.15, results, "triple loss, alpha_cos 1, 15% labelled")
             print_ratios(row, args)
+            if liger is None or (args.liger_rows and n not in args.liger_rows):
+                continue
+            for labelled in args.liger_labelled:
+                row = _measure_sides(liger_fns(liger["jsd"]), args, vocab, n, labelled, results,
+                                     f"Liger's work: alpha_cos 0, kl_on targets, {labelled:.0%} labelled")
+                print_ratios(row, args, base="fused-linear@liger", others=("liger-jsd",))
     fused = [r for r in results if r["side"] == "fused-linear"]
     for vocab in args.vocab:
         at_v = sorted((r for r in fused if r["vocab"] == vocab), key=lambda r: r["n"])
@@ -255,7 +274,7 @@ def run_cuda(args):
 
 # ---------------------------------------------------------------- report
 def header():
-    return (f"{'side':<13} {'N':>6} {'V':>7} {'dtype':>5} {'ms':>10} {'extra MiB':>10} {'beyond W grad':>14} "
+    return (f"{'side':<18} {'N':>6} {'V':>7} {'dtype':>5} {'ms':>10} {'extra MiB':>10} {'beyond W grad':>14} "
             f"{'/ logits':>9}")
 
 
@@ -268,15 +287,15 @@ def logits_bytes(r):
 
 
 def line(r):
-    return (f"{r['side']:<13} {r['n']:>6} {r['vocab']:>7} {r['dtype']:>5} {r['seconds'] * 1e3:>10.1f} "
+    return (f"{r['side']:<18} {r['n']:>6} {r['vocab']:>7} {r['dtype']:>5} {r['seconds'] * 1e3:>10.1f} "
             f"{r['extra_bytes'] / 2**20:>10.1f} {beyond(r) / 2**20:>14.1f} {beyond(r) / logits_bytes(r):>9.3f}")
 
 
-def print_ratios(row, args):
-    if "fused-linear" not in row:
+def print_ratios(row, args, base="fused-linear", others=("logits",)):
+    if base not in row:
         return
-    f = row["fused-linear"]
-    for other in ("logits", "liger"):
+    f = row[base]
+    for other in others:
         if other not in row:
             continue
         o = row[other]
@@ -285,9 +304,11 @@ def print_ratios(row, args):
         note = "" if o["n"] == f["n"] else f" (logits side measured at N={o['n']}, scaled x{scale:g} to N={f['n']})"
         time_ratio = f["seconds"] / (o["seconds"] * scale)
         mem_ratio = beyond(f) / max(beyond(o) * scale, 1)
-        print(f"  N={f['n']} V={f['vocab']}: fused-linear / {other}: time {time_ratio:.2f}x, extra memory beyond "
-              f"W grad {mem_ratio:.3f}x; fused-linear extra = {beyond(f) / logits_bytes(f):.3f} of one logits "
-              f"tensor ({logits_bytes(f) / 2**20:.0f} MiB){note}", flush=True)
+        raw_ratio = f["extra_bytes"] / max(o["extra_bytes"] * scale, 1)
+        print(f"  N={f['n']} V={f['vocab']}: {base} / {other}: time {time_ratio:.2f}x ({1 / time_ratio:.2f}x the "
+              f"speed), extra memory {raw_ratio:.3f}x (beyond W grad {mem_ratio:.3f}x); {base} extra beyond W grad = "
+              f"{beyond(f) / logits_bytes(f):.3f} of one logits tensor ({logits_bytes(f) / 2**20:.0f} MiB){note}",
+              flush=True)
 
 
 def main():
@@ -298,6 +319,10 @@ def main():
     parser.add_argument("--vocab", type=int, nargs="+")
     parser.add_argument("--dtype", choices=tuple(DTYPES))
     parser.add_argument("--reps", type=int)
+    parser.add_argument("--liger-labelled", type=float, nargs="+", default=[1.0, 0.15],
+                        help="CUDA: shares of labelled rows for the Liger comparison")
+    parser.add_argument("--liger-rows", type=int, nargs="+", default=None,
+                        help="CUDA: the N at which to compare with Liger (default: every --rows)")
     parser.add_argument("--threads", type=int, default=None, help="CPU: torch threads per measurement")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--one", help=argparse.SUPPRESS)

@@ -4,13 +4,16 @@ Providers, all in one run on the same inputs:
   distilx        distilx.distillation_loss (Triton on CUDA, the chunked PyTorch path on CPU)
   distilx-torch  (CUDA only) the chunked PyTorch path on the GPU
   eager          the DistilBERT formula in eager PyTorch (distilx.losses.reference)
-  liger          (CUDA, when liger-kernel imports) Liger-Kernel's LigerCrossEntropyLoss + LigerKLDIVLoss
-                 on log_softmax(s/T) (Liger's KL takes log-probs and has no temperature / T^2)
+  liger          (CUDA, when liger-kernel imports) Liger-Kernel's LigerKLDIVLoss on log_softmax(s/T) vs
+                 log_softmax(t/T) + LigerCrossEntropyLoss, scaled to distilx's quantity (bench/bench_liger.py:
+                 alpha_kl * T^2 * KL + alpha_mlm * CE; Liger's KL takes log-probs, formed in fp32 in PyTorch)
 Inputs: N rows x V vocabulary, 15% of rows labelled, every row real (no padding), alpha_cos = 0.
 
 GPU: CUDA-event timing (median of --reps after warm-up), peak memory from torch.cuda.max_memory_allocated
 above the inputs, achieved GB/s against the 6*N*V-byte lower bound (bf16: read s and t, write the gradient)
-and against the device's peak and a measured device-to-device copy.
+and against the device's peak and a measured device-to-device copy (`copy_bytes_per_s`, bytes read +
+written per second, in every JSON record beside the device's name and, for distilx, the kernel
+configuration the launcher chose: python/distilx/triton_kernels/tuning.py).
 CPU: each (provider, N, V) runs in a fresh subprocess so the peak RSS is its own (VmHWM after resetting
 it to the RSS with the inputs in place); timings on a shared machine are noisy.
 
@@ -30,11 +33,13 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
-import distilx
-from distilx.losses import ALPHA_KL, ALPHA_MLM, IGNORE_INDEX, TEMPERATURE
-from distilx.losses.reference import reference_distillation_loss
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_liger  # noqa: E402
+
+import distilx  # noqa: E402
+from distilx.losses import ALPHA_KL, ALPHA_MLM, IGNORE_INDEX, TEMPERATURE  # noqa: E402
+from distilx.losses.reference import reference_distillation_loss  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # spec-sheet HBM bandwidth (bytes/s) by device-name fragment
@@ -60,21 +65,15 @@ def provider_fns(device: str):
     if device == "cuda":
         fns["distilx-torch"] = run_distilx_torch
     fns["eager"] = run_eager
-    if device == "cuda":
-        try:
-            from liger_kernel.transformers import LigerCrossEntropyLoss, LigerKLDIVLoss
-        except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-            print(f"# liger-kernel not importable ({type(exc).__name__}): skipped", flush=True)
-        else:
-            ce, kl = LigerCrossEntropyLoss(ignore_index=IGNORE_INDEX), LigerKLDIVLoss(reduction="batchmean")
+    liger = bench_liger.load() if device == "cuda" else None
+    if liger is not None:
+        kl, ce = bench_liger.logits_modules(liger, IGNORE_INDEX)
 
-            def run_liger(s, t, labels):
-                log_ps = F.log_softmax(s.float() / TEMPERATURE, dim=-1)
-                p_t = F.softmax(t.float() / TEMPERATURE, dim=-1)
-                loss = ALPHA_KL * kl(log_ps, p_t) * TEMPERATURE**2 + ALPHA_MLM * ce(s, labels)
-                loss.backward()
+        def run_liger(s, t, labels):
+            bench_liger.logits_loss(s, t, labels, kl, ce, temperature=TEMPERATURE, alpha_kl=ALPHA_KL,
+                                    alpha_mlm=ALPHA_MLM).backward()
 
-            fns["liger"] = run_liger
+        fns["liger"] = run_liger
     return fns
 
 
@@ -89,18 +88,24 @@ def make_inputs(n, vocab, dtype, device, seed=0):
 
 
 # ---------------------------------------------------------------- CUDA
-def measured_copy_bandwidth() -> float:
-    x = torch.empty(1 << 29, dtype=torch.uint8, device="cuda")  # 512 MiB
+def measured_copy_bandwidth(nbytes: int = 1 << 31, reps: int = 10) -> float:
+    """Bytes read + written per second by a large device-to-device copy (METHOD.md's memory ceiling): the best
+    of `reps` timed copies of 2 GiB (far above the L2), after warm-up."""
+    x = torch.empty(nbytes, dtype=torch.uint8, device="cuda").random_(0, 256)  # not zeros: real data
     y = torch.empty_like(x)
     for _ in range(3):
         y.copy_(x)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
+    best = float("inf")
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         y.copy_(x)
-    end.record()
-    torch.cuda.synchronize()
-    return 2 * x.numel() * 10 / (start.elapsed_time(end) / 1e3)
+        end.record()
+        torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    del x, y
+    torch.cuda.empty_cache()
+    return 2 * nbytes / best
 
 
 def bench_cuda(fn, s, t, labels, reps):
@@ -134,7 +139,7 @@ def run_cuda(args):
     copy_bw = measured_copy_bandwidth()
     print(f"# device: {name}; torch {torch.__version__}; spec peak "
           f"{peak_bw / 1e9 if peak_bw else float('nan'):.0f} GB/s; measured copy {copy_bw / 1e9:.0f} GB/s", flush=True)
-    fns = provider_fns("cuda")
+    fns = {k: v for k, v in provider_fns("cuda").items() if k in args.providers}
     header = f"{'provider':<14} {'N':>6} {'V':>7} {'dtype':>5} {'ms':>9} {'extra MiB':>10} {'extra/logits':>12} {'GB/s':>7} {'%peak':>6} {'%copy':>6}"
     print(header, flush=True)
     results = []
@@ -156,12 +161,24 @@ def run_cuda(args):
                 bound = 3 * logits_bytes  # read s, read t, write grad: 6*N*V bytes in bf16
                 gbs = bound / sec
                 row[prov] = (sec, peak)
-                results.append(dict(provider=prov, n=n, vocab=vocab, dtype=args.dtype, seconds=sec, extra_bytes=peak))
+                results.append(dict(provider=prov, n=n, vocab=vocab, dtype=args.dtype, seconds=sec, extra_bytes=peak,
+                                    device=name, copy_bytes_per_s=copy_bw, bound_bytes=bound,
+                                    bound_bytes_per_s=gbs, **kernel_fields(prov, n, vocab, dtype)))
                 print(f"{prov:<14} {n:>6} {vocab:>7} {args.dtype:>5} {sec * 1e3:>9.3f} {peak / 2**20:>10.1f} "
                       f"{peak / logits_bytes:>12.2f} {gbs / 1e9:>7.0f} "
                       f"{(100 * gbs / peak_bw) if peak_bw else float('nan'):>6.1f} {100 * gbs / copy_bw:>6.1f}", flush=True)
             print_ratios(row, n, vocab)
     return results
+
+
+def kernel_fields(provider, n, vocab, dtype) -> dict:
+    """For the Triton path: the kernel configuration the launcher uses at this shape, and where it came from."""
+    if provider != "distilx":
+        return {}
+    from distilx.triton_kernels import tuning
+
+    config, source = tuning.config_with_source(torch.device("cuda"), vocab, dtype, dtype, True)
+    return {"kernel": config.name, "kernel_source": source}
 
 
 # ---------------------------------------------------------------- CPU
@@ -261,7 +278,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rows", type=int, nargs="+")
-    parser.add_argument("--vocab", type=int, nargs="+", default=[30522, 128256])
+    parser.add_argument("--vocab", type=int, nargs="+", default=[30522, 128256, 250002])
+    parser.add_argument("--providers", nargs="+", default=["distilx", "eager", "liger"],
+                        help="CUDA: which of distilx, distilx-torch, eager, liger to run (default: all but distilx-torch)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default=None)
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None,

@@ -39,7 +39,6 @@ import gc
 import json
 import math
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -50,10 +49,12 @@ from pathlib import Path
 
 import torch
 
-from distilx import TrainConfig, train
-from distilx.metrics_log import read_records
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpu_common import default_out, repository_paragraphs, train_wordpiece, write_json  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from distilx import TrainConfig, train  # noqa: E402
+from distilx.metrics_log import read_records  # noqa: E402
+
 #: Teacher shape, batch shape and steps per run for each device: the GPU one is sized to finish its four runs
 #: in under two minutes on an H100/H200 (an estimate: it has not run on a GPU yet); the CPU one in seconds.
 PRESETS = {
@@ -71,33 +72,12 @@ VOCAB_SIZE = 8000  # the trainer stops earlier when the repository's prose holds
 TEACHER_INIT_STD = 0.1
 
 
-def repository_paragraphs(root: Path = REPO) -> list[str]:
-    """The prose paragraphs of README.md and docs/*.md, each on one line (code blocks and tables dropped)."""
-    paragraphs = []
-    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        for block in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")):
-            block = block.strip()
-            if block.startswith(("```", "|")):
-                continue
-            text = " ".join(block.split())
-            if len(text) >= 80:
-                paragraphs.append(text)
-    if not paragraphs:
-        raise FileNotFoundError(f"no prose paragraphs in {root}/README.md or {root}/docs/*.md: run from a checkout")
-    return paragraphs
-
-
 def build_teacher(folder: Path, paragraphs: list[str], preset: dict, seed: int = 0) -> Path:
     """A lowercase WordPiece tokenizer trained on `paragraphs` and a random BERT teacher for its vocabulary,
     saved together in `folder` (config.json, model.safetensors, tokenizer.json, vocab.txt)."""
-    from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertForMaskedLM
 
-    folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = BertWordPieceTokenizer(lowercase=True)
-    tokenizer.train_from_iterator(paragraphs, vocab_size=VOCAB_SIZE, min_frequency=1, show_progress=False)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    tokenizer.save_model(str(folder))  # vocab.txt
+    tokenizer = train_wordpiece(folder, paragraphs, VOCAB_SIZE)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=preset["hidden"],
                         num_hidden_layers=preset["layers"], num_attention_heads=preset["heads"],
@@ -219,21 +199,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def default_out() -> Path | None:
-    return Path(os.environ["OUT"]) / "gpu_train_smoke.json" if os.environ.get("OUT") else None
-
-
-def write_results(out: Path | None, results: dict) -> None:
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--steps", type=int, help="optimizer steps per run, even (default: the device's preset)")
-    parser.add_argument("--out", type=Path, default=default_out(), help="write the results as JSON here")
+    parser.add_argument("--out", type=Path, default=default_out("gpu_train_smoke.json"), help="write the results as JSON here")
     args = parser.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -265,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(label, path, config, device)
                 results["rows"].append(row)
                 print(f"  {path} {label}: {row.get('error') or 'ok'} ({row['seconds']} s)", flush=True)
-                write_results(args.out, results)  # a run cut short by a time limit leaves the rows so far
+                write_json(args.out, results)  # a run cut short by a time limit leaves the rows so far
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = results["rows"]
     results["comparisons"] = comparisons = compare(rows, steps)
     results["problems"] = problems = failures(rows, comparisons, device)
-    write_results(args.out, results)
+    write_json(args.out, results)
     print(table(rows))
     for name, diff in comparisons.items():
         print(f"max |loss diff| {name}: {diff}")

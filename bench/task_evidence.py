@@ -129,8 +129,9 @@ def eval_sample(splits: dict, split: str, n: int, work: Path) -> Path:
     return path
 
 
-def student_config(args, variant: str, seed: int, teacher: Path, train_file: Path, out: Path) -> TrainConfig:
-    base = dict(task="sequence-classification", teacher=str(teacher), train_files=[str(train_file)],
+def student_config(args, variant: str, seed: int, teacher: Path, train_file: Path, out: Path,
+                   task: str = "sequence-classification") -> TrainConfig:
+    base = dict(task=task, teacher=str(teacher), train_files=[str(train_file)],
                 output_dir=str(out), student_layers=3, seq_len=args.seq_len, batch_size=args.batch_size,
                 max_steps=args.steps, lr=args.lr, warmup_ratio=0.1, log_every=10, save_every=args.steps, keep_last=1,
                 eval_batches=0, progress=False, tensorboard=False, seed=seed, device="cpu", overwrite_output_dir=True)
@@ -143,6 +144,18 @@ def student_config(args, variant: str, seed: int, teacher: Path, train_file: Pat
 def spread(values: list[float]) -> dict:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values), "runs": values}
+
+
+def finish(result: dict, start: float, json_path: str | None) -> None:
+    """Wall and CPU seconds and the load average into `result`, logged; `result` written to json_path."""
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
+    result["load_average_at_end"] = os.getloadavg()
+    log(f"total {result['seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU (this process), load average "
+        f"{result['load_average_at_end'][1]:.1f} over the last 5 minutes")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
 
 
 def main(argv=None) -> int:
@@ -207,14 +220,7 @@ def main(argv=None) -> int:
                                       "retention": acc["mean"] / t_acc}
         text = f"{acc['mean']:.2%} ± {acc['std']:.2%}"
         log(f"{'(' + variant + ') ' + VARIANTS[variant]:<42}{text:>24}{acc['mean'] / t_acc:>11.1%}{f1['mean']:>10.3f}")
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
-    result["load_average_at_end"] = os.getloadavg()
-    log(f"total {result['seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU (this process), load average "
-        f"{result['load_average_at_end'][1]:.1f} over the last 5 minutes")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    finish(result, start, args.json)
     return 0
 
 

@@ -2,7 +2,7 @@
 //! told to stop): a shared flag that the long loops check at bounded intervals — every round of
 //! documents, every MiB read, every block checksummed — returning [`Error::Interrupted`].
 //!
-//! The Python binding (`rust/py.rs`) runs each long call on a helper thread, checks for signals
+//! The Python binding (`rust/py/mod.rs`) runs each long call on a helper thread, checks for signals
 //! while it waits and cancels the call's flag on Ctrl-C; the work then stops within milliseconds
 //! and the KeyboardInterrupt is raised.
 

@@ -1,4 +1,4 @@
-//! The one error type of the Rust core. No PyO3 here: `rust/py.rs` maps each variant to the
+//! The one error type of the Rust core. No PyO3 here: `rust/py/mod.rs` maps each variant to the
 //! matching Python exception (FileNotFoundError, PermissionError, ValueError, ...).
 
 use std::fmt;

@@ -1,6 +1,6 @@
 //! distilx core: streaming tokenization and dynamic masking for masked-LM distillation.
 //!
-//! Pure Rust; the Python binding lives in `py.rs` alone, behind the `python` feature, so
+//! Pure Rust; the Python binding lives in `py/` alone, behind the `python` feature, so
 //! `cargo test` builds and tests everything here without Python.
 //!
 //! Pipeline: [`corpus`] (files -> documents) -> [`tokenize`] (documents -> ids; the tokenizer's

@@ -74,9 +74,17 @@ enum Weights {
 /// ln(u) / w (|ln u| <= 709) then stay finite, normal f64s.
 const PLAIN_LN_LIMIT: f64 = 600.0;
 
+/// |smoothing| is clamped to this before the weights are formed: beyond it smoothing x ln(count)
+/// (ln count <= 44.4 for a u64 count) could overflow to -inf, which dropped those tokens from the draw
+/// (smoothing 1e308 gave 14 targets where round(p x eligible) is 36). At 1e300 the keys already order
+/// the tokens by their counts alone (the Gumbel noise is far below their rounding), the order every
+/// larger smoothing tends to, so the clamp changes no draw and keeps the count.
+const SMOOTHING_LIMIT: f64 = 1e300;
+
 impl Weights {
     /// The weights for `counts` (one per id) with exponent `smoothing`; specials get none.
     fn new(counts: &[u64], special: &[bool], smoothing: f64) -> Self {
+        let smoothing = smoothing.clamp(-SMOOTHING_LIMIT, SMOOTHING_LIMIT);
         let ln_w: Vec<f64> = counts.iter().enumerate().map(|(i, &c)| if special[i] { f64::NEG_INFINITY } else { -smoothing * (c.max(1) as f64).ln() }).collect();
         if ln_w.iter().all(|&l| l == f64::NEG_INFINITY || l.abs() <= PLAIN_LN_LIMIT) {
             Weights::Plain(counts.iter().enumerate().map(|(i, &c)| if special[i] { 0.0 } else { (c.max(1) as f64).powf(-smoothing) }).collect())
@@ -106,6 +114,9 @@ pub struct MaskedBatch {
     pub cols: usize,
     /// Number of prediction targets (labels != -100).
     pub targets: usize,
+    /// Where each row starts, as (document index, token offset) pairs, row after row: the stream's
+    /// record of what the batch was made of (filled by the producer).
+    pub row_starts: Vec<u64>,
 }
 
 pub const IGNORE: i64 = -100;
@@ -263,7 +274,7 @@ impl Masker {
                 }
             }
         }
-        MaskedBatch { input_ids, attention_mask, labels, rows: n, cols, targets }
+        MaskedBatch { input_ids, attention_mask, labels, rows: n, cols, targets, row_starts: Vec::new() }
     }
 }
 
@@ -391,7 +402,7 @@ mod tests {
         let counts: Vec<u64> = (0..1000u64).map(|i| 1 + (999 - i).pow(2)).collect();
         let eligible = data.iter().map(|r| r.len() - 2).sum::<usize>();
         let want = (0.15 * eligible as f64).round() as usize;
-        for smoothing in [0.7, 100.0, 300.0, -100.0, 1e5, -1e5] {
+        for smoothing in [0.7, 100.0, 300.0, -100.0, 1e5, -1e5, 1e300, 1e308, f64::MAX, -f64::MAX] {
             let m = Masker::new(&MaskConfig { smoothing, ..cfg(Mode::Frequency) }, 1000, &[0, 1, 2, 3, 4], 3, 0, Some(&counts)).unwrap();
             let out = m.mask(&refs, &[], &keys, 9, 128, 0, 0);
             assert_eq!(out.targets, want, "smoothing {smoothing}");

@@ -144,7 +144,9 @@ fn mask_window(engine: &Engine, pool: &rayon::ThreadPool, rows: &[Row], planned:
                 let words: Vec<&[bool]> = b.rows.iter().map(|&i| rows[i].word_start.as_slice()).collect();
                 let keys: Vec<u64> = b.rows.iter().map(|&i| rows[i].start.key()).collect();
                 let batch_key = keys.iter().fold(0u64, |a, &k| mix(a ^ k));
-                (j as u64, engine.masker.mask(&ids, &words, &keys, batch_key, b.cols, engine.opts.seed, epoch))
+                let mut masked = engine.masker.mask(&ids, &words, &keys, batch_key, b.cols, engine.opts.seed, epoch);
+                masked.row_starts = b.rows.iter().flat_map(|&i| [rows[i].start.doc.index, rows[i].start.offset]).collect();
+                (j as u64, masked)
             })
             .collect()
     })

@@ -140,11 +140,28 @@ impl Stream {
         Ok(n)
     }
 
-    /// Stop the threads (the producer and its source's); the next poll starts them again from
-    /// the position. A caller that must not hold a lock the threads may wait for (Python's GIL,
-    /// when texts come from Python) stops them before dropping the stream.
-    pub fn stop(&mut self) {
-        self.stop_producer();
+    /// Stop the threads (the producer and its source's) for good, before the stream is dropped by a
+    /// caller that must not hold a lock the threads may wait for (Python's GIL, when texts come from
+    /// Python), waiting at most `grace` for them. A thread still busy then — one blocked inside a call
+    /// into Python that does not return (a `datasets` generator waiting for data that will not come,
+    /// e.g. after Ctrl-C) — is left to end by itself when that call returns (it then sees the stop and
+    /// the closed queue), instead of blocking the drop, and with it the interpreter's exit, forever.
+    pub fn stop_within(&mut self, grace: Duration) {
+        if self.owner_pid != std::process::id() {
+            return self.stop_producer(); // forked child: nothing to wait for
+        }
+        self.stop.cancel();
+        drop(self.rx.take());
+        if let Some(h) = self.handle.take() {
+            let start = std::time::Instant::now();
+            while !h.is_finished() && start.elapsed() < grace {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            } // else dropped: the thread is detached
+        }
+        self.stop = Cancel::new();
     }
 
     /// Stop the producer (if any) without blocking on a full queue.
@@ -346,14 +363,18 @@ mod tests {
         out
     }
 
-    #[test]
-    fn ranks_are_disjoint_covering_and_equal() {
-        let dir = tmpdir("stream-ranks");
+    /// 300 one-row documents (100 per rank of 3), in batches of 5 rows.
+    fn one_row_documents(name: &str) -> (Arc<Tokenizer>, Vec<String>, StreamOptions) {
+        let dir = tmpdir(name);
         let tok = tokenizer(&dir);
-        // 300 one-row documents: 100 per rank of 3.
         let docs: Vec<String> = documents(300, 2).iter().map(|d| d.split(' ').take(10).collect::<Vec<_>>().join(" ")).collect();
         let inputs = vec![write_lines(&dir, "d.txt", &docs)];
-        let opts = StreamOptions { seq_len: 32, batch_size: 5, min_seq_len: 0, drop_last: false, ..StreamOptions::default() };
+        (tok, inputs, StreamOptions { seq_len: 32, batch_size: 5, min_seq_len: 0, drop_last: false, ..StreamOptions::default() })
+    }
+
+    #[test]
+    fn ranks_are_disjoint_covering_and_equal() {
+        let (tok, inputs, opts) = one_row_documents("stream-ranks");
         let mut all = rows(&epoch(&mut Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), opts.clone(), None, &Cancel::new()).unwrap()), 32);
         let mut seen: Vec<Vec<i64>> = Vec::new();
         for rank in 0..3 {
@@ -366,6 +387,25 @@ mod tests {
         seen.sort();
         assert_eq!(seen.len(), 300);
         assert_eq!(seen, all, "the ranks' rows are the corpus's, each once");
+    }
+
+    #[test]
+    fn row_starts_name_each_rows_document_once() {
+        // each row starts at token 0 of its own document
+        let (tok, inputs, opts) = one_row_documents("stream-row-starts");
+        let mut seen = Vec::new();
+        for rank in 0..3 {
+            let mut s = Stream::new(Corpus::files(&inputs).unwrap(), tok.clone(), StreamOptions { rank, world_size: 3, ..opts.clone() }, None, &Cancel::new()).unwrap();
+            while let Some(b) = s.next_batch().unwrap() {
+                assert_eq!(b.row_starts.len(), 2 * b.rows);
+                for start in b.row_starts.chunks(2) {
+                    assert_eq!((start[0] % 3, start[1]), (rank, 0), "rank {rank} reads its own documents, each from its start");
+                    seen.push(start[0]);
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..300).collect::<Vec<u64>>(), "every document once");
     }
 
     #[test]

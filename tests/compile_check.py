@@ -38,12 +38,13 @@ class PtxasReport:
     spill_loads: int
     stack_bytes: int
     seconds: float
+    vector_loads: int = 0  # 16-byte global loads (ld.global.v4) in the PTX
 
     def line(self) -> str:
         return (
             f"{self.kernel:<22} sm_{self.arch}  {self.config:<58} regs={self.registers:<4} "
             f"spill_st={self.spill_stores:<5} spill_ld={self.spill_loads:<5} stack={self.stack_bytes:<5} "
-            f"({self.seconds:.2f}s)"
+            f"v4_loads={self.vector_loads:<4} ({self.seconds:.2f}s)"
         )
 
 
@@ -91,12 +92,19 @@ def run_ptxas(ptx: str, arch: int) -> tuple[int, int, int, int]:
     raise RuntimeError("ptxas failed:\n" + "\n".join(errors))
 
 
-def compile_kernel(fn, signature: dict, constexprs: dict, num_warps: int, arch: int) -> str:
-    """Compile `fn` for CUDA sm_<arch> and return its PTX (no GPU needed; not under TRITON_INTERPRET=1)."""
+def compile_kernel(fn, signature: dict, constexprs: dict, num_warps: int, arch: int, num_stages: int | None = None) -> str:
+    """Compile `fn` for CUDA sm_<arch> and return its PTX (no GPU needed; not under TRITON_INTERPRET=1).
+
+    Every pointer argument is declared 16-byte aligned, as a launch with PyTorch tensors specialises it
+    (their storage is 16-byte aligned); integer arguments get no divisibility (V = 30522, 250002 are not
+    multiples of 16, and those launches get none either)."""
     full_signature = dict(signature)
     full_signature.update({name: "constexpr" for name in constexprs})
-    source = ASTSource(fn=fn, signature=full_signature, constexprs=dict(constexprs))
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+    names = list(full_signature)
+    attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]] for name in names if signature.get(name, "").startswith("*")}
+    source = ASTSource(fn=fn, signature=full_signature, constexprs=dict(constexprs), attrs=attrs)
+    options = {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps, "num_stages": num_stages}
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     return compiled.asm["ptx"]
 
 
@@ -135,6 +143,29 @@ def logits_kernel_cases(dtype_pairs=None, flags=None):
         yield name, distill_logits.distill_logits_kernel, signature, constexprs, warps
 
 
+def stream_kernel_cases(configs, dtype="bf16", align=8):
+    """The streaming kernel (distill_logits_stream.py) for `configs` (tuning.KernelConfig), training flags,
+    16-byte aligned rows (ALIGN = 16 bytes / element) as the launcher passes them for contiguous logits."""
+    from distilx.triton_kernels import distill_logits_stream as stream
+
+    for config in configs:
+        split = config.kernel == "split"
+        signature = {
+            "student_ptr": f"*{dtype}", "teacher_ptr": f"*{dtype}", "labels_ptr": "*i64", "kl_mask_ptr": "*i1",
+            "grad_scales_ptr": "*fp64", "kl_rows_ptr": "*fp32", "ce_rows_ptr": "*fp32", "grad_ptr": f"*{dtype}",
+            "stats_ptr": "*fp32", "count_ptr": "*i32", "student_row_stride": "i64", "teacher_row_stride": "i64",
+            "grad_row_stride": "i64", "vocab": "i32", "inv_temperature": "fp32", "n_chunks": "i32", "spin_limit": "i32",
+        }
+        tiles = config.chunk_v // config.block_v if split else stream.WHOLE_ROW
+        constexprs = {
+            "HAS_KL": True, "HAS_CE": True, "WRITE_GRAD": True, "IGNORE": IGNORE_INDEX,
+            "ROWS": config.block_v // config.group, "GROUP": config.group, "ALIGN": align, "SPLIT": split,
+            "TILES_PER_CHUNK": tiles, "CHUNKS_POW2": 16 if split else 1,
+        }
+        name = f"{config.name} {dtype} align={align} kl=1 ce=1 grad=1"
+        yield name, stream.stream_kernel, signature, constexprs, config.num_warps, config.num_stages
+
+
 def cosine_kernel_cases(dtypes=DTYPES):
     for (block, warps), dt, write_grad in product(cosine.CONFIGS, dtypes, (True, False)):
         signature = {
@@ -153,11 +184,13 @@ def cosine_kernel_cases(dtypes=DTYPES):
 
 
 def report(case, arch: int) -> PtxasReport:
-    name, fn, signature, constexprs, warps = case
+    name, fn, signature, constexprs, warps, *stages = case  # the streaming kernel's cases name their stages
     start = time.perf_counter()
-    ptx = compile_kernel(fn, signature, constexprs, warps, arch)
+    ptx = compile_kernel(fn, signature, constexprs, warps, arch, stages[0] if stages else None)
     regs, spill_st, spill_ld, stack = run_ptxas(ptx, arch)
-    return PtxasReport(fn.__name__, arch, name, regs, spill_st, spill_ld, stack, time.perf_counter() - start)
+    vector_loads = len(re.findall(r"ld\.global(?:\.\w+)*\.v4\.", ptx))
+    return PtxasReport(fn.__name__, arch, name, regs, spill_st, spill_ld, stack, time.perf_counter() - start,
+                       vector_loads)
 
 
 def ci_cases():
@@ -165,7 +198,8 @@ def ci_cases():
 
     Every (block, warps) configuration x every term-flag combination for bf16 logits on sm_80 and sm_90;
     every other (student, teacher) dtype pair for the training flags at V = 30522's block on sm_90;
-    every cosine block size for bf16 on both, plus fp32/fp16 at H <= 1024 on sm_90.
+    every cosine block size for bf16 on both, plus fp32/fp16 at H <= 1024 on sm_90; one streaming and one
+    split configuration of the streaming kernel (bf16, aligned rows) on sm_90.
     """
     block_30522 = distill_logits.config_for(30522)[0]
     other_pairs = [(s, t) for s in DTYPES for t in DTYPES if (s, t) != ("bf16", "bf16")]
@@ -179,7 +213,16 @@ def ci_cases():
         if c[0].startswith(f"BLOCK_V={block_30522} ")
     ]
     selected += [(90, c) for c in cosine_kernel_cases(dtypes=("fp32", "fp16")) if c[0].startswith("BLOCK_H=1024 ")]
+    selected += [(90, c) for c in stream_kernel_cases(STREAM_CI_CONFIGS())]
     return selected
+
+
+def STREAM_CI_CONFIGS():  # noqa: N802 - a constant that needs an import
+    """One streaming and one split configuration (the first of each kind the run-time tuning tries)."""
+    from distilx.triton_kernels import tuning
+
+    configs = tuning.candidates(30522)
+    return [next(c for c in configs if c.kernel == kind) for kind in ("stream", "split")]
 
 
 def main(argv=None) -> None:
@@ -193,7 +236,10 @@ def main(argv=None) -> None:
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("run without TRITON_INTERPRET=1: the interpreter replaces the compiler")
     if args.all:
-        every = list(logits_kernel_cases()) + list(cosine_kernel_cases())
+        from distilx.triton_kernels import tuning
+
+        streaming = [c for c in tuning.all_candidates() if c.kernel != "rowwise"]
+        every = list(logits_kernel_cases()) + list(cosine_kernel_cases()) + list(stream_kernel_cases(streaming))
         selected = [(arch, c) for arch in ARCHS for c in every]
     else:
         selected = ci_cases()

@@ -59,7 +59,9 @@ def make_tiny_classifier(folder: Path, labels: tuple[str, ...], layers: int = 4,
                         intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
                         attention_probs_dropout_prob=dropout, id2label=dict(enumerate(labels)),
                         label2id={name: i for i, name in enumerate(labels)})
-    BertForSequenceClassification(config).save_pretrained(folder)
+    model = BertForSequenceClassification(config)
+    torch.nn.init.normal_(model.classifier.bias, std=0.02)  # as fine-tuning leaves it (a zero bias: untrained)
+    model.save_pretrained(folder)
     for name in TOKENIZER_FILES:
         shutil.copyfile(assets.minilm_dir() / name, folder / name)
     return folder

@@ -511,3 +511,50 @@ def test_peak_extra_memory_does_not_grow_with_n():
     assert 0.9 * buffers <= large <= 1.25 * buffers + (16 << 20), (
         f"{large / 2**20:.0f} MiB vs two {chunk}-row chunk buffers of {buffers / 2**21:.0f} MiB each"
     )
+
+
+# ---------------------------------------------------------------- GPU-oriented code paths, run on the CPU
+def test_chunk_buffers_have_aligned_rows_and_give_the_same_numbers(monkeypatch):
+    """The chunk buffers are [C, V] views of rows padded to 64 columns (every row 16-byte aligned); the
+    values are those of an unpadded computation (the explicit logits path)."""
+    made = []
+    real = fused_linear._padded_buffer
+
+    def spy(rows, vocab, dtype, device):
+        buf = real(rows, vocab, dtype, device)
+        made.append(buf)
+        return buf
+
+    monkeypatch.setattr(fused_linear, "_padded_buffer", spy)
+    case = _case(n_seq=3, seq_len=5, vocab=1021, seed=31)
+    fused = _fused(case, chunk_size=4)
+    assert len(made) == 2
+    for buf in made:
+        assert buf.shape[1] == 1021 and buf.stride(0) == 1024 and buf.data_ptr() % 16 == 0
+    _assert_same(fused, _explicit(case))
+
+
+def test_weight_gradient_partials_path_accumulates_in_fp32_without_new_buffers():
+    """The "partials" path (CUDA where addmm cannot accumulate bf16 products into fp32): each chunk's product in
+    bf16 (fp32 inside the GEMM, rounded once) into one reused buffer, summed in fp32: within one bf16 rounding
+    of each partial of the float64 sum, and never allocating per chunk."""
+    gen = torch.Generator().manual_seed(0)
+    vocab, hidden, chunks = 257, 24, 6
+    acc = torch.zeros(vocab, hidden)
+    scratch: dict = {}
+    exact = torch.zeros(vocab, hidden, dtype=torch.float64)
+    bound = torch.zeros(vocab, hidden, dtype=torch.float64)
+    pointers = set()
+    for _ in range(chunks):
+        g = torch.randn(vocab, 32, generator=gen).to(torch.bfloat16)
+        x = torch.randn(32, hidden, generator=gen).to(torch.bfloat16)
+        fused_linear._accumulate_mm(acc, g, x, "partials", scratch)
+        pointers.add(scratch["partial"].data_ptr())
+        part = g.double() @ x.double()
+        exact += part
+        bound += part.abs() * 2**-8 + 1e-6
+    assert len(pointers) == 1 and scratch["partial"].dtype == torch.bfloat16
+    assert torch.all((acc.double() - exact).abs() <= bound)
+    # and the path choice: factors in the accumulator's dtype add directly; bf16 on the CPU upcasts
+    assert fused_linear.weight_grad_path(acc, torch.float32) == "same-dtype"
+    assert fused_linear.weight_grad_path(acc, torch.bfloat16) == "upcast"

@@ -4,6 +4,11 @@ bf16/fp16 logits, vocabularies of 128256 and 262144 (int64 offsets: N*V > 2^31),
 capture and replay, and the memory bound (extra memory = the student gradient), each against the
 PyTorch path on the same device. Tolerances: values rtol 1e-4 / atol 1e-4 (fp32 sums over up to 16k
 rows in a different order); bf16 gradients rtol 2^-6 / atol 1e-6; fp16 rtol 2^-9 / atol 1e-6.
+
+Every test runs for each kernel (the `kernel` fixture, forced with DISTILX_LOSS_KERNEL): the first kernel
+("rowwise", the default where nothing is tuned), the streaming one and the split one
+(python/distilx/triton_kernels/distill_logits_stream.py); the last test tunes one slot of this device into a
+private cache.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif("not has_cuda()", reason="needs a CUDA device (run on a lent GPU with `pytest -m gpu`)"),
 ]
+
+KERNELS = {"rowwise": "rowwise-b4096-w8", "stream": "stream-b4096-g8-w8-s1", "split": "split-c16384-b4096-g8-w8-s1"}
+
+
+@pytest.fixture(autouse=True, params=sorted(KERNELS))
+def kernel(request, monkeypatch):
+    monkeypatch.setenv("DISTILX_LOSS_KERNEL", KERNELS[request.param])
+    return request.param
+
 
 GRAD_TOL = {torch.bfloat16: dict(rtol=2**-6, atol=1e-6), torch.float16: dict(rtol=2**-9, atol=1e-6),
             torch.float32: dict(rtol=1e-4, atol=1e-7)}
@@ -148,3 +162,46 @@ def test_extra_memory_is_the_student_gradient():
     extra = torch.cuda.max_memory_allocated() - base
     grad_bytes = s.numel() * s.element_size()
     assert extra <= grad_bytes * 1.02 + (4 << 20), f"extra {extra / 2**20:.1f} MiB vs gradient {grad_bytes / 2**20:.1f} MiB"
+
+
+def test_in_place_gradient_over_the_student():
+    """The fused-linear loss passes its student chunk as the gradient buffer (split then runs one program per row)."""
+    s, t, labels, _, _ = _batch(2048, 30522, torch.bfloat16, seed=11)
+    kl_mask = torch.ones(2048, dtype=torch.bool, device="cuda")
+    scales = torch.tensor([0.5, 0.25], dtype=torch.float64, device="cuda")
+    expected = chunked_logits_loss(s.clone(), t, labels, kl_mask, scales, 2.0, True, True, True)
+    buffer = s.clone()
+    got = fused_logits_loss(buffer, t, labels, kl_mask, scales, 2.0, True, True, True, grad_buffer=buffer)
+    torch.testing.assert_close(got[0], expected[0].float(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got[2].float(), expected[2].float(), **GRAD_TOL[torch.bfloat16])
+
+
+def test_run_time_tuning_of_this_device(kernel, monkeypatch, tmp_path):
+    """An unknown device (this one, with the committed table hidden) tunes one slot, caches it, and the
+    result matches the PyTorch path."""
+    if kernel != "rowwise":
+        pytest.skip("tuning is tested once")
+    from distilx.triton_kernels import tuning
+
+    monkeypatch.delenv("DISTILX_LOSS_KERNEL")
+    monkeypatch.setattr(tuning, "TABLE_PATH", tmp_path / "no-table.json")
+    monkeypatch.setenv("DISTILX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DISTILX_AUTOTUNE", "auto")
+    monkeypatch.setattr(tuning, "TUNE_BYTES", 256 << 20)
+    # the first kernel and two configurations this module already compiled: the tuning, not the compiler, is tested
+    monkeypatch.setattr(tuning, "candidates", lambda vocab, full=False: [tuning.default_config(vocab)] + [
+        tuning.KernelConfig.parse(KERNELS["stream"]), tuning.KernelConfig.parse(KERNELS["split"])])
+    tuning.forget()
+    try:
+        s, t, labels, mask, _ = _batch(1024, 50368, torch.bfloat16, seed=13)
+        config, source = tuning.config_with_source(s.device, 50368, torch.bfloat16, torch.bfloat16, True)
+        assert source == "autotuned"
+        entry = next(e for e in tuning.cached_entries(tuning.device_key(s.device)) if e["vocab"] == 50368)
+        assert [r for r in entry["tried"] if "seconds" in r], entry["tried"]
+        a, ga, _ = _run("triton", s, t, labels, mask)
+        b, gb, _ = _run("torch", s, t, labels, mask)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ga.float(), gb.float(), **GRAD_TOL[torch.bfloat16])
+    finally:
+        tuning.forget()

@@ -169,7 +169,7 @@ def bert_tokenizer(tokenizer_json):
 
 
 @pytest.mark.parametrize("name, config, message", [
-    ("roberta", dict(pad_token_id=1), "pad token is id 0, but the model's config declares pad_token_id=1"),
+    ("roberta", dict(pad_token_id=1), "pad token is id 0, but the teacher's config declares pad_token_id=1"),
     ("eurobert", dict(mask_token_id=4), "mask token is id 103, but .* mask_token_id=4"),
     ("roberta", dict(bos_token_id=0), "cls token is id 101, but .* bos_token_id=0"),
     ("modernbert", dict(sep_token_id=50), "sep token is id 102, but .* sep_token_id=50"),
@@ -191,7 +191,7 @@ def test_a_declared_list_of_ids_may_hold_the_tokenizers(bert_tokenizer):
 def test_a_tokenizer_of_another_model_is_refused(sample_tokenizers, bert_tokenizer):
     roberta_bpe = Tokenizer(str(sample_tokenizers["roberta"]))  # <s> 0, <pad> 1, </s> 2, <mask> last
     check_vocab(tiny_teacher("roberta", tokenizer=roberta_bpe), roberta_bpe)
-    with pytest.raises(ValueError, match="pad token is id 1, but the model's config declares pad_token_id=0"):
+    with pytest.raises(ValueError, match="pad token is id 1, but the teacher's config declares pad_token_id=0"):
         check_vocab(tiny_teacher("roberta"), roberta_bpe)  # a 30522-id model declaring BERT's ids
-    with pytest.raises(ValueError, match=r"tokenizer vocabulary \(30522 ids\) is larger than the model's \(4000"):
+    with pytest.raises(ValueError, match=r"tokenizer vocabulary \(30522 ids\) is larger than the teacher's \(4000"):
         check_vocab(tiny_teacher("roberta", tokenizer=roberta_bpe), bert_tokenizer)

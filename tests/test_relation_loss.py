@@ -94,8 +94,10 @@ def test_torch_path_equals_both_transcriptions(heads, h_s, h_t):
 
 @pytest.mark.parametrize("budget", [1, 13 * 5, 13 * 13 * 4, 10**6])
 def test_blocks_not_dividing_the_length_give_the_same_result(monkeypatch, budget):
-    """Blocks of 1 row x 1 pair, 5 rows, 13 rows x 4 pairs (L = 13 is prime), and one block."""
+    """Blocks of 1 row x 1 pair, 5 rows, 13 rows x 4 pairs (L = 13 is prime), and one block; groups of one
+    sequence (the first three) and of all three."""
     monkeypatch.setattr(relation_chunked, "_BLOCK_ELEMENTS", budget)
+    monkeypatch.setattr(relation_chunked, "_GROUP_ELEMENTS", budget)
     students, teachers, mask = _batch()
     out, grads = _loss_and_grads(distilx.relation_distillation_loss, students, teachers, mask,
                                  relation_heads=4, backend="torch")
@@ -105,12 +107,14 @@ def test_blocks_not_dividing_the_length_give_the_same_result(monkeypatch, budget
         torch.testing.assert_close(ours, eager, rtol=1e-4, atol=1e-7)
 
 
-def test_block_rule_bounds_the_block():
+def test_block_rule_bounds_and_balances_the_block():
     assert relation_chunked.relation_block(384, 512) == (16, 128)  # B = 32, R = 12, L = 512: 1M elements
     assert relation_chunked.relation_block(384, 128) == (64, 128)
+    assert relation_chunked.relation_block(24, 512) == (12, 128)  # 12 + 12 pairs, not 16 + 8
+    assert relation_chunked.relation_block(4, 300, budget=4 * 300 * 130) == (4, 100)  # 3 x 100 rows, not 128 + 128 + 44
     nb, rows = relation_chunked.relation_block(4, 1 << 22)  # a 4M-token sequence: one row at a time
     assert (nb, rows) == (1, 1)
-    for pairs, length in [(1, 1), (7, 13), (384, 4096), (10**4, 100)]:
+    for pairs, length in [(1, 1), (7, 13), (384, 4096), (10**4, 100), (37, 129)]:
         nb, rows = relation_chunked.relation_block(pairs, length)
         assert 1 <= nb <= pairs and 1 <= rows <= length
         assert nb * rows * length <= max(relation_chunked._BLOCK_ELEMENTS, length)
@@ -184,6 +188,7 @@ def test_nan_in_padding_is_ignored():
         x[2, 5] = float("inf")
     dirty_s = [s.requires_grad_() for s in dirty_s]
     dirty, dirty_grads = _loss_and_grads(distilx.relation_distillation_loss, dirty_s, dirty_t, mask, relation_heads=4)
+    assert torch.isnan(dirty_s[0][1, 7:]).all() and torch.isnan(dirty_t[0][1, 7:]).all()  # inputs left as they were
     torch.testing.assert_close(dirty.loss, clean.loss)
     for a, b in zip(dirty_grads, clean_grads):
         torch.testing.assert_close(a, b)

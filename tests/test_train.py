@@ -201,7 +201,7 @@ def test_config_errors_are_clear(setup, tmp_path):
         TrainConfig().override({"learning_rate": 1e-4})
     with pytest.raises(ValueError, match="train_files is empty"):
         train(config_for(setup, tmp_path, train_files=[]))
-    with pytest.raises(ValueError, match="tokenizer vocabulary"):  # the 30522-id English tokenizer on rxnfp (591 ids)
+    with pytest.raises(ValueError, match="is not the teacher.s vocabulary"):  # the 30522-id English tokenizer on rxnfp (591 ids)
         from distilx import assets
         rx = str(assets.rxnfp_dir())
         train(config_for(setup, tmp_path, teacher=rx, tokenizer=str(setup[0] / "tokenizer.json")))

@@ -246,7 +246,7 @@ def test_a_narrow_student_with_the_plain_cosine_is_refused_before_a_step(tmp_pat
     capsys.readouterr()
     assert main(cli_args(config) + ["--student-hidden", "16", "--student-init", "weight-selection"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("distilx train: error: alpha_cos=1.0 compares hidden states directly, but the teacher's "
+    assert err.startswith("distilx train: error: alpha_cos=1.0 compares hidden states, but the teacher's "
                           "are 32 wide and the student's 16")
     assert "--alpha-hidden" in err and len(err.strip().splitlines()) == 1
     assert main(cli_args(config) + ["--student-hidden", "16", "--alpha-cos", "0"]) == 2

@@ -152,10 +152,12 @@ class Stream:
 
     def __init__(self, files: Sequence[_Input], tokenizer: Tokenizer, options: StreamOptions, *,
                  token_counts: Optional[npt.NDArray[np.uint64]] = None, cache: Optional[_Path] = None) -> None: ...
-    def next_batch(self) -> Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-        """(input_ids, attention_mask, labels), each int64 [B, L] (labels -100 off target), or None at
-        the end of the epoch — the epoch counter then advances. Blocks (GIL released) until ready;
-        restarts its producer when called in a forked child."""
+    def next_batch(self) -> Optional[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                          npt.NDArray[np.uint64]]]:
+        """(input_ids, attention_mask, labels), each int64 [B, L] (labels -100 off target), and the rows'
+        starts, uint64 [B, 2] of (document index, token offset), or None at the end of the epoch — the
+        epoch counter then advances. Blocks (GIL released) until ready; restarts its producer when
+        called in a forked child."""
     def position(self) -> _Position:
         """(epoch, file, offset, doc_index, token_offset, batch_in_window, batches_done): the
         position after the last batch handed out. `offset` is where the window's first document is

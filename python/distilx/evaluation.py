@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .losses import IGNORE_INDEX
-from .models import adapter_for, check_vocab, load_teacher
+from .models import adapter_for, check_vocabulary, load_teacher
 
-__all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for", "shape_entries"]
+__all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for", "model_folders",
+           "shape_entries"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -70,8 +71,21 @@ def forward_seconds(teacher: nn.Module, student: nn.Module, batches: list[dict],
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def _load_model(model) -> nn.Module:
-    return load_teacher(model) if isinstance(model, (str, Path)) else model
+def _load_model(model, role: str) -> nn.Module:
+    if not isinstance(model, (str, Path)):
+        return model
+    try:
+        return load_teacher(model)
+    except ValueError as exc:  # load_teacher words it for a teacher
+        raise type(exc)(f"the {role}: {exc}") from None
+
+
+def model_folders(teacher, student, tokenizer) -> dict:
+    """check_vocabulary's folder arguments for models and a tokenizer given as paths (or objects: None)."""
+    def path(x):
+        return x if isinstance(x, (str, Path)) else None
+
+    return dict(teacher_folder=path(teacher), student_folder=path(student), tokenizer_source=path(tokenizer))
 
 
 def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
@@ -110,7 +124,9 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     The masks are drawn by the data engine with `seed` (uniform 15%), so runs are comparable.
     """
     from .data import Tokenizer
+    from .preflight import check_positions
 
+    folders = model_folders(teacher, student, tokenizer)
     if tokenizer is None:
         source = student if isinstance(student, (str, Path)) else teacher
         if not isinstance(source, (str, Path)):
@@ -121,10 +137,10 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
     if isinstance(files, (str, Path)):
         files = [files]
     device = torch.device(device)
-    teacher, student = _load_model(teacher), _load_model(student)
+    teacher, student = _load_model(teacher, "teacher"), _load_model(student, "student")
     t_adapter, s_adapter = adapter_for(teacher), adapter_for(student)
-    check_vocab(teacher, tokenizer)
-    check_vocab(student, tokenizer)
+    check_vocabulary(tokenizer, teacher=teacher, student=student, **folders)
+    check_positions(seq_len, teacher=teacher, student=student)
     was_training = student.training
     teacher.eval().to(device)
     student.eval().to(device)

@@ -63,8 +63,8 @@ class MetricsLog:
             records, ends = _parse(self.path)
             kept = next((i for i, r in enumerate(records) if r.get("step", 0) > resume_step), len(records))
             os.truncate(self.path, ends[kept - 1] if kept else 0)  # one call: no half-rewritten file
-        elif self.path.exists():
-            self.path.unlink()
+        else:  # created now, as recorded (an earlier attempt's log, ours, starts over)
+            self.path.write_bytes(b"")
         self.writer = None
         if use_tensorboard:
             try:

@@ -2,7 +2,8 @@
 
 distilx keeps two files of its own in the output folder:
 - `.distilx-run.json`, the marker: the run's id, when it started, and every path distilx wrote
-  there (recorded before the write, so a crash never leaves an unrecorded file of ours);
+  there (recorded before the write, so a crash never leaves an unrecorded file of ours, and forgotten
+  again when the write failed before creating it, so a name recorded is a file distilx wrote);
 - `.distilx.lock`, locked with flock(LOCK_EX) by the process working in the folder and holding
   its pid and host. The kernel drops the lock when that process ends, however it ends (SIGKILL
   included), so a lock never outlives its run.
@@ -236,12 +237,18 @@ class RunFolder:
     def writing(self, *names: str):
         """Record `names` before the block and whatever else appears (in the folder or inside those
         folders) during it: for writers whose file names are not known in advance (save_pretrained
-        shards, TensorBoard event files)."""
+        shards, TensorBoard event files). A name that does not exist after the block (the writer failed
+        before creating it, e.g. the plot without matplotlib) is forgotten again: the marker lists only
+        what distilx wrote, so an overwrite never deletes a file someone else put there later."""
         self.record(*names)
         before = self._snapshot(names)
         try:
             yield
         finally:
+            unwritten = {n for n in names if not os.path.lexists(self.path / n)}
+            if unwritten & self._files:
+                self._files -= unwritten
+                self._write_marker()
             self.record(*(self._snapshot(names) - before))
 
     # -- the lock --------------------------------------------------------------------------------

@@ -28,9 +28,11 @@ __all__ = ["RESUMABLE", "run_identity", "identity_differences", "resume_point"]
 # TrainConfig fields a resume may change; every other field (including fields added later) must match.
 RESUMABLE = frozenset({
     "output_dir", "resume", "overwrite_output_dir",  # where the run lives and how it was started
-    "max_steps", "epochs",  # train longer (the schedule follows the new length)
+    "max_steps", "epochs",  # train longer or shorter (the schedule is re-planned: distilx.schedule)
     "log_every", "save_every", "keep_last", "max_nonfinite", "progress", "tensorboard",  # run control
+    "preempt_signals", "time_limit", "time_limit_margin",  # how a cluster job stops (distilx.preemption)
     "device", "precision", "loss_backend", "fused_linear", "data_threads",  # hardware, computation paths
+    "grad_accum",  # e.g. doubled on half the processes, keeping the effective batch (distilx.resharding)
     "eval_files", "eval_batches",  # the end-of-run evaluation
 })
 

@@ -4,9 +4,11 @@ Order of a run: set up processes -> load teacher, tokenizer, student -> data str
 and schedule -> resume from the newest checkpoint (optional) -> loop over optimizer steps (each one
 `grad_accum` micro-batches) with a non-finite guard, logging and periodic checkpoints -> save the
 student in Hugging Face format, tokenizer files, resolved config, metrics, loss plot -> evaluate.
+A preemption (a signal, the time limit: distilx.preemption) ends the loop at a step boundary with a
+checkpoint instead.
 
 What differs between tasks — which models, which data, which rows the loss reads, which evaluation —
-belongs to the task (`distilx.tasks`: masked-lm, sequence-classification); the loss terms to
+belongs to the task (`distilx.tasks`: masked-lm, sequence- and token-classification); the loss terms to
 `distillation_loss`. This file only wires them together.
 """
 
@@ -27,16 +29,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import capture_rng, save_checkpoint
 from .config import TrainConfig
 from .diskfull import reporting_disk_full
 from .distributed import DistEnv, run_on_main, setup_distributed
 from .metrics_log import MetricsLog
-from .models import check_vocab
+from .models import check_vocabulary
 from .models.adapters import encoder_adapter
-from .preflight import training_batches
+from .preemption import Preemption
+from .preflight import check_output_outside_inputs, training_batches
+from .resume import restore
 from .run_dir import RunFolder
 from .run_identity import resume_point, run_identity
+from .schedule import Schedule
 from .tasks import task_for
 from .tasks.width_terms import WidthBridge, logged_terms
 
@@ -55,6 +60,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # the metric lines written by this process
     eval_metrics: dict | None = None  # distilx.evaluate's result on config.eval_files (rank 0)
     student: nn.Module | None = None  # the trained student (this process's copy, on its device)
+    preempted: str | None = None  # why the run stopped early with a checkpoint (a signal, the time limit)
 
 
 def _seed_everything(seed: int) -> None:
@@ -88,18 +94,6 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.adam_betas), eps=config.adam_eps, **kwargs)
 
 
-def _schedule(optimizer, total_steps: int, warmup_ratio: float):
-    """Linear warmup over warmup_ratio of the steps, then linear decay to 0 (the recipe, docs/recipe.md)."""
-    warmup = max(1, int(math.ceil(total_steps * warmup_ratio))) if warmup_ratio > 0 else 0
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _endless(stream):
     """Batches across epoch boundaries; re-iterating the stream starts its next epoch."""
     empty_passes = 0
@@ -113,6 +107,13 @@ def _endless(stream):
         if empty_passes >= 2:
             raise ValueError("the training stream yields no batches: the corpus is empty or every document "
                              "was filtered out (too short / too many [UNK]); check train_files and the tokenizer")
+
+
+def _agree(flags: torch.Tensor, env: DistEnv) -> list[bool]:
+    """Flags every rank holds true when any rank does (one all-reduce; the step's one host sync)."""
+    if env.distributed:
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in flags.tolist()]
 
 
 def _gather(obj, env: DistEnv) -> list:
@@ -166,16 +167,19 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     task = task_for(config.task)
     if not config.train_files:
         raise ValueError("train_files is empty: give the corpus (files, folders or globs) or, for task "
-                         "sequence-classification, the labelled .jsonl/.csv files")
+                         "sequence-classification, the labelled .jsonl/.csv files (token-classification: tagged files)")
     if teacher is None and not config.teacher:
         raise ValueError("no teacher: set `teacher` to a folder with a masked-LM checkpoint (the supported "
-                         "architectures: docs/pipeline.md), or a fine-tuned classifier for task sequence-classification")
+                         "architectures: docs/pipeline.md), or a fine-tuned classifier for tasks sequence-/token-classification")
+    check_output_outside_inputs(config)  # before anything is created
+    # signals stop the run at a step boundary from now on (the handlers only take note)
+    preemption = cleanup.enter_context(Preemption.for_run(config))
     env = setup_distributed(config.device)
     precision = _resolve_precision(config, env)
     output_dir = Path(config.output_dir)
     # rank 0 locks and owns the output folder: refused if it is the teacher's, busy or another run's
     run: RunFolder | None = run_on_main(env, lambda: cleanup.enter_context(RunFolder.claim(
-        output_dir, resume=config.resume, overwrite=config.overwrite_output_dir,
+        output_dir, resume=config.resume != "never", overwrite=config.overwrite_output_dir,
         protected={"teacher": config.teacher, "tokenizer": config.tokenizer, "student": config.student})))
     _seed_everything(config.seed)
 
@@ -187,10 +191,12 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     teacher.to(env.device)
     tokenizer_source = Path(config.tokenizer or config.teacher)
     tokenizer = Tokenizer(str(tokenizer_source))
-    check_vocab(teacher, tokenizer)
     if student is None:
         student = task.build_student(teacher, config)  # from the teacher, random, or config.student's folder
-    check_vocab(student, tokenizer)
+    # one vocabulary: the tokenizer's token -> id map is the teacher folder's (and a student folder's), and
+    # both models embed its ids; the message names the side at fault
+    check_vocabulary(tokenizer, teacher=teacher, student=student, teacher_folder=config.teacher,
+                     tokenizer_source=config.tokenizer, student_folder=config.student)
     task.check_models(config, teacher, student)  # positions, widths, labels: before any step
     if env.device.type == "cuda" and precision != "fp32":
         teacher.to(dtype=torch.bfloat16)  # after the student copied its fp32 weights
@@ -224,7 +230,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
                              "sequences: add text or lower --batch-size")
         total_steps = max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
     optimizer = _optimizer(bridge, config)  # the student's parameters, then the projection's
-    scheduler = _schedule(optimizer, total_steps, config.warmup_ratio)
+    schedule = Schedule(total_steps, config.warmup_ratio)  # warmup, then linear decay to 0
+    scheduler = schedule.lambda_lr(optimizer)
     scaler = torch.amp.GradScaler(env.device.type, enabled=precision == "fp16")
 
     # --- resume: weights, optimizer, schedule, scaler, stream position, RNGs, counters ---
@@ -232,46 +239,45 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     ckpt_root = output_dir / "checkpoints"
     identity = (run_identity(config.to_dict(), teacher_source, student, tokenizer.path, stream.files)
                 if env.is_main else None)
-    if config.resume:
+    if config.resume != "never":
         # the newest intact checkpoint of this run (damaged ones are named and skipped), if it was
         # written by this configuration (else every difference is named)
         ckpt = run_on_main(env, lambda: resume_point(ckpt_root, run.run_id, identity), share=True)
-        if ckpt is None:
-            warnings.warn(f"resume=True but {ckpt_root} holds no checkpoint: starting from scratch", stacklevel=2)
-        else:
-            model_state, state = load_checkpoint(ckpt, map_location="cpu")
-            student.load_state_dict(model_state)
-            bridge.load_projection_state(state.get("projection", {}))
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            if len(state["stream"]) != env.world_size:
-                raise ValueError(f"{ckpt} was written by {len(state['stream'])} processes; resume it with the "
-                                 f"same number (this run has {env.world_size})")
-            stream.load_state_dict(state["stream"][env.rank])
-            restore_rng(state["rng"][env.rank])
-            step, skipped, tokens_seen = state["step"], state["skipped"], state["tokens_seen"]
+        if ckpt is None and config.resume == "always":
+            warnings.warn(f"resume=always but {ckpt_root} holds no checkpoint: starting from scratch", stacklevel=2)
+        elif ckpt is None and env.is_main:
+            print(f"resume=auto: no checkpoint of this run in {ckpt_root}: starting from step 0", flush=True)
+        if ckpt is not None:  # on another number of processes too; the schedule follows a changed length
+            restored = restore(ckpt, config=config, env=env, student=student, optimizer=optimizer, scheduler=scheduler,
+                               scaler=scaler, schedule=schedule, bridge=bridge, stream=stream, total_steps=total_steps)
+            stream, step, skipped, tokens_seen = restored.stream, restored.step, restored.skipped, restored.tokens_seen
+            total_steps = restored.total_steps
             if env.is_main:
-                print(f"resuming from step {step} ({ckpt})", flush=True)
+                print(f"resuming from step {step} ({ckpt})", *restored.notes, sep="\n", flush=True)
+
+    last_saved = None
 
     def checkpoint() -> None:
+        nonlocal last_saved
+        last_saved = step
         streams = _gather(stream.state_dict(), env)  # each rank's own position and RNGs
         rngs = _gather(capture_rng(), env)
         if env.is_main:
             trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                             "scaler": scaler.state_dict(), "stream": streams, "rng": rngs, "step": step,
+                             "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "stream": streams,
+                             "rng": rngs, "step": step,
                              "skipped": skipped, "tokens_seen": tokens_seen, "world_size": env.world_size,
                              "projection": bridge.projection_state()}
-            run.record(ckpt_root.name)
-            save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last,
-                            run_id=run.run_id, identity=identity)
+            with run.writing(ckpt_root.name):
+                save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last,
+                                run_id=run.run_id, identity=identity)
         if env.distributed:
             dist.barrier()  # nobody runs ahead (or exits) while rank 0 is still writing
 
     log = MetricsLog(run, step, config.tensorboard) if env.is_main else None
     if env.is_main:
-        run.record("train_config.json")
-        config.save(output_dir / "train_config.json")
+        with run.writing("train_config.json"):
+            config.save(output_dir / "train_config.json")
     bar = None
     if env.is_main and config.progress:
         from tqdm.auto import tqdm
@@ -286,7 +292,26 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     window_terms = torch.zeros(6, dtype=torch.float64, device=env.device)  # summed on device: no sync per step
     window_steps, window_tokens, window_wait, window_start = 0, 0, 0.0, time.perf_counter()
     steps_this_run = 0
+
+    def preempted() -> TrainResult:
+        """A signal or the time limit: a checkpoint of this step (unless just written), then the end."""
+        if last_saved != step:
+            checkpoint()
+        for closing in (bar, log):
+            if closing is not None:
+                closing.close()
+        if env.is_main:
+            print(f"stopped by {preemption.reason} after step {step}: checkpoint written to {ckpt_root}; continue "
+                  "with --resume auto", flush=True)
+        return TrainResult(output_dir, step, skipped, history, None, student, preempted=preemption.reason)
+
+    # a signal during start-up, or a deadline already passed: end before the first step (what is on disk
+    # is where the next attempt starts)
+    if _agree(preemption.flags(torch.zeros((), device=env.device)), env)[1]:
+        last_saved = step
+        return preempted()
     while step < total_steps:
+        step_start = time.perf_counter()
         step_terms = torch.zeros(6, dtype=torch.float64, device=env.device)
         for micro in range(config.grad_accum):
             wait_start = time.perf_counter()
@@ -306,10 +331,10 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm if config.max_grad_norm > 0 else float("inf"))
         bad = (~torch.isfinite(step_terms[0])) | (~torch.isfinite(grad_norm) & (not scaler.is_enabled()))
-        bad = bad.float()
-        if env.distributed:  # every rank must take the same decision
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        if bool(bad.item()):  # the one host sync per step
+        # every rank takes the same decisions: skip this step? stop after it (a signal, the time limit)?
+        preemption.step_took(time.perf_counter() - step_start)
+        bad, stopping = _agree(preemption.flags(bad), env)
+        if bad:
             optimizer.zero_grad(set_to_none=True)
             scaler.update()
             skipped += 1
@@ -319,6 +344,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
                     f"{consecutive_bad} consecutive steps had a non-finite loss or gradient (step {step}, "
                     f"{skipped} skipped in total); lower lr, check the teacher's outputs for NaN/inf, or use "
                     "precision='fp32'. The last checkpoint holds the last finite weights.")
+            if stopping:
+                return preempted()
             continue
         consecutive_bad = 0
         scaler.step(optimizer)
@@ -349,6 +376,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             bar.update(1)
         if step % config.save_every == 0 and step < total_steps:
             checkpoint()
+        if stopping:
+            return preempted()
         if stop_after is not None and steps_this_run >= stop_after:
             if bar is not None:
                 bar.close()
@@ -372,12 +401,12 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         # the summary and the plot first: they stay even if the evaluation fails
         summary = {"steps": step, "skipped_steps": skipped, "tokens_seen": tokens_seen,
                    "final": history[-1] if history else None, "eval": None}
-        run.record("metrics.json")
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with run.writing("metrics.json"):
+            (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
         try:
             from .plots import plot_run
-            run.record("loss_curves.png")
-            plot_run(output_dir)
+            with run.writing("loss_curves.png"):  # recorded only if written
+                plot_run(output_dir)
         except ImportError:  # matplotlib is optional
             pass
         if config.eval_files and config.eval_batches > 0:

@@ -8,7 +8,8 @@
 //! the walker, so `**` patterns follow the same rule (the `glob` crate's own walk would recurse
 //! through a link to its own directory until the kernel's 40-link limit, or, with two such links,
 //! practically forever). Only regular files are read: a FIFO, device or socket is refused by name
-//! (opening a FIFO without a writer blocks forever; `/dev/zero` never ends).
+//! (opening a FIFO without a writer blocks forever; `/dev/zero` never ends), and so is a link whose
+//! target is gone (the file the corpus was meant to hold is missing: an error, not a silent skip).
 
 use std::collections::HashSet;
 use std::fs::{File, Metadata};
@@ -55,9 +56,17 @@ struct Found {
 }
 
 impl Found {
-    /// Add `path` unless the same file is already listed; refuse what is not a regular file.
+    /// Add `path` unless the same file is already listed; refuse what is not a regular file, and a
+    /// link whose target is gone (named as such: a corpus file that is missing is not skipped silently).
     fn add(&mut self, path: PathBuf) -> Result<()> {
-        let meta = metadata(&path)?;
+        let meta = metadata(&path).map_err(|e| match (&e, std::fs::read_link(&path)) {
+            (Error::NotFound(_), Ok(target)) => Error::InvalidInput(format!(
+                "{} is a symbolic link to {}, which does not exist: fix or remove the link (a corpus file that is \
+                 missing is an error, not skipped)",
+                path.display(),
+                target.display())),
+            _ => e,
+        })?;
         if !meta.is_file() {
             return Err(not_a_regular_file(&path));
         }
@@ -240,6 +249,16 @@ mod tests {
         // The same rule for `**` globs, and across inputs: a file named again is not read twice.
         let globbed = expand(&[corpus.join("**/*.txt"), corpus.join("a.txt"), corpus.join("sub/hard-a.txt")]).unwrap();
         assert_eq!(names(&globbed, &corpus), ["a.txt", "sub/b.txt", "sub/c-link.txt"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_dangling_link_is_named_with_its_target() {
+        let d = tmpdir("discover-dangling");
+        std::fs::write(d.join("a.txt"), "a\n").unwrap();
+        std::os::unix::fs::symlink(d.join("moved-away.txt"), d.join("b.txt")).unwrap();
+        let err = expand(std::slice::from_ref(&d)).expect_err("refused").to_string();
+        assert!(err.contains("b.txt is a symbolic link to") && err.contains("moved-away.txt, which does not exist"), "{err}");
     }
 
     #[cfg(unix)]

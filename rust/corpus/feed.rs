@@ -1,5 +1,5 @@
 //! Texts handed over by the caller in chunks — an in-memory or iterable `datasets` dataset fed
-//! from Python (`rust/py.rs` implements [`Feed`]) — read like a file of rows: the same row rule as
+//! from Python (`rust/py/feed.rs` implements [`Feed`]) — read like a file of rows: the same row rule as
 //! Parquet and Arrow, a document's offset its row number in the pass. A feed cannot seek: opening
 //! at a row starts a fresh pass and skips that many rows (taken from the feed, not tokenized), so
 //! resume needs a feed that yields the same rows in the same order on every pass.

@@ -9,6 +9,9 @@
 - `relation.py`: `relation_distillation_loss`, `RelationLossOutput` (MiniLMv2's Q-Q/K-K/V-V relation KL:
   validation, dispatch, autograd), `relation_chunked.py` its PyTorch path, `relation_reference.py` its
   eager formula; its Triton kernels are `distilx.triton_kernels.relation`;
+- `multi_label.py`, `regression.py`: the losses of multi-label and regression heads (per-label binary
+  KL · T² + BCE; MSE to the teacher + to the gold), and `heads.py`: one entry choosing the loss by what a
+  head's logits mean (token classification: `distillation_loss` on the labelled positions);
 - `reference.py`: the eager formula, the oracle of the tests and the benchmarks' baseline;
 - `defaults.py`: IGNORE_INDEX and the defaults (T = 2, alphas 5 / 2 / 1, kl_on="tokens").
 
@@ -22,7 +25,8 @@ from .defaults import (ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, COS_EPS, IGNORE
 
 _LAZY = {"distillation_loss": "api", "DistillationLoss": "api", "DistillationLossOutput": "api",
          "fused_linear_distillation_loss": "fused_linear", "FusedLinearDistillationLoss": "fused_linear",
-         "reference_distillation_loss": "reference",
+         "reference_distillation_loss": "reference", "multi_label_distillation_loss": "multi_label",
+         "regression_distillation_loss": "regression", "head_distillation_loss": "heads",
          "relation_distillation_loss": "relation", "RelationLossOutput": "relation",
          "reference_relation_loss": "relation_reference"}
 

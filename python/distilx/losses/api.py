@@ -17,7 +17,8 @@ only multiplies it by grad_output.
 Documented edge cases (each has a test):
 * an empty selection (no labels in the batch, or no real token) gives a term of exactly 0, not NaN;
 * alpha_cos > 0 without hidden states: the COS term is 0 (hidden states are optional); passing only
-  one of the two hidden states is an error;
+  one of the two hidden states is an error; hidden states of different widths are an error only when
+  alpha_cos > 0 (with 0 the term is off, so a narrower student trains);
 * a non-finite logit/hidden value in a selected row makes the loss non-finite (NaN or inf), so a
   trainer's non-finite guard sees it; non-finite values in unselected rows (padding) are ignored;
 * the teacher never receives a gradient (its tensors are treated as constants);
@@ -100,8 +101,8 @@ def distillation_loss(
             f"{tuple(student_logits.shape)}; both models must see the same batch"
         )
     rows_shape = student_logits.shape[:-1]
-    # checked whatever alpha_cos is: a bad tensor is an error even when its term is off
-    use_cos = check_row_tensors(rows_shape, "the logits", labels, attention_mask, student_hidden, teacher_hidden) and alpha_cos > 0
+    use_cos = check_row_tensors(rows_shape, "the logits", labels, attention_mask, student_hidden, teacher_hidden,
+                                alpha_cos)
     tensors = [student_logits, teacher_logits, labels]
     tensors += [attention_mask] if attention_mask is not None else []
     tensors += [student_hidden, teacher_hidden] if student_hidden is not None else []

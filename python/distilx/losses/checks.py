@@ -67,9 +67,12 @@ def check_tensor(name, t, *, floating):
         raise TypeError(f"{name} must be a floating-point tensor (float32/float16/bfloat16), got {t.dtype}")
 
 
-def check_row_tensors(rows_shape, source: str, labels, attention_mask, student_hidden, teacher_hidden) -> bool:
+def check_row_tensors(rows_shape, source: str, labels, attention_mask, student_hidden, teacher_hidden,
+                      alpha_cos: float) -> bool:
     """Checks labels and attention_mask against the rows of `source` (its leading shape) and the hidden
-    states against each other; returns whether hidden states were given."""
+    states against each other; returns whether the cosine term runs (hidden states given, alpha_cos > 0).
+    Tensors are checked whatever alpha_cos is (a malformed one is an error even when its term is off), but
+    different widths only matter to the cosine: a narrower student trains with alpha_cos = 0."""
     check_tensor("labels", labels, floating=False)
     if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
         raise TypeError(f"labels must be an integer tensor (int64 token ids, -100 = ignore), got {labels.dtype}")
@@ -93,12 +96,12 @@ def check_row_tensors(rows_shape, source: str, labels, attention_mask, student_h
             f"student_hidden and teacher_hidden must be [*, H] with the same leading shape (rows); got "
             f"{tuple(student_hidden.shape)} and {tuple(teacher_hidden.shape)}"
         )
-    if student_hidden.shape[-1] != teacher_hidden.shape[-1]:
+    if alpha_cos > 0 and student_hidden.shape[-1] != teacher_hidden.shape[-1]:
         raise ValueError(
             f"hidden sizes differ (student H={student_hidden.shape[-1]}, teacher H={teacher_hidden.shape[-1]}); "
             "the cosine term needs equal sizes: project one side first, or set alpha_cos=0"
         )
-    return True
+    return alpha_cos > 0
 
 
 def labels_out_of_range(labels: torch.Tensor, vocab: int) -> bool:

@@ -14,9 +14,10 @@ gradients (g^T @ x and sum(g), in fp32) before the next chunk overwrites it. The
 terms (number of KL rows, of labels) are the GLOBAL counts, kept on the device, so a chunk's gradient is
 already final and the backward only multiplies the three stored gradients by grad_output.
 
-Memory: two [C, V] buffers plus the chunked path's temporaries (<= 15% of one buffer) plus the [N, H]
-input gradient, whatever N is; the weight gradient is [V, H] (fp32 accumulator, cast at the end when
-the weight is bf16/fp16). `fused_linear_chunk_rows` picks C, `fused_linear_pays` says when this path
+Memory: two [C, V] buffers (rows padded to 64 columns, 16-byte aligned for cuBLAS and the kernel) plus the
+chunked path's temporaries (<= 15% of one buffer) plus the [N, H] input gradient, whatever N is; the weight
+gradient is [V, H] (fp32 accumulator, cast at the end when the weight is bf16/fp16; `weight_grad_path` says
+how each chunk is added into it). `fused_linear_chunk_rows` picks C, `fused_linear_pays` says when this path
 beats materialising the logits.
 
 Host synchronisation: as in distillation_loss, only the labels-in-range check reads data. The same read
@@ -49,6 +50,7 @@ __all__ = [
     "fused_linear_chunk_rows",
     "fused_linear_pays",
     "free_memory_bytes",
+    "weight_grad_path",
 ]
 
 # Chunk budget: the two [C, V] logit buffers of one chunk get at most this many bytes, and at most
@@ -60,6 +62,10 @@ CHUNK_BUDGET_BYTES = {"cpu": 256 << 20, "cuda": 1 << 30}
 _FREE_MEMORY_SHARE = 8
 # Rows per chunk are rounded down to a multiple of this (matmul tiles), when the budget allows it.
 _ROW_ALIGN = {"cpu": 16, "cuda": 128}
+# The chunk buffers' rows are padded to a multiple of this many columns: with V = 30522 or 250002 (not
+# multiples of 8) unpadded bf16 rows start off 16-byte boundaries, which sends cuBLAS to its unaligned GEMM
+# kernels for all three [C, V] products and the loss kernel to narrow loads (docs/kernel_notes.md).
+_COLUMN_PAD = 64
 # `fused_linear_pays`: the logits path needs three N x V tensors (student logits, teacher logits, the
 # stored gradient); the fused-linear path is chosen when they would exceed this share of free memory or
 # this many bytes (see its docstring for the measurements behind the threshold).
@@ -164,6 +170,12 @@ def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
     return torch.addmm(bias, x, weight.t(), out=out)
 
 
+def _padded_buffer(rows: int, vocab: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A [rows, vocab] view of a [rows, vocab rounded up to _COLUMN_PAD] buffer: every row 16-byte aligned."""
+    padded = -(-vocab // _COLUMN_PAD) * _COLUMN_PAD
+    return torch.empty(rows, padded, dtype=dtype, device=device)[:, :vocab]
+
+
 def _addmm_accumulates_into_fp32(device: torch.device) -> bool:
     """Whether this torch's CUDA addmm(out_dtype=float32) accepts an fp32 accumulator with bf16/fp16 factors
     (recent releases; torch 2.8 wants the accumulator in the factors' dtype). Probed once per device, on
@@ -179,14 +191,29 @@ def _addmm_accumulates_into_fp32(device: torch.device) -> bool:
     return _ADDMM_INTO_FP32[device]
 
 
-def _accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """acc += a @ b with acc's (fp32/fp64) precision, for a, b in the projection dtype."""
-    if a.dtype == acc.dtype:
+def weight_grad_path(acc: torch.Tensor, factor_dtype: torch.dtype) -> str:
+    """How `_accumulate_mm` adds a chunk's weight gradient into the fp32/fp64 accumulator:
+    "same-dtype" (factors in the accumulator's dtype), "addmm-fp32" (CUDA: one GEMM accumulating into it),
+    "partials" (CUDA, a torch whose addmm cannot: the chunk's product in the factors' dtype, fp32 inside the
+    GEMM, into one reused [V, H] buffer, then added), "upcast" (CPU: the chunk's operands upcast)."""
+    if factor_dtype == acc.dtype:
+        return "same-dtype"
+    if acc.is_cuda and _HAS_MM_OUT_DTYPE and _addmm_accumulates_into_fp32(acc.device):
+        return "addmm-fp32"
+    return "partials" if acc.is_cuda else "upcast"
+
+
+def _accumulate_mm(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, path: str, scratch: dict) -> None:
+    """acc += a @ b with acc's (fp32/fp64) precision, for a, b in the projection dtype, along `path`
+    (`weight_grad_path`). No fp32 copy of the weight per chunk: `scratch` keeps the one partials buffer."""
+    if path == "same-dtype":
         acc.addmm_(a, b)
-    elif acc.is_cuda and _HAS_MM_OUT_DTYPE and _addmm_accumulates_into_fp32(acc.device):
+    elif path == "addmm-fp32":
         torch.addmm(acc, a, b, out_dtype=acc.dtype, out=acc)
-    elif acc.is_cuda and _HAS_MM_OUT_DTYPE:  # one fp32 [V, H] temporary per chunk
-        acc.add_(torch.mm(a, b, out_dtype=acc.dtype))
+    elif path == "partials":
+        if "partial" not in scratch:
+            scratch["partial"] = torch.empty(acc.shape, dtype=a.dtype, device=acc.device)
+        acc.add_(torch.mm(a, b, out=scratch["partial"]))
     else:  # CPU (or torch < 2.8): upcast the chunk's operands, O(C x V) memory
         acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
 
@@ -235,9 +262,11 @@ class _FusedLinearLogitsLoss(torch.autograd.Function):
             grad_w = torch.zeros(ws.shape, dtype=acc_dtype, device=xs.device) if need_w else None
             grad_b = torch.zeros(vocab, dtype=acc_dtype, device=xs.device) if need_b else None
             step = plan.chunk_rows
-            s_buf = torch.empty(min(step, n), vocab, dtype=plan.student_dtype, device=xs.device)
-            t_buf = torch.empty(min(step, n), vocab, dtype=plan.teacher_dtype, device=xs.device)
+            s_buf = _padded_buffer(min(step, n), vocab, plan.student_dtype, xs.device)
+            t_buf = _padded_buffer(min(step, n), vocab, plan.teacher_dtype, xs.device)
             loss_rows = logits_impl(backend)
+            w_path = weight_grad_path(grad_w, plan.student_dtype) if need_w else None
+            scratch: dict = {}
 
             for r0 in range(0, n, step):
                 r1 = min(r0 + step, n)
@@ -252,10 +281,10 @@ class _FusedLinearLogitsLoss(torch.autograd.Function):
                 if need_x:
                     torch.mm(g, ws, out=grad_x[r0:r1])
                 if need_w:
-                    _accumulate_mm(grad_w, g.t(), xs[r0:r1])
+                    _accumulate_mm(grad_w, g.t(), xs[r0:r1], w_path, scratch)
                 if need_b:
                     grad_b += g.sum(0, dtype=acc_dtype)
-            del s_buf, t_buf
+            del s_buf, t_buf, scratch
 
             if need_x:
                 if rows is not None:  # unprojected rows have a zero gradient
@@ -401,8 +430,8 @@ def fused_linear_distillation_loss(
     rows_shape, vocab = student_input.shape[:-1], student_weight.shape[0]
     _check_projection("student", student_input, student_weight, student_bias, rows_shape, vocab)
     _check_projection("teacher", teacher_input, teacher_weight, teacher_bias, rows_shape, vocab)
-    # checked whatever alpha_cos is: a bad tensor is an error even when its term is off
-    use_cos = check_row_tensors(rows_shape, "student_input", labels, attention_mask, student_hidden, teacher_hidden) and alpha_cos > 0
+    use_cos = check_row_tensors(rows_shape, "student_input", labels, attention_mask, student_hidden, teacher_hidden,
+                                alpha_cos)
     tensors = [student_input, student_weight, teacher_input, teacher_weight, labels]
     tensors += [t for t in (student_bias, teacher_bias, attention_mask, student_hidden, teacher_hidden) if t is not None]
     devices = {t.device for t in tensors}
@@ -443,10 +472,10 @@ def fused_linear_distillation_loss(
         )
         plan = _Chunking(rows, max(1, min(chunk, n_projected)), student_dtype, teacher_dtype)
         total, kl, mlm = _FusedLinearLogitsLoss.apply(
-            student_input.reshape(n_rows, -1),
+            student_input.reshape(n_rows, student_input.shape[-1]),  # not -1: 0 rows (no target) is legal
             student_weight,
             student_bias,
-            teacher_input.detach().reshape(n_rows, -1),
+            teacher_input.detach().reshape(n_rows, teacher_input.shape[-1]),
             teacher_weight.detach(),
             teacher_bias.detach() if teacher_bias is not None else None,
             flat_labels,

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 
 from .autograd import _outside_autocast, scale_stored_grad
-from .checks import check_tensor, resolve_backend
+from .checks import TRITON_DTYPES, check_tensor, resolve_backend
 from .defaults import BACKENDS, RELATION_HEADS
 from .relation_chunked import chunked_relation_kl
 
@@ -64,7 +64,8 @@ def relation_distillation_loss(
     attention_mask: [B, L], nonzero = real token; None = every token is real.
     relation_heads: R, which must divide every width; None = RELATION_HEADS (12). Pass the teacher's
     attention-head count (MiniLMv2's default) when it is known.
-    backend: "auto" (Triton for CUDA tensors, PyTorch otherwise), "triton" or "torch".
+    backend: "auto" (Triton for CUDA tensors, PyTorch otherwise; also for float64 or relation heads wider
+    than 256 columns on CUDA), "triton" or "torch".
     """
     heads = check_relation_heads(relation_heads)
     if backend not in BACKENDS:
@@ -75,7 +76,9 @@ def relation_distillation_loss(
     devices = {t.device for t in tensors}
     if len(devices) > 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
-    backend = resolve_backend(backend, [*students, *teachers])
+    requested, backend = backend, resolve_backend(backend, [*students, *teachers])
+    if requested == "auto" and backend == "triton" and not _triton_handles(students, teachers, heads):
+        backend = "torch"  # float64, or relation heads wider than the kernels' blocks: the PyTorch path
     real = (torch.ones(shape, dtype=torch.bool, device=student_q.device) if attention_mask is None
             else (attention_mask != 0).contiguous())
     qq, kk, vv = (RelationKL.apply(s, t.detach(), real, heads, backend) for s, t in zip(students, teachers))
@@ -126,6 +129,14 @@ def check_relation_tensors(students, teachers, attention_mask, heads: int) -> to
                 "leading shape"
             )
     return shape
+
+
+def _triton_handles(students, teachers, heads: int) -> bool:
+    """Whether the Triton kernels take these projections (dtypes, relation-head widths)."""
+    from ..triton_kernels.relation import MAX_HEAD_DIM
+
+    tensors = [*students, *teachers]
+    return all(t.dtype in TRITON_DTYPES and t.shape[-1] // heads <= MAX_HEAD_DIM for t in tensors)
 
 
 def relation_impl(backend: str):

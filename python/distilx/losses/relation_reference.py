@@ -23,7 +23,8 @@ def _log_relation(x: torch.Tensor, real: torch.Tensor, heads: int, dtype: torch.
     d = width // heads
     a = x.to(dtype).reshape(batch, length, heads, d).transpose(1, 2)
     scores = a @ a.transpose(-1, -2) / math.sqrt(d)
-    scores = scores.masked_fill(~real[:, None, None, :], torch.finfo(dtype).min)
+    # the scores' own dtype: under autocast they are bf16, where fp32's minimum would round to -inf
+    scores = scores.masked_fill(~real[:, None, None, :], torch.finfo(scores.dtype).min)
     return F.log_softmax(scores, dim=-1)
 
 

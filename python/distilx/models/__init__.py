@@ -4,7 +4,8 @@
   (`head_transform` + `decoder`, `mlm_logits`) per architecture (BERT, RoBERTa/XLM-R/CamemBERT,
   DistilBERT, ELECTRA, DeBERTa-v2, ModernBERT, EuroBERT); `generic.py`: the entry of any other
   masked-LM encoder whose layer stack and head can be found and checked;
-- `loading.py`: `load_teacher` (a local folder) and `check_vocab` (tokenizer vs model);
+- `loading.py`: `load_teacher` (a local folder); `vocabulary.py`: `check_vocabulary`, the one check that
+  the tokenizer, the teacher and the student share one vocabulary (token -> id maps, embeddings, special ids);
 - `builders.py`: teacher -> student weight copies and the per-layer config; `student.py`:
   `init_student` and the layer rule; `defaults.py`: its choices;
 - `shapes.py`: a student's width (hidden size, heads, intermediate size) and `shaped_student`;
@@ -20,8 +21,8 @@ from .defaults import STUDENT_CLASSES
 
 _LAZY = {"ADAPTERS": "adapters", "ModelAdapter": "adapters", "UnsupportedModelError": "adapters",
          "adapter_for": "adapters", "adapter_for_type": "adapters", "supported_types": "adapters",
-         "check_vocab": "loading", "load_teacher": "loading", "init_student": "student",
-         "student_layer_indices": "student"}
+         "check_vocab": "vocabulary", "check_vocabulary": "vocabulary", "load_teacher": "loading",
+         "init_student": "student", "student_layer_indices": "student"}
 
 __all__ = sorted(_LAZY) + ["STUDENT_CLASSES"]
 

@@ -1,4 +1,4 @@
-"""Loading a masked-LM model from a local folder, and the tokenizer-vs-model checks."""
+"""Loading a masked-LM model from a local folder (the tokenizer-vs-model checks: vocabulary.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,7 @@ from torch import nn
 from ..safe_loading import refusing_code
 from .adapters import UnsupportedModelError, adapter_for, supported_types
 
-__all__ = ["load_teacher", "check_vocab", "read_config_json"]
-
-# (tokenizer attribute, config entries that declare the same token, the first one set decides)
-_DECLARED_IDS = (("pad_id", ("pad_token_id",)), ("mask_id", ("mask_token_id",)),
-                 ("cls_id", ("cls_token_id", "bos_token_id")), ("sep_id", ("sep_token_id", "eos_token_id")))
-
+__all__ = ["load_teacher", "read_config_json"]
 
 def _holds(architectures) -> str:
     """What config.json says the folder holds, for the no-MLM-head message."""
@@ -79,28 +74,3 @@ def load_teacher(path: str | Path, *, require_mlm_head: bool = True) -> nn.Modul
         warnings.warn(f"{what}; fit the head before using it as a teacher (see distilx.demo.fit_teacher_head)",
                       stacklevel=2)
     return model.eval()
-
-
-def check_vocab(model: nn.Module, tokenizer) -> None:
-    """Raise if the tokenizer does not belong to the model: it can produce ids the model has no embedding
-    for, or its special tokens' ids differ from those the model's config declares (pad_token_id,
-    mask_token_id, cls/bos_token_id, sep/eos_token_id; undeclared ones are not checked)."""
-    model_vocab = model.get_input_embeddings().weight.shape[0]
-    if tokenizer.vocab_size > model_vocab:
-        raise ValueError(f"tokenizer vocabulary ({tokenizer.vocab_size} ids) is larger than the model's "
-                         f"({model_vocab} embeddings): the tokenizer does not belong to this teacher; "
-                         "pass the teacher's own tokenizer (tokenizer = the teacher folder)")
-    for name, keys in _DECLARED_IDS:
-        token_id = getattr(tokenizer, name, None)
-        if token_id is None:
-            continue
-        if token_id >= model_vocab:
-            raise ValueError(f"tokenizer {name}={token_id} is outside the model's {model_vocab} embeddings")
-        key = next((k for k in keys if getattr(model.config, k, None) is not None), None)
-        if key is None:
-            continue
-        expected = getattr(model.config, key)
-        if token_id not in (expected if isinstance(expected, (list, tuple)) else [expected]):
-            raise ValueError(f"the tokenizer's {name.removesuffix('_id')} token is id {token_id}, but the model's "
-                             f"config declares {key}={expected}: the tokenizer does not belong to this model (pass "
-                             f"the teacher's own tokenizer), or its config.json declares the wrong id (fix {key})")

@@ -3,7 +3,9 @@
 The loop (training.py) asks a task for: the teacher (`load_teacher`), the student (`build_student`:
 initialised from the teacher, randomly, or a pre-trained folder), checks before the first step
 (`check_models`, `check_eval_input`), the resumable data source (`make_stream`: iterating yields one
-epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`), the
+epoch from the current position; `state_dict` / `load_state_dict`; `batches_per_epoch`; `files`; and, so
+that a resume on another number of processes can deal out the rest of an epoch, `for_shard`,
+`position_of`, `set_epoch`, `last_origin`: distilx.resharding — ClassificationBatches has them), the
 module DDP wraps (`student_forward`: the student's forward and the loss, so that DDP sees every
 parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
 module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always
@@ -23,7 +25,18 @@ from torch import nn
 from ..models.shapes import ShapeRequest, requested_layers, shaped_student
 from ..preflight import check_positions
 
-__all__ = ["Task"]
+__all__ = ["Task", "check_widths"]
+
+
+def check_widths(alpha_cos: float, teacher: nn.Module, student: nn.Module) -> None:
+    """The cosine term (alpha_cos > 0) compares hidden states: both models must be as wide (the training loop
+    and DistillationTrainer check it before the first step)."""
+    widths = teacher.config.hidden_size, student.config.hidden_size
+    if alpha_cos > 0 and widths[0] != widths[1]:
+        raise ValueError(f"alpha_cos={alpha_cos} compares hidden states, but the teacher's are {widths[0]} wide and "
+                         f"the student's {widths[1]}: use a student of the teacher's width or set --alpha-cos 0 "
+                         "(alpha_cos=0); across widths, distilx train's --alpha-hidden compares them through a learned "
+                         "projection")
 
 
 class Task(ABC):
@@ -65,11 +78,12 @@ class Task(ABC):
         """Before the first step: seq_len fits both models' positions; the cosine term has equal widths (the
         width-bridging terms check themselves: tasks/width_terms.py)."""
         check_positions(config.seq_len, teacher=teacher, student=student)
-        widths = teacher.config.hidden_size, student.config.hidden_size
-        if config.alpha_cos > 0 and widths[0] != widths[1]:
-            raise ValueError(f"alpha_cos={config.alpha_cos} compares hidden states directly, but the teacher's are "
-                             f"{widths[0]} wide and the student's {widths[1]}: set --alpha-cos 0 and, for a hidden-state "
-                             "term, --alpha-hidden (through a learned projection to the teacher's width)")
+        check_widths(config.alpha_cos, teacher, student)
+
+    def finetune_model(self, encoder_path: str, config) -> nn.Module:
+        """A model of this task's head class on the encoder folder's weights, its head freshly initialised
+        (labels from config / the train files where the task has labels): what `distilx finetune` trains."""
+        raise ValueError(f"task {self.name} cannot fine-tune a model from an encoder folder")
 
     # --- data ---
     @abstractmethod
@@ -101,3 +115,10 @@ class Task(ABC):
     @abstractmethod
     def table(self, metrics: dict) -> str:
         """evaluate()'s result as the side-by-side table `distilx train` prints."""
+
+    # --- a way to a fine-tuned teacher (`distilx finetune`) ---
+    def finetune_model(self, encoder_path: str, config) -> nn.Module:
+        """A model of this task's head class on the encoder folder's weights, head freshly initialised,
+        labels from config/train files where the task has labels."""
+        raise ValueError(f"task {self.name} cannot fine-tune a teacher: distilx finetune serves the tasks that "
+                         "implement Task.finetune_model")

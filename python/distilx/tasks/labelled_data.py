@@ -1,10 +1,13 @@
 """Labelled examples for sequence classification: files, labels, tokens, and resumable batches.
 
 - Files: `.jsonl` (one JSON object per line; blank lines skipped) and `.csv` (a header row names the
-  columns). The text is one field or two (a text pair), the label one field; names are configurable.
-- Labels: the teacher's label set (config.json `id2label`). A label is a label name, or an integer id
-  in [0, num_labels) (a JSON integer or, in CSV, a string of digits); names win when a name is itself
-  a number. Anything else is an error naming the file, the line and the known labels.
+  columns), read by records.py (UTF-8 with or without a BOM, bounded records, file:line in every error).
+  The text is one field or two (a text pair), the label one field; names are configurable.
+- Labels: the teacher's label set (config.json `id2label`) and problem type. Single-label: a label is a
+  label name, or an integer id in [0, num_labels) (a JSON integer or, in CSV, a string of ASCII digits);
+  names win when a name is itself a number. Multi-label: a JSON list of such labels (in CSV, the labels
+  joined by "|"), possibly empty. Regression: a finite number (in CSV, its text). Anything else is an
+  error naming the file, the line and what is expected.
 - Tokens: the teacher's own Hugging Face tokenizer frames the text or the pair (its template decides
   [CLS] a [SEP] b [SEP], <s> a </s></s> b </s>, the segment ids) and truncates to seq_len
   ("longest_first" for pairs): the exact framing, by construction.
@@ -14,8 +17,7 @@
 
 from __future__ import annotations
 
-import csv
-import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,88 +25,118 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..losses.heads import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from .records import RECORD_SUFFIXES, brief, records
+
 __all__ = ["LabelSet", "LabelledExamples", "ClassificationBatches", "read_examples", "hf_tokenizer",
            "SUFFIXES"]
 
-SUFFIXES = (".jsonl", ".csv")
+SUFFIXES = RECORD_SUFFIXES
+
+
+MULTI_LABEL_CSV_SEPARATOR = "|"
 
 
 @dataclass(frozen=True)
 class LabelSet:
-    """The teacher's labels in id order (config.json id2label)."""
+    """The teacher's labels in id order (config.json id2label) and what a label is (its problem type;
+    token classifiers are single-label per word)."""
 
     names: tuple[str, ...]
+    problem: str = SINGLE_LABEL
 
     @classmethod
-    def of(cls, model_config) -> "LabelSet":
-        id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
-        return cls(tuple(id2label[i] for i in range(len(id2label))))
+    def of(cls, model_config, role: str = "teacher") -> "LabelSet":
+        """The labels of a classifier's config; ValueError naming its config.json when `id2label` does not
+        number them 0..n-1 (a gap, a key that is no number) or names one label twice."""
+        folder = getattr(model_config, "_name_or_path", "")
+        where = f"the {role}'s config.json" + (f" ({folder})" if folder else "")
+        try:
+            id2label = {int(k): str(v) for k, v in model_config.id2label.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: id2label keys {list(model_config.id2label)[:10]} are not all integer ids: "
+                             "number the labels 0..n-1") from None
+        missing = [i for i in range(len(id2label)) if i not in id2label]
+        if missing:
+            raise ValueError(f"{where}: id2label numbers its {len(id2label)} labels {sorted(id2label)[:10]}, without "
+                             f"id {missing[0]}: number them 0..{len(id2label) - 1} without gaps (the classifier has "
+                             "one output per id)")
+        names = tuple(id2label[i] for i in range(len(id2label)))
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise ValueError(f"{where}: id2label names the label {twice!r} twice: give each id its own name")
+        problem = model_config.problem_type or (REGRESSION if len(names) == 1 else SINGLE_LABEL)
+        if problem not in (SINGLE_LABEL, MULTI_LABEL, REGRESSION):
+            problem = SINGLE_LABEL  # a token classifier's problem_type names nothing distilx reads
+        return cls(names, problem)
 
     @classmethod
     def shared(cls, teacher, student) -> "LabelSet":
         """The teacher's labels, checked to be the student's too (a classifier student of another label set
         cannot be trained or evaluated against this teacher)."""
-        labels, student_labels = cls.of(teacher.config), cls.of(student.config)
+        labels, student_labels = cls.of(teacher.config), cls.of(student.config, "student")
         if student_labels != labels:
             raise ValueError(f"the student's labels {list(student_labels.names)} are not the teacher's "
                              f"{list(labels.names)}: use a student of this teacher")
         return labels
 
-    def id_of(self, value, where: str) -> int:
+    def id_of(self, value, where: str, noun: str = "label") -> int:
         """The id of a label as written in a file (a name, or an integer id); `where`: file:line."""
         if isinstance(value, str):
             if value in self.names:
                 return self.names.index(value)
-            if value.isdigit():
+            # an id written as text: ASCII digits only ("²" and "٣" are digits to str.isdigit), and few
+            # enough of them for int() (Python refuses over 4300)
+            if value.isascii() and value.isdigit() and len(value) <= 18:
                 value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.names):
             return value
-        raise ValueError(f"{where}: label {value!r} is not one the teacher knows: its labels (config.json id2label) "
-                         f"are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the label, or use a "
-                         "teacher fine-tuned on this label set")
+        raise ValueError(f"{where}: {noun} {brief(value)} is not one the teacher knows: its {noun}s (config.json "
+                         f"id2label) are {list(self.names)}, or their ids 0..{len(self.names) - 1}; fix the {noun}, or "
+                         f"use a teacher fine-tuned on this {noun} set")
 
+    def value_of(self, value, where: str, csv: bool = False):
+        """A label as written in a file, read for this problem: a class id (single-label), a 0/1 row over the
+        labels (multi-label: a list of labels; in CSV joined by "|"), or a float (regression)."""
+        if self.problem == REGRESSION:
+            number = value
+            if csv and isinstance(value, str):
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = None
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+                return float(number)
+            raise ValueError(f"{where}: label {brief(value)} is not a finite number: the teacher is a regression head "
+                             "(problem_type='regression'), whose label is the gold value")
+        if self.problem == MULTI_LABEL:
+            if csv and isinstance(value, str):
+                value = [v for v in value.split(MULTI_LABEL_CSV_SEPARATOR) if v]
+            if not isinstance(value, list):
+                raise ValueError(f"{where}: label {brief(value)} is not a list: the teacher is a multi-label classifier "
+                                 "(problem_type='multi_label_classification'), whose label is the list of the "
+                                 f"example's labels (names or ids, possibly []; in CSV joined by "
+                                 f"{MULTI_LABEL_CSV_SEPARATOR!r})")
+            row = [0.0] * len(self.names)
+            for item in value:
+                row[self.id_of(item, where)] = 1.0
+            return row
+        return self.id_of(value, where)
 
-def _jsonl_records(path: Path):
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg}): each line of a .jsonl file is one JSON "
-                                 "object") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: a JSON {type(record).__name__}, not an object with the text and label "
-                                 "fields")
-            yield where, record
-
-
-def _csv_records(path: Path):
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for record in reader:
-            if None in record:  # more cells than the header has columns
-                raise ValueError(f"{path}:{reader.line_num}: {len(record) - 1 + len(record[None])} cells but the "
-                                 f"header names {len(reader.fieldnames)} columns")
-            yield f"{path}:{reader.line_num}", record
+    def tensor(self, values: list) -> torch.Tensor:
+        """value_of's results as the batch's labels: int64 [B] class ids, float [B, C] 0/1 rows, float [B]."""
+        return torch.tensor(values, dtype=torch.int64 if self.problem == SINGLE_LABEL else torch.float32)
 
 
 def read_examples(files, text_fields: list[str], label_field: str, labels: LabelSet,
-                  ) -> tuple[list[tuple[str, ...]], list[int]]:
-    """(texts, label ids) of every example in `files`, in file order; ValueError naming the file and
-    line of anything malformed (a missing field, a non-text text, an unknown label)."""
+                  ) -> tuple[list[tuple[str, ...]], list]:
+    """(texts, labels read by labels.value_of) of every example in `files`, in file order; ValueError
+    naming the file and line of anything malformed (a missing field, a non-text text, a bad label)."""
     if not 1 <= len(text_fields) <= 2:
         raise ValueError(f"text_fields={list(text_fields)}: give one field (a single text) or two (a text pair)")
     texts, ids = [], []
     for name in files:
-        path = Path(name)
-        if path.suffix not in SUFFIXES:
-            raise ValueError(f"{path}: labelled files must be {' or '.join(SUFFIXES)} (one example per line / row)")
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist or is not a file")
-        for where, record in (_jsonl_records(path) if path.suffix == ".jsonl" else _csv_records(path)):
+        for where, record in records(name):
             missing = [k for k in (*text_fields, label_field) if k not in record]
             if missing:
                 raise ValueError(f"{where}: no field {missing[0]!r} (fields here: {sorted(record)}); name the text "
@@ -112,9 +144,9 @@ def read_examples(files, text_fields: list[str], label_field: str, labels: Label
             example = tuple(record[k] for k in text_fields)
             bad = next((k for k, v in zip(text_fields, example) if not isinstance(v, str)), None)
             if bad is not None:
-                raise ValueError(f"{where}: field {bad!r} holds {record[bad]!r}, not a text")
+                raise ValueError(f"{where}: field {bad!r} holds {brief(record[bad])}, not a text")
             texts.append(example)
-            ids.append(labels.id_of(record[label_field], where))
+            ids.append(labels.value_of(record[label_field], where, csv=Path(name).suffix == ".csv"))
     return texts, ids
 
 
@@ -139,6 +171,7 @@ class LabelledExamples:
         from ..data import _as_tokenizer
 
         self.files = [os.fspath(f) for f in files]
+        self.label_set = labels
         texts, self.labels = read_examples(self.files, text_fields, label_field, labels)
         self.seq_len = seq_len
         self.pad_id = _as_tokenizer(tokenizer_source).pad_id  # the engine's, as for masked-LM batches
@@ -162,8 +195,12 @@ class LabelledExamples:
         for key, values in rows.items():
             pad = self.pad_id if key == "input_ids" else 0
             out[key] = torch.tensor([v + [pad] * (width - len(v)) for v in values], dtype=torch.int64)
-        out["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=torch.int64)
+        out["labels"] = self.label_tensor(indices, width)
         return out
+
+    def label_tensor(self, indices, width: int) -> torch.Tensor:
+        """The labels of the examples at `indices` (LabelSet.tensor); `width`: the batch's padded length."""
+        return self.label_set.tensor([self.labels[i] for i in indices])
 
     def in_order(self, batch_size: int, max_batches: int | None = None):
         """The examples in file order, `batch_size` at a time (the last batch may be smaller)."""
@@ -183,16 +220,20 @@ class ClassificationBatches:
     global batches of batch_size x world_size examples (the incomplete last one is dropped: a different
     remainder each epoch) and rank r takes the r-th slice of each, so all ranks yield `batches_per_epoch`
     batches. Iterating yields the rest of the current epoch, then the epoch counter advances, like the
-    masked-LM stream. `state_dict()` is the position (epoch, batches yielded in it).
+    masked-LM stream. `state_dict()` is the position (epoch, batches yielded in it); `for_shard` and
+    `position_of` let a resume on another number of processes deal out the rest of an epoch
+    (distilx.resharding); `last_origin` is the indices of the examples in the last batch.
     """
 
     def __init__(self, examples: LabelledExamples, *, batch_size: int, seed: int, rank: int = 0,
                  world_size: int = 1, padding: str = "dynamic"):
         self.examples = examples
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.padding = padding
         self.pad_to = examples.seq_len if padding == "fixed" else None
         self.batches_per_epoch = len(examples) // (batch_size * world_size)
         self.epoch, self.index = 0, 0
+        self.last_origin: list[int] | None = None
 
     @property
     def files(self) -> list[str]:
@@ -207,11 +248,25 @@ class ClassificationBatches:
         while self.index < self.batches_per_epoch:
             start = (self.index * self.world_size + self.rank) * self.batch_size
             self.index += 1  # before the yield: a state taken while this batch is in use is past it
-            yield self.examples.batch(order[start:start + self.batch_size].tolist(), self.pad_to)
+            self.last_origin = order[start:start + self.batch_size].tolist()
+            yield self.examples.batch(self.last_origin, self.pad_to)
         self.epoch, self.index = self.epoch + 1, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.index = epoch, 0
+
+    def for_shard(self, rank: int, world_size: int) -> "ClassificationBatches":
+        """The same examples as rank `rank` of `world_size`, at the start of epoch 0."""
+        return type(self)(self.examples, batch_size=self.batch_size, seed=self.seed, rank=rank, world_size=world_size,
+                          padding=self.padding)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "index": self.index, "config": self._config()}
+
+    @staticmethod
+    def position_of(state: dict) -> tuple[int, int]:
+        """(epoch, batches yielded in it) of a state_dict()."""
+        return state["epoch"], state["index"]
 
     def load_state_dict(self, state: dict) -> None:
         if state["config"] != self._config():

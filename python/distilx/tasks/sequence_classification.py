@@ -1,96 +1,38 @@
 """Task-stage distillation: a fine-tuned …ForSequenceClassification teacher, labelled examples (docs/tasks.md).
 
-The loss reads one row per example: KL(teacher || student) at temperature T on the class logits (times
-T^2), the cross-entropy on the gold label, and optionally the cosine between the last hidden states of
-every real token — the same `distillation_loss` as pre-training, on [B, C] logits.
+The loss reads one row per example, by the teacher's problem type (losses/heads.py):
+- single-label: KL(teacher || student) at temperature T on the class logits (times T^2) + the
+  cross-entropy on the gold label — the same `distillation_loss` as pre-training, on [B, C] logits;
+- multi-label: the per-label binary KL at T (times T^2) + the binary cross-entropy on the gold labels;
+- regression: the MSE to the teacher's output + the MSE to the gold value;
+and optionally the cosine between the last hidden states of every real token.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ..models.classification import forward_inputs, init_classifier_student, load_classifier, \
-    pretrained_classifier_student
+from ..models.classification import check_classifier
+from ..models.heads import SEQUENCE_CLASSIFICATION
 from ..report import classification_table
-from .base import Task
-from .labelled_data import ClassificationBatches, LabelledExamples, LabelSet
+from .head_task import HeadForward, HeadTask
+from .labelled_data import LabelledExamples, LabelSet
 
 __all__ = ["ClassifierForward", "SequenceClassificationTask", "TASK"]
 
-
-class ClassifierForward(nn.Module):
-    """Student forward and the loss for one batch: class logits [B, C], one row per example, and (when the
-    cosine term is on) the last hidden states of the real tokens. The loss is computed inside forward, as
-    for masked-LM, so that DDP (which wraps this module) sees it. teacher None (no term reads it): the
-    student's own outputs, detached, stand in for it."""
-
-    def __init__(self, model: nn.Module, loss_options: dict):
-        super().__init__()
-        self.model = model
-        self.loss_options = loss_options
-
-    def forward(self, batch: dict, teacher: tuple[torch.Tensor, torch.Tensor | None] | None):
-        from ..losses import distillation_loss
-
-        s_logits, s_hidden = _logits_and_hidden(self.model, batch, hidden=teacher is not None and teacher[1] is not None)
-        t_logits, t_hidden = (s_logits.detach(), None) if teacher is None else teacher
-        return distillation_loss(s_logits, t_logits, batch["labels"], None, s_hidden, t_hidden, **self.loss_options)
+ClassifierForward = HeadForward  # the name this module exported before token classification shared it
 
 
-def _logits_and_hidden(model: nn.Module, batch: dict, hidden: bool):
-    out = model(**forward_inputs(model, batch), output_hidden_states=hidden)
-    return out.logits, (out.hidden_states[-1][batch["attention_mask"].bool()] if hidden else None)
-
-
-def _examples(files, config, labels: LabelSet) -> LabelledExamples:
-    return LabelledExamples(files, config.tokenizer or config.teacher, text_fields=config.text_fields,
-                            label_field=config.label_field, labels=labels, seq_len=config.seq_len)
-
-
-class SequenceClassificationTask(Task):
+class SequenceClassificationTask(HeadTask):
     name = "sequence-classification"
-    gold_term = "ce"
+    kind = SEQUENCE_CLASSIFICATION
 
-    def load_teacher(self, path) -> nn.Module:
-        return load_classifier(path)
+    def check(self, model: nn.Module, role: str = "teacher") -> None:
+        check_classifier(model, role)
 
-    def init_student(self, teacher, config) -> nn.Module:
-        return init_classifier_student(teacher, n_layers=config.student_layers, layers=config.student_layer_indices)
-
-    def load_student(self, path, teacher) -> nn.Module:
-        return pretrained_classifier_student(path, teacher)
-
-    def check_models(self, config, teacher, student) -> None:
-        super().check_models(config, teacher, student)
-        LabelSet.shared(teacher, student)
-
-    def make_stream(self, config, tokenizer, env, teacher):
-        examples = _examples(config.train_files, config, LabelSet.of(teacher.config))
-        return ClassificationBatches(examples, batch_size=config.batch_size, seed=config.seed, rank=env.rank,
-                                     world_size=env.world_size, padding=config.padding)
-
-    def check_eval_input(self, config, tokenizer, teacher) -> None:
-        if not config.eval_files or config.eval_batches == 0:
-            return
-        try:
-            examples = _examples(config.eval_files, config, LabelSet.of(teacher.config))
-        except (ValueError, FileNotFoundError) as exc:
-            raise type(exc)(f"--eval-files: {exc}") from None
-        if len(examples) == 0:
-            raise ValueError(f"eval_files {list(config.eval_files)} hold no labelled example for the end-of-run "
-                             "evaluation: add examples, or pass --eval-batches 0 to skip the evaluation")
-
-    def student_forward(self, student, loss_options, config) -> nn.Module:
-        return ClassifierForward(student, loss_options)
-
-    def loss(self, teacher, forward, batch, device, config):
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        side = None
-        if teacher is not None:
-            with torch.no_grad():
-                side = _logits_and_hidden(teacher, batch, hidden=config.alpha_cos > 0)
-        return forward(batch, side)
+    def examples(self, files, config, labels: LabelSet) -> LabelledExamples:
+        return LabelledExamples(files, config.tokenizer or config.teacher, text_fields=config.text_fields,
+                                label_field=config.label_field, labels=labels, seq_len=config.seq_len)
 
     def evaluate(self, teacher, student, config, tokenizer, device) -> dict:
         from ..classification_eval import evaluate_classification
@@ -98,7 +40,8 @@ class SequenceClassificationTask(Task):
         return evaluate_classification(teacher, student, config.eval_files, config.tokenizer or config.teacher,
                                        text_fields=config.text_fields, label_field=config.label_field,
                                        seq_len=config.seq_len, batch_size=config.batch_size,
-                                       max_batches=config.eval_batches, device=device)
+                                       max_batches=config.eval_batches, device=device,
+                                       threshold=config.multi_label_threshold)
 
     def table(self, metrics: dict) -> str:
         return classification_table(metrics)

@@ -1,6 +1,10 @@
-"""Fused temperature-KL + masked-LM cross-entropy over [N, V] logits: Triton kernel + launcher.
+"""Fused temperature-KL + masked-LM cross-entropy over [N, V] logits: Triton kernels + launcher.
 
-One program per row, two passes over the row:
+The launcher runs the configuration `tuning.select` picks for the device and shape (a committed table, a
+cached run-time tuning, or this file's first kernel by default): the kernel below ("rowwise", kept as the
+reference and fallback) or the streaming one of distill_logits_stream.py ("stream", "split").
+
+The rowwise kernel: one program per row, two passes over the row:
   pass 1 reads the student and teacher row once with an online (running max, running sum) softmax in
          fp32: log-sum-exp of s/T and t/T, sum p_t (t - s)/T, and (rows with a label) the T = 1
          log-sum-exp of s; it writes the row's KL and CE.
@@ -12,6 +16,8 @@ and c_ce = alpha_mlm/n_mlm come from device memory, so nothing here synchronises
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -151,11 +157,14 @@ def fused_logits_loss(
     has_ce: bool,
     write_grad: bool,
     grad_buffer: torch.Tensor | None = None,
+    config=None,
 ):
     """Launcher with the same contract as `losses.chunked.chunked_logits_loss` (fp32 per-row values).
 
     grad_buffer may be `student` itself: a program reads each block of its row before writing that block's
-    gradient, and rows never overlap.
+    gradient, and rows never overlap (the split kernel's programs of one row write only their own columns,
+    after every sibling has read them or after reading the whole row themselves). config: a
+    `tuning.KernelConfig`; None = `tuning.select` (table, cache, run-time tuning, or the default).
     """
     n_rows, vocab = student.shape
     if vocab > MAX_VOCAB:
@@ -167,26 +176,67 @@ def fused_logits_loss(
         grad = torch.empty_like(student, memory_format=torch.contiguous_format) if grad_buffer is None else grad_buffer
     if n_rows == 0:
         return kl_rows, ce_rows, grad
-    block_v, num_warps = config_for(vocab)
-    distill_logits_kernel[(n_rows,)](
-        student,
-        teacher,
-        labels,
-        kl_mask,
-        grad_scales,
-        kl_rows,
-        ce_rows,
-        grad if write_grad else student,  # never written when WRITE_GRAD is False
-        student.stride(0),
-        teacher.stride(0),
-        grad.stride(0) if write_grad else 0,
-        vocab,
-        1.0 / temperature,
-        HAS_KL=has_kl,
-        HAS_CE=has_ce,
-        WRITE_GRAD=write_grad,
-        IGNORE=IGNORE_INDEX,
-        BLOCK_V=block_v,
-        num_warps=num_warps,
-    )
+    if config is None:
+        from .tuning import select
+
+        config = select(student, teacher, write_grad)
+    launch(config, student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_rows, grad, temperature, has_kl,
+           has_ce, write_grad)
     return kl_rows, ce_rows, grad
+
+
+def alignment(*tensors) -> int:
+    """Elements per 16 bytes (of the narrowest dtype) when every tensor starts 16-byte aligned and their row
+    strides agree modulo that count (so one column offset aligns every row of all of them); else 1."""
+    tensors = [t for t in tensors if t is not None]
+    align = 16 // min(t.element_size() for t in tensors)
+    if any(t.data_ptr() % 16 for t in tensors):
+        return 1
+    strides = {t.stride(0) % align for t in tensors}
+    return align if len(strides) == 1 else 1
+
+
+# SPLIT programs that wait longer than this many polls for a sibling read the whole row themselves. The
+# interpreter runs programs one after another: a sibling never arrives while one waits, so it gives up at once.
+SPIN_LIMIT = 2 if os.environ.get("TRITON_INTERPRET") == "1" else 1 << 16
+
+
+def launch(config, student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_rows, grad, temperature, has_kl,
+           has_ce, write_grad, spin_limit=None) -> None:
+    """Run `config` (a tuning.KernelConfig) on the tensors; outputs go to kl_rows, ce_rows and grad."""
+    spin_limit = SPIN_LIMIT if spin_limit is None else spin_limit
+    n_rows, vocab = student.shape
+    common = dict(HAS_KL=has_kl, HAS_CE=has_ce, WRITE_GRAD=write_grad, IGNORE=IGNORE_INDEX,
+                  num_warps=config.num_warps)
+    grad_arg = grad if write_grad else student  # never written when WRITE_GRAD is False
+    grad_stride = grad.stride(0) if write_grad else 0
+    if config.kernel == "rowwise":  # launched exactly as before the tuning existed (Triton's default stages)
+        distill_logits_kernel[(n_rows,)](
+            student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_rows, grad_arg, student.stride(0),
+            teacher.stride(0), grad_stride, vocab, 1.0 / temperature, BLOCK_V=config.block_v, **common)
+        return
+    common["num_stages"] = config.num_stages
+    from .distill_logits_stream import WHOLE_ROW, next_power_of_2, stream_kernel
+
+    align = alignment(student, teacher, grad if write_grad else None)
+    if config.group % align:
+        align = 1  # the tiles' GROUP-column groups must start on the 16-byte boundaries the hints promise
+    tiles_per_chunk = config.chunk_v // config.block_v if config.kernel == "split" else WHOLE_ROW
+    max_tiles = triton.cdiv(vocab + align - 1, config.block_v)
+    n_chunks = triton.cdiv(max_tiles, tiles_per_chunk)
+    if write_grad and grad.data_ptr() == student.data_ptr():
+        # in place: a split program that timed out reads the whole row while siblings overwrite theirs
+        n_chunks = 1
+    split = n_chunks > 1
+    if not split:
+        tiles_per_chunk = WHOLE_ROW
+    stats = torch.empty(n_rows * n_chunks * 8 if split else 1, dtype=torch.float32, device=student.device)
+    count = torch.zeros(n_rows if split else 1, dtype=torch.int32, device=student.device)
+    stream_kernel[(n_rows * n_chunks,)](
+        student, teacher, labels, kl_mask, grad_scales, kl_rows, ce_rows, grad_arg, stats, count, student.stride(0),
+        teacher.stride(0), grad_stride, vocab, 1.0 / temperature, n_chunks, spin_limit,
+        ROWS=config.block_v // config.group, GROUP=config.group, ALIGN=align, SPLIT=split,
+        # the most programs a row of this configuration can have: one compile per configuration, not per V
+        TILES_PER_CHUNK=tiles_per_chunk, CHUNKS_POW2=next_power_of_2(triton.cdiv(MAX_VOCAB + 16, tiles_per_chunk *
+                                                                                 config.block_v)) if split else 1,
+        **common)
