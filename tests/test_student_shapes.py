@@ -251,6 +251,7 @@ def test_random_init_has_the_shape_and_follows_the_seed():
 BAD_SHAPES = [
     ("bert", dict(hidden=20, heads=3), "hidden size 20 is not a multiple of its 3 attention heads"),
     ("bert", dict(hidden=20), "not a multiple of the teacher's head size 16: give the student's heads too"),
+    ("bert", dict(hidden=16, heads=32), "choose a hidden size of e.g. 32, or 16 heads"),  # not "e.g. 0"
     ("modernbert", dict(hidden=18, heads=2), "head size 18 / 2 = 9 is odd"),
     ("modernbert", dict(hidden=16, heads=2, init="weight-selection"), "keeps whole heads of the teacher's head size 16"),
     ("roberta", dict(hidden=64, heads=4, init="weight-selection"), "hidden size 64 exceeds the teacher's 32"),
@@ -274,7 +275,9 @@ def test_a_student_config_file_may_change_only_the_shape(tmp_path):
              ({"dim": 16, "max_position_embeddings": 512}, "changes max_position_embeddings=512"),
              ({"model_type": "bert", "hidden_size": 16}, "is a 'bert' config but this teacher's student is a 'distilbert'"),
              ({"dim": 16, "n_layers": 3}, "sets n_layers=3 but the student keeps 2 layers"),
-             ({"dim": 16, "flux_capacitor": 1}, "['flux_capacitor'] is not a setting of DistilBertConfig")]
+             ({"dim": 16, "flux_capacitor": 1}, "['flux_capacitor'] is not a setting of DistilBertConfig"),
+             ({"dim": "16"}, "dim='16' must be an integer >= 1"),  # not a TypeError from the arithmetic
+             ({"dim": 16, "n_heads": True, "hidden_dim": 0}, "n_heads=True, hidden_dim=0 must be integers >= 1")]
     for values, message in cases:
         path = tmp_path / "c.json"
         path.write_text(json.dumps({"model_type": "distilbert", **values}))

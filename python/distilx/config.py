@@ -298,6 +298,9 @@ class TrainConfig:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         self._check_task_fields()
         self._check_paths()
+        if not any(getattr(self, name) > 0 for name in self._LOSS_WEIGHTS):  # else the first backward fails
+            raise ValueError(f"every loss weight is 0 ({', '.join(self._LOSS_WEIGHTS)}): the student would learn "
+                             "nothing; set at least one above 0 (e.g. --alpha-kl 5)")
         from .preemption import parse_duration, signal_of
 
         for name in self.preempt_signals:
@@ -317,6 +320,8 @@ class TrainConfig:
                                            "null_score_diff_threshold", "squad_v2"),
                     "token-classification": ("tokens_field", "tags_field", "label_all_subtokens", "tag_scheme",
                                              "strict_entities")}
+    # The loss terms' weights (0 = off): at least one must be on
+    _LOSS_WEIGHTS = ("alpha_kl", "alpha_mlm", "alpha_cos", "alpha_relation", "alpha_hidden")
     # What a pre-trained `student` folder replaces
     _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init", "student_hidden", "student_heads",
                             "student_intermediate", "student_config", "student_selection")

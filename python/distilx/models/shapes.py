@@ -134,7 +134,8 @@ class StudentShape:
 
     def describe(self) -> str:
         kv = f" ({self.kv_heads} key/value)" if self.kv_heads != self.heads else ""
-        return (f"{self.layers} layers x {self.hidden} hidden, {self.heads} heads{kv} of {self.head_dim}, "
+        heads = f"{self.heads} head{'s' if self.heads != 1 else ''}"
+        return (f"{self.layers} layers x {self.hidden} hidden, {heads}{kv} of {self.head_dim}, "
                 f"{self.intermediate} intermediate")
 
 
@@ -215,7 +216,12 @@ def read_student_config(path: str | Path, config) -> dict:
         shown = ", ".join(f"{k}={declared[k]!r} (the teacher's: {current.get(k)!r})" for k in changed[:4])
         raise ValueError(f"student_config {path} changes {shown}: a student keeps the teacher's vocabulary, positions "
                          f"and every setting but its shape ({', '.join(layout.shape_keys)}); remove the others")
-    return {k: v for k, v in declared.items() if k in layout.shape_keys}
+    shape = {k: v for k, v in declared.items() if k in layout.shape_keys}
+    bad = {k: v for k, v in shape.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+    if bad:  # checked here: the shape arithmetic that follows would fail on a string with a TypeError
+        raise ValueError(f"student_config {path}: {', '.join(f'{k}={v!r}' for k, v in bad.items())} must be "
+                         f"{'an integer' if len(bad) == 1 else 'integers'} >= 1")
+    return shape
 
 
 def _kv_heads_for(heads: int, teacher: StudentShape) -> int:
@@ -248,9 +254,11 @@ def _resolve(config, request: ShapeRequest) -> tuple[dict, StudentShape]:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"student {name} {value!r} must be an integer >= 1")
     if hidden % heads:
+        fits = [h for h in (hidden - hidden % heads, hidden + heads - hidden % heads) if h > 0]
+        divisors = [d for d in range(heads - 1, 0, -1) if hidden % d == 0][:1]
         raise ValueError(f"student hidden size {hidden} is not a multiple of its {heads} attention heads: the heads "
-                         f"split the hidden units evenly (head size = hidden / heads); choose e.g. "
-                         f"{hidden - hidden % heads} or {hidden + heads - hidden % heads}")
+                         f"split the hidden units evenly (head size = hidden / heads); choose a hidden size of e.g. "
+                         f"{' or '.join(map(str, fits))}, or {divisors[0]} heads")
     head_dim = hidden // heads
     if layout.rotary and head_dim % 2:
         raise ValueError(f"student head size {hidden} / {heads} = {head_dim} is odd, but {config.model_type}'s rotary "
