@@ -108,3 +108,25 @@ def test_question_answering_narrow_student_trains(tmp_path, capsys):
     assert "F1 retention" in capsys.readouterr().out
     check_narrow_run(tmp_path / "run", AutoModelForQuestionAnswering)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["eval"]["student_hidden"] == 16
+
+
+def test_check_pair_takes_a_narrower_student_of_the_same_vocabulary(tmp_path):
+    """DistillationTrainer's checks (trainer.check_pair: head, labels, widths for the cosine, the vocabulary
+    from the folders and the tokenizer) accept a narrower student that keeps the vocabulary; the cosine term
+    alone is refused, naming the widths."""
+    from transformers import AutoTokenizer
+
+    from distilx.models.token_classification import load_token_classifier
+    from distilx.trainer import check_pair
+
+    folder = make_tiny_token_classifier(tmp_path / "teacher")
+    teacher = load_token_classifier(folder)
+    student = init_token_classifier_student(teacher, n_layers=2, hidden=16, init="weight-selection")
+    student.save_pretrained(tmp_path / "student")
+    AutoTokenizer.from_pretrained(folder).save_pretrained(tmp_path / "student")
+    student = AutoModelForTokenClassification.from_pretrained(tmp_path / "student")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for processing_class in (tokenizer, None):  # with the tokenizer, and by embedding counts without one
+        check_pair(teacher, student, processing_class, alpha_cos=0.0)
+    with pytest.raises(ValueError, match="the teacher's are 32 wide and the student's 16"):
+        check_pair(teacher, student, tokenizer, alpha_cos=1.0)
