@@ -16,6 +16,7 @@ held-out file and masks). Task: test accuracy, macro-F1 and agreement on task_ev
 Also measured: what each initialisation computes at step 0 (before any training).
 
     python bench/narrow_evidence.py --json docs/narrow_evidence.json
+    # or one process per seed and part, then: python bench/narrow_evidence.py --merge a.json b.json ... --json out.json
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ def parse_args(argv=None):
     p.add_argument("--eval-batches", type=int, default=8)
     p.add_argument("--task-steps", type=int, default=150)
     p.add_argument("--task-lr", type=float, default=5e-4)
+    p.add_argument("--no-step0", action="store_true", help="skip the step-0 measurement (a second process of a run "
+                   "split by seed)")
     p.add_argument("--work-dir", default=str(assets.cache_dir() / "narrow-evidence"))
     p.add_argument("--json", help="write every number here")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="no runs: merge these files' runs (one process per "
+                   "seed or part) into --json, with the summaries")
     return p.parse_args(argv)
 
 
@@ -92,7 +97,13 @@ def mlm_part(args, seeds: list[int], work: Path) -> dict:
                         max_batches=args.eval_batches, seed=1234, speed_batches=3)
 
     result = {"teacher": str(teacher_dir), "step0": {}, "runs": []}
-    for init, selection in (("weight-selection", "uniform"), ("weight-selection", "importance"), ("random", "uniform")):
+
+    def keep_teacher(m: dict) -> None:
+        result["teacher_metrics"] = {k: m[k] for k in ("teacher_accuracy", "teacher_perplexity", "teacher_params",
+                                                        "student_params", "targets")}
+
+    for init, selection in () if args.no_step0 else (("weight-selection", "uniform"), ("weight-selection", "importance"),
+                                                      ("random", "uniform")):
         student = init_student(teacher, n_layers=6, hidden=args.hidden, intermediate=args.intermediate, init=init,
                                selection=selection, seed=0)
         m = held_out(student)
@@ -100,8 +111,7 @@ def mlm_part(args, seeds: list[int], work: Path) -> dict:
                                                                      "top1_agreement")}
         log(f"[mlm step 0] {init} ({selection}): agreement {m['top1_agreement']:.1%}, accuracy "
             f"{m['student_accuracy']:.1%}, perplexity {m['student_perplexity']:.0f}")
-    result["teacher_metrics"] = {k: m[k] for k in ("teacher_accuracy", "teacher_perplexity", "teacher_params",
-                                                    "student_params", "targets")}
+        keep_teacher(m)
     for seed in seeds:
         for variant in VARIANTS:
             out = work / f"mlm-{variant}-seed{seed}"
@@ -116,6 +126,7 @@ def mlm_part(args, seeds: list[int], work: Path) -> dict:
             trained = train(config)
             seconds = time.perf_counter() - start
             m = held_out(trained.student)
+            keep_teacher(m)
             run = {"variant": variant, "seed": seed, "train_seconds": round(seconds, 1), "final": trained.history[-1],
                    **{k: m[k] for k in ("student_accuracy", "student_perplexity", "top1_agreement", "speedup")}}
             result["runs"].append(run)
@@ -171,12 +182,48 @@ def summarise(part: dict, metrics: tuple[str, ...]) -> dict:
             for variant in VARIANTS if any(r["variant"] == variant for r in part["runs"])}
 
 
+def merged(files: list[str]) -> dict:
+    """One result from the JSON files of processes that each ran some seeds or parts: runs concatenated, the
+    step-0 measurement, teachers and settings from whichever file has them, load averages and seconds of each."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    result = {"setup": parts[0]["setup"], "merged_from": files,
+              "processes": [{k: p.get(k) for k in ("load_average_at_start", "load_average_at_end", "seconds")}
+                            for p in parts]}
+    for name in ("mlm", "task"):
+        mine = [p[name] for p in parts if name in p]
+        if mine:
+            result[name] = {**{k: v for m in mine for k, v in m.items() if k != "runs" and v},
+                            "runs": [r for m in mine for r in m["runs"]]}
+    return result
+
+
+def report(result: dict) -> None:
+    if "mlm" in result:
+        result["mlm"]["summary"] = summarise(result["mlm"], ("student_accuracy", "student_perplexity", "top1_agreement"))
+        for variant, s in result["mlm"]["summary"].items():
+            log(f"mlm ({variant}) {VARIANTS[variant]}: accuracy {s['student_accuracy']['mean']:.2%} ± "
+                f"{s['student_accuracy']['std']:.2%}, perplexity {s['student_perplexity']['mean']:.0f} ± "
+                f"{s['student_perplexity']['std']:.0f}, agreement {s['top1_agreement']['mean']:.2%} ± "
+                f"{s['top1_agreement']['std']:.2%}")
+    if "task" in result:
+        result["task"]["summary"] = summarise(result["task"], ("accuracy", "macro_f1", "agreement"))
+        for variant, s in result["task"]["summary"].items():
+            log(f"task ({variant}) {VARIANTS[variant]}: accuracy {s['accuracy']['mean']:.2%} ± "
+                f"{s['accuracy']['std']:.2%}, macro-F1 {s['macro_f1']['mean']:.3f} ± {s['macro_f1']['std']:.3f}, "
+                f"agreement {s['agreement']['mean']:.2%}")
+
+
 def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     args = parse_args(argv)
+    if args.merge:
+        result = merged(args.merge)
+        report(result)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -185,19 +232,9 @@ def main(argv=None) -> int:
     result = {"setup": vars(args), "load_average_at_start": os.getloadavg()}
     if "mlm" in args.parts:
         result["mlm"] = mlm_part(args, seeds, work)
-        result["mlm"]["summary"] = summarise(result["mlm"], ("student_accuracy", "student_perplexity", "top1_agreement"))
-        for variant, s in result["mlm"]["summary"].items():
-            log(f"mlm ({variant}) {VARIANTS[variant]}: accuracy {s['student_accuracy']['mean']:.2%} ± "
-                f"{s['student_accuracy']['std']:.2%}, perplexity {s['student_perplexity']['mean']:.0f} ± "
-                f"{s['student_perplexity']['std']:.0f}, agreement {s['top1_agreement']['mean']:.2%} ± "
-                f"{s['top1_agreement']['std']:.2%}")
     if "task" in args.parts:
         result["task"] = task_part(args, seeds, work)
-        result["task"]["summary"] = summarise(result["task"], ("accuracy", "macro_f1", "agreement"))
-        for variant, s in result["task"]["summary"].items():
-            log(f"task ({variant}) {VARIANTS[variant]}: accuracy {s['accuracy']['mean']:.2%} ± "
-                f"{s['accuracy']['std']:.2%}, macro-F1 {s['macro_f1']['mean']:.3f}, agreement "
-                f"{s['agreement']['mean']:.2%}")
+    report(result)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["load_average_at_end"] = os.getloadavg()
     log(f"total {result['seconds']:.0f} s wall; load average {result['load_average_at_end']}")
