@@ -186,7 +186,10 @@ def merged(files: list[str]) -> dict:
     """One result from the JSON files of processes that each ran some seeds or parts: runs concatenated, the
     step-0 measurement, teachers and settings from whichever file has them, load averages and seconds of each."""
     parts = [json.loads(Path(f).read_text()) for f in files]
-    result = {"setup": parts[0]["setup"], "merged_from": files,
+    seeds = sorted({int(seed) for p in parts for seed in p["setup"]["seeds"].split(",")})
+    setup = {**parts[0]["setup"], "seeds": ",".join(map(str, seeds)), "no_step0": False, "json": None,
+             "parts": ",".join(name for name in ("mlm", "task") if any(name in p for p in parts))}
+    result = {"setup": setup, "merged_from": [Path(f).name for f in files],
               "processes": [{k: p.get(k) for k in ("load_average_at_start", "load_average_at_end", "seconds")}
                             for p in parts]}
     for name in ("mlm", "task"):
