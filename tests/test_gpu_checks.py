@@ -17,7 +17,7 @@ import gpu_summary  # noqa: E402
 
 STEPS = ["1 pytest -m gpu tests/test_kernel_gpu.py", "2 tune_loss_kernels.py", "3 gpu_train.py", "4 bench_loss.py",
          "5 pytest -m gpu tests/test_fused_linear_gpu.py", "6 bench_fused_linear.py", "7 gpu_train_smoke.py",
-         "8 bench_relation.py", "9 pytest -m gpu (rest of the suite)"]
+         "8 bench_relation.py", "9 pytest -m gpu tests/test_relation_loss_gpu.py", "10 pytest -m gpu (rest of the suite)"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU behaviour")

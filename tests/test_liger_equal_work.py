@@ -2,8 +2,8 @@
 (bench/bench_liger.py): the fused-linear identity with Liger's own chunked code, the logits identity with the
 PyTorch modules that Liger's kernels replace (its Triton kernels do not run under the interpreter).
 
-liger-kernel is not a dependency: the fused-linear test skips without it. CI that should run it needs
-`pip install --no-deps liger-kernel` (pure Python; its chunked loss needs only torch)."""
+liger-kernel is not a runtime dependency: scripts/bootstrap.sh installs it (--no-deps: pure Python; its chunked
+loss needs only torch) so that the suite runs the fused-linear test; it skips where liger-kernel is absent."""
 
 import sys
 from pathlib import Path

@@ -145,8 +145,13 @@ def _train_config(args):
     if args.config:
         return TrainConfig.load(args.config).override(overrides)
     output_dir = overrides.get("output_dir", TrainConfig().output_dir)
-    if resume_mode(overrides.get("resume", "never")) != "never" and (Path(output_dir) / CONFIG_FILE).is_file():
-        return folder_config(output_dir, overrides)
+    if resume_mode(overrides.get("resume", "never")) != "never":
+        if (Path(output_dir) / CONFIG_FILE).is_file():
+            return folder_config(output_dir, overrides)
+        if "train_files" not in overrides:  # nothing to resume from, nothing to start: say so, not "train_files is empty"
+            raise FileNotFoundError(f"--resume without --config continues the run in {output_dir} as its {CONFIG_FILE} "
+                                    "describes it, but there is no such file: give the run's folder, its --config, or "
+                                    "the flags of a new run")
     return TrainConfig().override(overrides)
 
 
@@ -169,9 +174,14 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+    from .evaluation import check_output_file
+
     if args.predictions and args.task not in ("question-answering", "token-classification"):
         raise ValueError(f"--predictions writes a question-answering student's answers or a token classifier's tags; "
                          f"it does not apply to --task {args.task}")
+    for flag, path in (("--json", args.json), ("--predictions", args.predictions)):
+        if path:
+            check_output_file(path, flag)  # now, not after the evaluation
     if args.task == "sequence-classification":
         from .classification_eval import evaluate_classification
         from .report import classification_table

@@ -301,13 +301,11 @@ class TrainConfig:
         if not any(getattr(self, name) > 0 for name in self._LOSS_WEIGHTS):  # else the first backward fails
             raise ValueError(f"every loss weight is 0 ({', '.join(self._LOSS_WEIGHTS)}): the student would learn "
                              "nothing; set at least one above 0 (e.g. --alpha-kl 5)")
-        from .preemption import parse_duration, signal_of
+        from .preemption import check_time_limit, signal_of
 
         for name in self.preempt_signals:
             signal_of(name)
-        if self.time_limit is not None:
-            parse_duration(self.time_limit, "time_limit")
-        parse_duration(self.time_limit_margin, "time_limit_margin")
+        check_time_limit(self.time_limit, self.time_limit_margin)
         if self.resume != "never" and self.overwrite_output_dir:
             raise ValueError("resume and overwrite_output_dir exclude each other: --resume continues the run in "
                              "output_dir, --overwrite-output-dir replaces it")

@@ -45,6 +45,20 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def _store_of_this_attempt(rank: int, world_size: int):
+    """The process group's store for a restarted torchrun attempt, its keys apart from the earlier attempts'.
+
+    torchrun's static rendezvous (--master-port, no --rdzv-backend) keeps one store across --max-restarts, and
+    init_process_group's keys carry no attempt number: a restarted rank could read a dead worker's address
+    left by the failed attempt and fail to connect ("Connection refused"), which uses up a restart. Attempt 0
+    (and any run outside torchrun) keeps torch's own env:// store."""
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if attempt == 0:
+        return None
+    store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=world_size))
+    return dist.PrefixStore(f"distilx/attempt_{attempt}", store)
+
+
 def setup_distributed(device: str = "auto") -> DistEnv:
     """Read torchrun's environment, pick this process's device and join the process group."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -56,6 +70,9 @@ def setup_distributed(device: str = "auto") -> DistEnv:
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+        store = _store_of_this_attempt(rank, world_size)
+        if store is not None:
+            kwargs["store"] = store
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
     return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 

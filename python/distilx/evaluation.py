@@ -88,6 +88,21 @@ def model_folders(teacher, student, tokenizer) -> dict:
     return dict(teacher_folder=path(teacher), student_folder=path(student), tokenizer_source=path(tokenizer))
 
 
+def check_output_file(path, what: str) -> None:
+    """Raise (OSError naming `what`, e.g. "--predictions") unless a file can be written at `path`: checked
+    before an evaluation, so that a typo costs no evaluation and no traceback after it."""
+    import os
+
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder: give the path of a file to write")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise PermissionError(f"{what} {path} cannot be written (permission denied, or a read-only file system)")
+
+
 def eval_stream(files, tokenizer, *, seq_len: int, batch_size: int, seed: int):
     """The held-out batches `evaluate` reads: uniform 15% masks drawn with `seed`, so runs compare."""
     from .data import MaskedLMStream

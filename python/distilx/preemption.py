@@ -29,7 +29,7 @@ import threading
 import time
 import warnings
 
-__all__ = ["EXIT_PREEMPTED", "Preemption", "parse_duration", "signal_of", "install_early", "uninstall_early"]
+__all__ = ["EXIT_PREEMPTED", "Preemption", "parse_duration", "signal_of", "check_time_limit", "install_early", "uninstall_early"]
 
 EXIT_PREEMPTED = 75
 SLURM_END = "SLURM_JOB_END_TIME"
@@ -53,8 +53,42 @@ def signal_of(name: str) -> signal.Signals:
         raise ValueError(f"preempt_signals: {name!r} is not a signal name (e.g. TERM, USR1, USR2, INT)") from None
     if sig in (signal.SIGKILL, signal.SIGSTOP):
         raise ValueError(f"preempt_signals: {sig.name} cannot be caught; a checkpoint cannot be written on it")
+    if sig in _FAULTS:
+        raise ValueError(f"preempt_signals: {sig.name} reports a fault of the process itself: a handler that only notes "
+                         "it returns to the faulting instruction, which faults again (the run would hang); a scheduler "
+                         "stops jobs with TERM, USR1 or USR2")
+    if sig in _NOT_STOPS:
+        raise ValueError(f"preempt_signals: {sig.name} is sent for other reasons than stopping a job (a child process "
+                         "ending, a terminal resized, a stopped process continued): it would stop runs nobody "
+                         "preempted; a scheduler stops jobs with TERM, USR1 or USR2")
     return sig
 
+
+def check_time_limit(time_limit, margin) -> None:
+    """Raise unless both durations parse and a time limit leaves time for a step once the margin is kept
+    (time_limit <= time_limit_margin would stop every start before its first step: exit 75 each time, and a
+    requeue script would start it again forever)."""
+    spare = parse_duration(margin, "time_limit_margin")
+    if time_limit is not None and parse_duration(time_limit) <= spare:
+        raise ValueError(f"time_limit={time_limit!r} is not longer than time_limit_margin={margin!r}: the run would stop "
+                         "before its first step; raise --time-limit or lower --time-limit-margin")
+
+
+def _slurm_end() -> float | None:
+    """SLURM_JOB_END_TIME as a Unix time; a value that is not one is named in a warning, not ignored silently."""
+    text = os.environ.get(SLURM_END, "").strip()
+    if text.isdigit():
+        return float(text)
+    if text:
+        warnings.warn(f"{SLURM_END}={text[:40]!r} is not a Unix time (whole seconds): the SLURM job's end is not "
+                      "known, so only --time-limit and preempt_signals stop the run before it", stacklevel=3)
+    return None
+
+
+# synchronous faults: a handler that returns re-runs the faulting instruction
+_FAULTS = {getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS") if hasattr(signal, n)}
+# ignored by default and sent in the ordinary course of things
+_NOT_STOPS = {getattr(signal, n) for n in ("SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH") if hasattr(signal, n)}
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -126,9 +160,9 @@ class Preemption:
         if config.time_limit is not None:
             start = float(os.environ.get(JOB_START) or _PROCESS_START)
             ends.append(start + parse_duration(config.time_limit))
-        slurm_end = os.environ.get(SLURM_END, "")
-        if slurm_end.isdigit():
-            ends.append(float(slurm_end))
+        slurm_end = _slurm_end()
+        if slurm_end is not None:
+            ends.append(slurm_end)
         margin = parse_duration(config.time_limit_margin, "time_limit_margin")
         return cls(config.preempt_signals, min(ends) if ends else None, margin)
 

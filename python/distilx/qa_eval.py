@@ -22,20 +22,21 @@ Metrics (`distilx eval --task question-answering`, and the end of a question-ans
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .classification_eval import size_and_speed
-from .evaluation import autocast_for, forward_seconds
+from .evaluation import autocast_for, check_output_file, forward_seconds
 from .models.question_answering import check_qa_model, load_qa_model, qa_inputs
 from .preflight import check_positions
 from .qa_metrics import squad_scores
 from .tasks.qa_records import QARecord, read_qa_records
 from .tasks.qa_windows import QAWindows
 
-__all__ = ["evaluate_question_answering", "window_logits", "decode_answers", "squad_version_of"]
+__all__ = ["evaluate_question_answering", "check_decoding", "window_logits", "decode_answers", "squad_version_of"]
 
 
 def squad_version_of(records: list[QARecord]) -> str:
@@ -97,6 +98,18 @@ def decode_answers(windows: QAWindows, logits, *, n_best_size: int = 20, max_ans
     return answers
 
 
+def check_decoding(n_best_size: int, max_answer_len: int, null_score_diff_threshold: float) -> None:
+    """Raise unless the decoding settings can give an answer: a span needs at least one start and end
+    candidate and at least one token; a NaN threshold would compare false with every score (always an answer)."""
+    for name, value in (("n_best_size", n_best_size), ("max_answer_len", max_answer_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: decoding needs a whole number of at least 1 (the Hugging Face examples "
+                             f"use n_best_size 20, max_answer_len 30); set --{name.replace('_', '-')}")
+    if math.isnan(null_score_diff_threshold):
+        raise ValueError(f"null_score_diff_threshold={null_score_diff_threshold!r} is not a number: give a finite "
+                         "threshold (0.0 as the Hugging Face examples), or ±inf to always / never answer")
+
+
 def _qa_model(model, role: str):
     if isinstance(model, (str, Path)):
         return load_qa_model(model, role)
@@ -121,6 +134,9 @@ def evaluate_question_answering(teacher, student, files, tokenizer=None, *, seq_
     from .evaluation import model_folders
     from .models import check_vocabulary
 
+    check_decoding(n_best_size, max_answer_len, null_score_diff_threshold)
+    if predictions_file is not None:
+        check_output_file(predictions_file, "predictions_file")
     folders = model_folders(teacher, student, tokenizer)
     if tokenizer is None:
         tokenizer = student if isinstance(student, (str, Path)) else teacher

@@ -21,12 +21,12 @@ import torch
 
 from .classification_eval import evaluation_inputs, size_and_speed
 from .entity_scores import SCHEMES, detect_scheme, entity_scores, entity_tag_set, token_accuracy
-from .evaluation import autocast_for, forward_seconds
+from .evaluation import autocast_for, check_output_file, forward_seconds
 from .models.classification import forward_inputs
 from .models.token_classification import check_token_classifier, load_token_classifier
 from .tasks.tagged_data import TaggedExamples
 
-__all__ = ["evaluate_token_classification", "predict_tags", "resolve_scheme", "TAG_SCHEMES"]
+__all__ = ["evaluate_token_classification", "predict_tags", "resolve_scheme", "checked_scheme", "TAG_SCHEMES"]
 
 TAG_SCHEMES = ("auto",) + SCHEMES + ("none",)
 
@@ -63,7 +63,21 @@ def resolve_scheme(tag_scheme: str, names, gold: list[list[str]]) -> str | None:
     if not entity_tag_set(names):
         raise ValueError(f"tag_scheme={tag_scheme!r}, but the teacher's tags {list(names)} are not all entity tags "
                          "(O, or B-/I-/E-/S- and a type): pass --tag-scheme none to score token accuracy only")
+    ends = sorted(n for n in names if n[0] in "ES")
+    if (tag_scheme == "IOBES") != bool(ends):  # the tag set decides between IOBES and the IOB schemes
+        found = f"has {ends[0]!r}, an IOBES tag" if ends else "has no E- or S- tag"
+        raise ValueError(f"tag_scheme={tag_scheme!r}, but the teacher's tag set {found}: entities would be read "
+                         f"wrongly; pass --tag-scheme {'IOBES' if ends else 'IOB2 (or IOB1)'}, or auto")
     return tag_scheme
+
+
+def checked_scheme(tag_scheme: str, strict: bool, names, gold: list[list[str]]) -> str | None:
+    """`resolve_scheme`, and strict scoring only with a scheme (before a run's first step, and at its end)."""
+    scheme = resolve_scheme(tag_scheme, names, gold)
+    if strict and scheme is None:
+        raise ValueError("strict entity scoring needs entity tags and a scheme: drop --strict-entities, or pass "
+                         f"--tag-scheme one of {SCHEMES}")
+    return scheme
 
 
 @torch.no_grad()
@@ -79,6 +93,8 @@ def evaluate_token_classification(teacher, student, files, tokenizer=None, *, to
     "IOBES" or "none"; strict: read entities by the scheme's rules instead of conlleval's.
     predictions: write the student's tags there, one JSON list of tag names per sentence, in input order.
     """
+    if predictions is not None:
+        check_output_file(predictions, "predictions")
     teacher, student, labels, files, tokenizer = evaluation_inputs(teacher, student, files, tokenizer, seq_len,
                                                                    load_token_classifier, check_token_classifier,
                                                                    "evaluate_token_classification")
@@ -89,10 +105,7 @@ def evaluate_token_classification(teacher, student, files, tokenizer=None, *, to
         raise ValueError(f"no tagged sentences in {[str(f) for f in files]}")
     names = labels.names
     gold = [[names[t] for t in tags] for tags in examples.tags[:examples.count(batch_size, max_batches)]]
-    scheme = resolve_scheme(tag_scheme, names, gold)
-    if strict and scheme is None:
-        raise ValueError("strict entity scoring needs entity tags and a scheme: drop --strict-entities, or pass "
-                         f"--tag-scheme one of {SCHEMES}")
+    scheme = checked_scheme(tag_scheme, strict, names, gold)
     predicted = {}
     for role, model in (("teacher", teacher), ("student", student)):
         ids = predict_tags(model, examples, batch_size=batch_size, max_batches=max_batches, device=device)

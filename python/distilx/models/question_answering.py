@@ -57,12 +57,12 @@ def load_qa_model(path: str | Path, role: str = "teacher") -> nn.Module:
     all-MiniLM-L6-v2) is a ValueError saying what the folder holds and how to get a teacher."""
     path = Path(path)
     model, fresh, declared = _from_folder(path)
-    check_qa_model(model, role)
-    if fresh:
+    if fresh:  # before the head's shape: a token classifier's num_labels says nothing about a QA head
         holds = (declared.get("architectures") or ["(config.json names no architecture)"])[0]
         raise ValueError(f"the {role} {path} is not a fine-tuned question-answering model: its weights lack {len(fresh)} tensors "
                          f"of a {type(model).__name__} (e.g. {sorted(fresh)[0]}); config.json says it holds a {holds}. "
                          "Fine-tune one first (docs/tasks.md: a teacher for question answering)")
+    check_qa_model(model, role)
     return model.eval()
 
 

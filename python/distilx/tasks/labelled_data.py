@@ -232,6 +232,11 @@ class ClassificationBatches:
         self.padding = padding
         self.pad_to = examples.seq_len if padding == "fixed" else None
         self.batches_per_epoch = len(examples) // (batch_size * world_size)
+        if self.batches_per_epoch == 0:  # refused here, not at the first step as "an empty corpus"
+            unit = getattr(examples, "unit", "examples")
+            raise ValueError(f"train_files {list(examples.files)} give {len(examples)} {unit}, fewer than one batch of "
+                             f"batch_size={batch_size}{f' x {world_size} processes' if world_size > 1 else ''}: add "
+                             "examples or lower --batch-size")
         self.epoch, self.index = 0, 0
         self.last_origin: list[int] | None = None
 

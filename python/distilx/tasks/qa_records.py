@@ -96,7 +96,11 @@ def _json_answers(qa: dict, context: str, where: str) -> tuple[tuple[str, int], 
         missing = [k for k in ("text", "answer_start") if k not in a]
         if missing:
             raise ValueError(f"{where}: an answer has no field {missing[0]!r} (fields here: {sorted(a)})")
-    if qa.get("is_impossible") is True and answers:
+    impossible = qa.get("is_impossible", False)
+    if not isinstance(impossible, bool):
+        raise ValueError(f"{where}: is_impossible holds {brief(impossible)}, not true or false (SQuAD v2.0 writes a JSON "
+                         "boolean)")
+    if impossible and answers:
         raise ValueError(f"{where}: is_impossible is true but the question lists {len(answers)} answer(s): move "
                          "them to 'plausible_answers' (SQuAD v2.0) or set is_impossible to false")
     return tuple(_check_answer(context, a["text"], a["answer_start"], where) for a in answers)

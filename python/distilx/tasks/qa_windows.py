@@ -16,7 +16,11 @@ prepare_validation_features):
 One difference from run_qa.py, on purpose: its start-token scan can run past the window's last context
 token (the separator after it has the offset (0, 0)), so an answer whose first token is the window's
 last context token gets a start position outside the context. Here both positions are always context
-tokens (tests/test_question_answering.py compares the two on windows where that happens).
+tokens (tests/test_question_answering.py compares the two on windows where that happens). A second one: an
+answer whose first or last characters the tokenizer drops (a space, a control character, a combining accent
+the normaliser strips) is first trimmed to the tokens it overlaps (`answer_spans`), where run_qa.py's scans
+stretch the target to the neighbouring token; an answer overlapping no token is refused, and answered
+questions that no window holds whole are counted in a warning (they train as "no answer").
 
 Questions longer than `max_query_len` tokens are refused (naming the record) rather than silently
 cut; the window geometry is checked first (`check_window_geometry`).
@@ -25,13 +29,15 @@ cut; the window geometry is checked first (`check_window_geometry`).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
 
 from .qa_records import QARecord
+from .records import brief
 
-__all__ = ["QAWindows", "answer_positions", "check_window_geometry", "qa_tokenizer"]
+__all__ = ["QAWindows", "answer_positions", "answer_spans", "check_window_geometry", "qa_tokenizer"]
 
 
 def qa_tokenizer(source: str | os.PathLike):
@@ -60,26 +66,54 @@ def check_window_geometry(tokenizer, seq_len: int, doc_stride: int, max_query_le
     return room
 
 
-def answer_positions(offsets, sequence_ids, context_id: int, cls_index: int, answer: tuple[str, int] | None
-                     ) -> tuple[int, int]:
-    """(start, end) token positions of `answer` (text, answer_start) in one window, or (cls_index, cls_index)
+def answer_positions(offsets: np.ndarray, cls_index: int, span: tuple[int, int] | None) -> tuple[int, int]:
+    """(start, end) token positions of the character span `span` (end exclusive; token-aligned, see
+    `answer_spans`) in one window whose `offsets` are [-1, -1] outside the context, or (cls_index, cls_index)
     when there is no answer or it is not wholly inside the window's context tokens."""
-    context = [i for i, s in enumerate(sequence_ids) if s == context_id]
-    if answer is None or not context:
+    context = np.flatnonzero(offsets[:, 0] >= 0)
+    if span is None or not len(context):
         return cls_index, cls_index
-    start_char = answer[1]
-    end_char = start_char + len(answer[0])
-    if not (offsets[context[0]][0] <= start_char and offsets[context[-1]][1] >= end_char):
+    start_char, end_char = span
+    if not (offsets[context[0], 0] <= start_char and offsets[context[-1], 1] >= end_char):
         return cls_index, cls_index
-    start = max(i for i in context if offsets[i][0] <= start_char)
-    end = min(i for i in context if offsets[i][1] >= end_char)
-    return start, end
+    start = context[offsets[context, 0] <= start_char].max()
+    end = context[offsets[context, 1] >= end_char].min()
+    return int(start), int(end)
+
+
+def answer_spans(records: list[QARecord], offsets: list[np.ndarray], record_of: list[int]) -> list[tuple[int, int] | None]:
+    """Per record, the character span of the context tokens its (first) answer overlaps, from the first of
+    their starts to the last of their ends (None without an answer). The answer's own span may begin or end
+    on characters the tokenizer drops (a space, a control character, a combining accent that the
+    normaliser strips): mapping those edges to the nearest token outside the answer would make the target
+    one token too long; a span of tokens is what a model can point at. An answer that overlaps no token at
+    all (it holds only such characters) is a ValueError naming the record."""
+    spans: list[tuple[int, int] | None] = [None] * len(records)
+    for w, window in enumerate(offsets):
+        record = records[record_of[w]]
+        if not record.answers:
+            continue
+        text, start = record.answers[0]
+        inside = (window[:, 0] >= 0) & (window[:, 0] < start + len(text)) & (window[:, 1] > start)
+        if inside.any():
+            first, last = int(window[inside, 0].min()), int(window[inside, 1].max())
+            known = spans[record_of[w]]
+            spans[record_of[w]] = (first, last) if known is None else (min(known[0], first), max(known[1], last))
+    for record, span in zip(records, spans):
+        if record.answers and span is None:
+            text, start = record.answers[0]
+            raise ValueError(f"{record.where} (id {record.id!r}): answer {brief(text)} at answer_start {start} covers no "
+                             "token of the context (only characters the tokenizer drops: spaces, control or zero-width "
+                             "characters), so it can be neither learned nor predicted: fix the answer")
+    return spans
 
 
 class QAWindows:
     """The windows of `records`: int32 token ids (and segment ids when the tokenizer gives them), per window
     its record, classifier-token position, training target, and each token's character span in the
     context ([-1, -1] for question and special tokens)."""
+
+    unit = "question windows"  # what ClassificationBatches counts, for its messages
 
     def __init__(self, records: list[QARecord], tokenizer_source, *, seq_len: int, doc_stride: int,
                  max_query_len: int, files=()):
@@ -116,21 +150,33 @@ class QAWindows:
         has_types = "token_type_ids" in encoded
         self.token_type_ids = [] if has_types else None
         for i, ids in enumerate(encoded["input_ids"]):
-            record = self.records[encoded["overflow_to_sample_mapping"][i]]
             sequence_ids = encoded.sequence_ids(i)
-            offsets = encoded["offset_mapping"][i]
-            cls_index = ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0
-            start, end = answer_positions(offsets, sequence_ids, context_id, cls_index,
-                                          record.answers[0] if record.answers else None)
             self.input_ids.append(np.asarray(ids, dtype=np.int32))
             if has_types:
                 self.token_type_ids.append(np.asarray(encoded["token_type_ids"][i], dtype=np.int8))
-            self.offsets.append(np.asarray([o if s == context_id else (-1, -1) for o, s in zip(offsets, sequence_ids)],
+            self.offsets.append(np.asarray([o if s == context_id else (-1, -1)
+                                            for o, s in zip(encoded["offset_mapping"][i], sequence_ids)],
                                            dtype=np.int32).reshape(-1, 2))
             self.record_of.append(encoded["overflow_to_sample_mapping"][i])
-            self.cls_index.append(cls_index)
+            self.cls_index.append(ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0)
+        spans = answer_spans(self.records, self.offsets, self.record_of)
+        for w, offsets in enumerate(self.offsets):
+            start, end = answer_positions(offsets, self.cls_index[w], spans[self.record_of[w]])
             self.starts.append(start)
             self.ends.append(end)
+        self._warn_unplaced()
+
+    def _warn_unplaced(self) -> None:
+        """Warn about answered questions whose answer no window holds whole: they train as "no answer"."""
+        placed = {self.record_of[w] for w in range(len(self)) if self.starts[w] != self.cls_index[w]}
+        unplaced = [r for i, r in enumerate(self.records) if r.answers and i not in placed]
+        if unplaced:
+            first = unplaced[0]
+            warnings.warn(f"{len(unplaced)} of {sum(bool(r.answers) for r in self.records)} answered questions have an "
+                          f"answer that no window of seq_len={self.seq_len} tokens holds whole (the first: "
+                          f"{first.where}, id {first.id!r}, an answer of {len(first.answers[0][0])} characters): they "
+                          "train as \"no answer\" and cannot be predicted exactly; raise --doc-stride (windows overlap "
+                          "more) or --seq-len", stacklevel=3)
 
     def __len__(self) -> int:
         return len(self.input_ids)

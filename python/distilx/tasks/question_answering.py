@@ -91,6 +91,9 @@ class QuestionAnsweringTask(Task):
                                      world_size=env.world_size, padding=config.padding)
 
     def check_eval_input(self, config, tokenizer, teacher) -> None:
+        from ..qa_eval import check_decoding
+
+        check_decoding(config.n_best_size, config.max_answer_len, config.null_score_diff_threshold)
         if not config.eval_files or config.eval_batches == 0:
             return
         try:

@@ -43,6 +43,13 @@ class TokenClassificationTask(HeadTask):
                               tags_field=config.tags_field, labels=labels, seq_len=config.seq_len,
                               label_all_subtokens=config.label_all_subtokens)
 
+    def check_eval_input(self, config, tokenizer, teacher) -> None:
+        super().check_eval_input(config, tokenizer, teacher)
+        if config.eval_files and config.eval_batches != 0:  # the scheme against the tag set, not after the run
+            from ..token_classification_eval import checked_scheme
+
+            checked_scheme(config.tag_scheme, config.strict_entities, LabelSet.of(teacher.config).names, [])
+
     def evaluate(self, teacher, student, config, tokenizer, device) -> dict:
         from ..token_classification_eval import evaluate_token_classification
 
