@@ -360,7 +360,7 @@ def test_minilm_weight_selection_starts_as_its_sub_network(minilm_dir, english):
         with torch.no_grad():
             s_hidden = adapter_for(student).last_hidden(student, ids, mask)[mask.bool()]
         similarity[init] = torch.nn.functional.cosine_similarity(s_hidden, t_hidden, dim=-1).mean().item()
-    # measured: 0.30 against -0.01 (docs/pipeline.md, "Narrower students")
+    # measured: 0.30 against -0.01 (docs/narrow_students.md)
     assert similarity["weight-selection"] > 0.2 > abs(similarity["random"]) + 0.1, similarity
 
 

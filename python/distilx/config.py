@@ -110,7 +110,7 @@ class TrainConfig:
                               "too (a shallower BertForMaskedLM); tasks sequence- and token-classification: always the "
                               "teacher's own class", choices=STUDENT_CLASSES)
     student_hidden: int | None = knob(None, "the student's hidden size; None = the teacher's. A narrower student needs "
-                                      "--student-init weight-selection or random (docs/pipeline.md, \"Narrower students\")",
+                                      "--student-init weight-selection or random (docs/narrow_students.md)",
                                       valid=AT_LEAST_ONE)
     student_heads: int | None = knob(None, "the student's attention heads; None = the teacher's (with --student-hidden: "
                                      "hidden / the teacher's head size)", valid=AT_LEAST_ONE)
@@ -125,7 +125,7 @@ class TrainConfig:
                              "and intermediate units in every tensor (any narrower shape); 'random': the same shape, "
                              "fresh weights (the ablation)", choices=STUDENT_INITS)
     student_selection: str = knob("uniform", "weight-selection's units: 'uniform' (evenly spaced) or 'importance' (the "
-                                  "largest by weight norm; docs/pipeline.md)", choices=SELECTIONS)
+                                  "largest by weight norm; docs/narrow_students.md)", choices=SELECTIONS)
     student: str | None = knob(None, "a pre-trained student folder to distil into instead of one initialised from "
                                "the teacher, e.g. a masked-LM student of an earlier run: 'distil while fine-tuning' "
                                "with a classifier teacher (docs/tasks.md)")

@@ -23,7 +23,7 @@ projection. The kept units keep their order. Selecting every unit reproduces the
 
 The student is not the teacher's function at step 0 when hidden units are dropped: a LayerNorm (or RMSNorm)
 normalises over the kept units only, and the dropped units' contributions to every dot product are gone.
-docs/pipeline.md ("Narrower students") gives measured numbers.
+docs/narrow_students.md gives measured numbers.
 """
 
 from __future__ import annotations
