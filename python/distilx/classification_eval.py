@@ -6,8 +6,9 @@ Metrics (`distilx eval --task sequence-classification`, and the end of a classif
   the gold labels or that model's predictions (scikit-learn's default label set for average="macro");
 - `accuracy_retention`, `macro_f1_retention`: student / teacher (the "keeps 97% of the teacher" number);
 - `agreement`: share of the examples where student and teacher predict the same class;
-- `*_params`, `*_layers`, `*_forward_s`, `speed_ratio`, `speedup`: as in evaluation.py — parameter
-  counts, and the median time of full forwards on the same batches, measured in this run, interleaved.
+- `*_params`, `*_layers`, `*_hidden`, `*_heads`, `*_intermediate`, `*_forward_s`, `speed_ratio`, `speedup`:
+  as in evaluation.py — the shape, parameter counts, and the median time of full forwards on the same
+  batches, measured in this run, interleaved.
 
 Multi-label teachers (a label is predicted when its sigmoid reaches `threshold`, default 0.5):
 - `*_micro_f1`: 2·TP / (2·TP + FP + FN) over every (example, label) decision;
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluation import autocast_for, count_parameters, forward_seconds, model_folders
+from .evaluation import autocast_for, count_parameters, forward_seconds, model_folders, shape_entries
 from .models.adapters import encoder_adapter
 from .losses.heads import MULTI_LABEL, REGRESSION
 from .models.classification import check_classifier, forward_inputs, load_classifier
@@ -95,11 +96,11 @@ def spearman(x, y) -> float | None:
 
 
 def size_and_speed(teacher, student, t_time: float, s_time: float) -> dict:
-    """The evaluations' size and speed entries: parameters, layers, median forward seconds and their ratios."""
+    """The evaluations' size and speed entries: parameters, layers, the shape, median forward seconds and their ratios."""
     return model_facts(teacher_params=count_parameters(teacher), student_params=count_parameters(student),
                        teacher_layers=len(encoder_adapter(teacher).layers(teacher)),
                        student_layers=len(encoder_adapter(student).layers(student)),
-                       teacher_forward_s=t_time, student_forward_s=s_time)
+                       teacher_forward_s=t_time, student_forward_s=s_time, shape=shape_entries(teacher, student))
 
 
 def evaluation_inputs(teacher, student, files, tokenizer, seq_len: int, load, check, caller: str):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .models.defaults import STUDENT_CLASSES
+from .models.defaults import HIDDEN_LOSSES, SELECTIONS, STUDENT_CLASSES, STUDENT_INITS
 from .losses.defaults import ALPHA_COS, ALPHA_KL, ALPHA_MLM, BACKENDS, KL_ON, KL_ON_CHOICES, TEMPERATURE
 from .tasks import TASKS
 from .tasks.records import brief
@@ -114,8 +114,23 @@ class TrainConfig:
                               "architecture its own class with fewer layers; 'same': the teacher's own class for BERT "
                               "too (a shallower BertForMaskedLM); tasks sequence- and token-classification: always the "
                               "teacher's own class", choices=STUDENT_CLASSES)
-    student_init: str = knob("teacher", "'teacher' copies the kept teacher layers; 'random': same shape, fresh "
-                             "weights (the ablation)", choices=("teacher", "random"))
+    student_hidden: int | None = knob(None, "the student's hidden size; None = the teacher's. A narrower student needs "
+                                      "--student-init weight-selection or random (docs/narrow_students.md)",
+                                      valid=AT_LEAST_ONE)
+    student_heads: int | None = knob(None, "the student's attention heads; None = the teacher's (with --student-hidden: "
+                                     "hidden / the teacher's head size)", valid=AT_LEAST_ONE)
+    student_intermediate: int | None = knob(None, "the student's feed-forward (intermediate) size; None = the teacher's",
+                                            valid=AT_LEAST_ONE)
+    student_config: str | None = knob(None, "a config.json giving the student's shape instead of the three flags above: "
+                                      "hidden_size, num_attention_heads, intermediate_size, num_hidden_layers, "
+                                      "num_key_value_heads (DistilBERT: dim, n_heads, hidden_dim, n_layers); every other "
+                                      "entry must equal the teacher's")
+    student_init: str = knob("teacher", "'teacher' copies the kept teacher layers whole (the teacher's width only); "
+                             "'weight-selection': a sub-network of the teacher, the same subset of hidden units, heads "
+                             "and intermediate units in every tensor (any narrower shape); 'random': the same shape, "
+                             "fresh weights (the ablation)", choices=STUDENT_INITS)
+    student_selection: str = knob("uniform", "weight-selection's units: 'uniform' (evenly spaced) or 'importance' (the "
+                                  "largest by weight norm; docs/narrow_students.md)", choices=SELECTIONS)
     student: str | None = knob(None, "a pre-trained student folder to distil into instead of one initialised from "
                                "the teacher, e.g. a masked-LM student of an earlier run: 'distil while fine-tuning' "
                                "with a classifier teacher (docs/tasks.md)")
@@ -150,7 +165,23 @@ class TrainConfig:
                             "(masked-lm), the class (sequence-classification: the BCE for multi-label, the MSE to the gold value for regression), the tag "
                             "(token-classification)", valid=NON_NEGATIVE)
     alpha_cos: float = knob(ALPHA_COS, "weight of 1 - cos(h_student, h_teacher) over every real token's last "
-                            "hidden state", valid=NON_NEGATIVE)
+                            "hidden state; needs the teacher's width (a narrower student: --alpha-hidden)",
+                            valid=NON_NEGATIVE)
+    alpha_relation: float = knob(0.0, "weight of MiniLMv2's self-attention relation loss: KL(teacher || student) of "
+                                 "the Q-Q, K-K and V-V relations (softmax(A·Aᵀ/√d_r) per relation head) of the teacher's "
+                                 "--relation-teacher-layer and the student's last layer; bridges widths and head counts",
+                                 valid=NON_NEGATIVE)
+    relation_heads: int | None = knob(None, "relation heads the Q, K, V projections are re-split into; None = the "
+                                      "teacher's attention heads; must divide both models' attention widths",
+                                      valid=AT_LEAST_ONE)
+    relation_teacher_layer: int | None = knob(None, "the teacher layer whose relations are distilled (0-based, negative "
+                                              "counts from the end); None = the last (MiniLMv2 takes an upper-middle "
+                                              "layer of large teachers)")
+    alpha_hidden: float = knob(0.0, "weight of the last hidden states' term through a learned linear projection (student "
+                               "width -> teacher width) over every real token; the projection trains with the student "
+                               "and is kept in checkpoints, not in the student's folder", valid=NON_NEGATIVE)
+    hidden_loss: str = knob("mse", "the projected hidden-state term: 'mse' (TinyBERT's) or 'cosine' (1 - cos)",
+                            choices=HIDDEN_LOSSES)
     kl_on: str = knob(KL_ON, "masked-lm: rows of the KL term: 'tokens', every real token (DistilBERT), or 'targets', the "
                       "masked positions only (much cheaper on CPU; the cosine stays on every real token)",
                       choices=KL_ON_CHOICES)
@@ -273,6 +304,9 @@ class TrainConfig:
             raise ValueError(f"adam_betas={self.adam_betas} must hold two numbers")
         self._check_task_fields()
         self._check_paths()
+        if not any(getattr(self, name) > 0 for name in self._LOSS_WEIGHTS):  # else the first backward fails
+            raise ValueError(f"every loss weight is 0 ({', '.join(self._LOSS_WEIGHTS)}): the student would learn "
+                             "nothing; set at least one above 0 (e.g. --alpha-kl 5)")
         from .preemption import check_time_limit, signal_of
 
         for name in self.preempt_signals:
@@ -290,8 +324,18 @@ class TrainConfig:
                                            "null_score_diff_threshold", "squad_v2"),
                     "token-classification": ("tokens_field", "tags_field", "label_all_subtokens", "tag_scheme",
                                              "strict_entities")}
+    # The loss terms' weights (0 = off): at least one must be on
+    _LOSS_WEIGHTS = ("alpha_kl", "alpha_mlm", "alpha_cos", "alpha_relation", "alpha_hidden")
     # What a pre-trained `student` folder replaces
-    _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init")
+    _STUDENT_INIT_FIELDS = ("student_layers", "student_layer_indices", "student_init", "student_hidden", "student_heads",
+                            "student_intermediate", "student_config", "student_selection")
+    # Fields that only mean something when another field is set: (field, the condition, the condition in words)
+    _DEPENDENT_FIELDS = (
+        ("student_selection", lambda c: c.student_init == "weight-selection", "--student-init weight-selection"),
+        ("relation_heads", lambda c: c.alpha_relation > 0, "--alpha-relation > 0"),
+        ("relation_teacher_layer", lambda c: c.alpha_relation > 0, "--alpha-relation > 0"),
+        ("hidden_loss", lambda c: c.alpha_hidden > 0, "--alpha-hidden > 0"),
+    )
 
     def _check_task_fields(self) -> None:
         defaults = TrainConfig()
@@ -304,6 +348,13 @@ class TrainConfig:
         if self.student and stray:
             raise ValueError(f"student={self.student!r} is a pre-trained student, which {', '.join(stray)} would "
                              "initialise from the teacher instead: pass one or the other")
+        for name, applies, words in self._DEPENDENT_FIELDS:
+            if getattr(self, name) != getattr(defaults, name) and not applies(self):
+                raise ValueError(f"{name}={getattr(self, name)!r} applies only with {words}: remove it or set that")
+        flags = [n for n in ("student_hidden", "student_heads", "student_intermediate") if getattr(self, n) is not None]
+        if self.student_config and flags:
+            raise ValueError(f"student_config={self.student_config!r} gives the whole shape, and {', '.join(flags)} "
+                             "another: pass one or the other")
 
     def _check_paths(self) -> None:
         """train_files / eval_files hold paths: train_config.json records them and --resume digests them, so

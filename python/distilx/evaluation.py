@@ -8,7 +8,8 @@ Metrics (all on the masked-LM targets, i.e. labels != -100, of the same batches 
   how far the student's whole distribution is from the teacher's, which moves long before top-1 does;
 - `masking`: how the targets were drawn ("uniform" 15% by default; "frequency" with the training
   corpus' token counts gives the masking a default run trains with, so its perplexity is comparable);
-- `*_params`: parameter counts (tied tensors counted once); `*_layers`: encoder layers;
+- `*_params`: parameter counts (tied tensors counted once); `*_layers`: encoder layers; `*_hidden`,
+  `*_heads`, `*_intermediate`: the rest of the shape (models/shapes.py; None outside the width table);
 - `speed_ratio`: student forward time / teacher forward time for full `model(...).logits` calls on
   the same batches, measured in this run (`speedup` = its inverse).
 """
@@ -29,11 +30,20 @@ from .losses import IGNORE_INDEX
 from .models import adapter_for, check_vocabulary, load_teacher
 from .report import model_facts
 
-__all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for", "model_folders"]
+__all__ = ["evaluate", "eval_stream", "count_parameters", "forward_seconds", "autocast_for", "model_folders",
+           "shape_entries"]
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # .parameters() yields a tied tensor once
+
+
+def shape_entries(teacher: nn.Module, student: nn.Module) -> dict:
+    """teacher_/student_ hidden, heads and intermediate: what a (narrower) student is, beside its layers."""
+    from .models.shapes import model_shape
+
+    return {f"{role}_{key}": value for role, model in (("teacher", teacher), ("student", student))
+            for key, value in model_shape(model).items()}
 
 
 def autocast_for(device: torch.device):
@@ -216,5 +226,5 @@ def evaluate(teacher, student, files, tokenizer=None, *, seq_len: int = 128, bat
         "kl_to_teacher": totals["kl"] / n,
         **model_facts(teacher_params=count_parameters(teacher), student_params=count_parameters(student),
                       teacher_layers=len(t_adapter.layers(teacher)), student_layers=len(s_adapter.layers(student)),
-                      teacher_forward_s=t_time, student_forward_s=s_time),
+                      teacher_forward_s=t_time, student_forward_s=s_time, shape=shape_entries(teacher, student)),
     }

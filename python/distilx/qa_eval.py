@@ -14,8 +14,9 @@ Metrics (`distilx eval --task question-answering`, and the end of a question-ans
   v2.0 when a question has no answer, unless set); v2.0 adds `*_has_answer_f1`, `*_no_answer_exact_match`...;
 - `exact_match_retention`, `f1_retention`: student / teacher; `agreement`: share of questions where both
   give the same answer text;
-- `*_params`, `*_layers`, `*_forward_s`, `speed_ratio`, `speedup`: as in evaluation.py — parameter counts,
-  and the median time of full forwards of the same batches of windows, measured in this run, interleaved.
+- `*_params`, `*_layers`, `*_hidden`, `*_heads`, `*_intermediate`, `*_forward_s`, `speed_ratio`, `speedup`: as
+  in evaluation.py — the shape, parameter counts, and the median time of full forwards of the same batches
+  of windows, measured in this run, interleaved.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluation import autocast_for, check_output_file, count_parameters, forward_seconds
-from .models.adapters import encoder_adapter
+from .classification_eval import size_and_speed
+from .evaluation import autocast_for, check_output_file, forward_seconds
 from .models.question_answering import check_qa_model, load_qa_model, qa_inputs
 from .preflight import check_positions
 from .qa_metrics import squad_scores
@@ -179,13 +180,6 @@ def evaluate_question_answering(teacher, student, files, tokenizer=None, *, seq_
                                        if scores["teacher"][key] else None)  # None: the teacher got nothing right
     metrics.update({
         "agreement": sum(answers["teacher"][q] == answers["student"][q] for q in gold) / len(gold),
-        "teacher_params": count_parameters(teacher),
-        "student_params": count_parameters(student),
-        "teacher_layers": len(encoder_adapter(teacher).layers(teacher)),
-        "student_layers": len(encoder_adapter(student).layers(student)),
-        "teacher_forward_s": t_time,
-        "student_forward_s": s_time,
-        "speed_ratio": s_time / t_time,
-        "speedup": t_time / s_time,
+        **size_and_speed(teacher, student, t_time, s_time),
     })
     return metrics

@@ -48,10 +48,11 @@ def retention(student: float | None, teacher: float | None) -> float | None:
 
 
 def model_facts(*, teacher_params: int, student_params: int, teacher_layers: int, student_layers: int,
-                teacher_forward_s: float, student_forward_s: float) -> dict:
-    """The fields every comparison ends with: sizes and the forward times measured in the same run."""
+                teacher_forward_s: float, student_forward_s: float, shape: dict | None = None) -> dict:
+    """The fields every comparison ends with: sizes, the shape entries (`*_hidden`, `*_heads`,
+    `*_intermediate`: evaluation.shape_entries) and the forward times measured in the same run."""
     return {"teacher_params": teacher_params, "student_params": student_params,
-            "teacher_layers": teacher_layers, "student_layers": student_layers,
+            "teacher_layers": teacher_layers, "student_layers": student_layers, **(shape or {}),
             "teacher_forward_s": teacher_forward_s, "student_forward_s": student_forward_s,
             "speed_ratio": student_forward_s / teacher_forward_s, "speedup": teacher_forward_s / student_forward_s}
 
@@ -63,10 +64,17 @@ def _share(value: float | None) -> str:
     return "n/a (teacher at 0)" if value is None else f"{value:.1%}"
 
 
+def _shape(m: dict, role: str) -> str:
+    """'384 / 12 / 1536' (hidden / heads / intermediate), '?' for a size the width table does not know."""
+    return " / ".join("?" if m.get(f"{role}_{k}") is None else str(m[f"{role}_{k}"])
+                      for k in ("hidden", "heads", "intermediate"))
+
+
 def _side_by_side(m: dict, what: str, rows: list[tuple[str, str, str]], ratios: list[tuple[str, str]]) -> str:
     """A header naming `what` was evaluated, teacher and student columns (rows of (label, teacher, student)
     text), the parameters and forward times, then one-value lines (`ratios`) and the measured speed-up."""
-    rows = rows + [("parameters", f"{m['teacher_params'] / 1e6:.1f} M", f"{m['student_params'] / 1e6:.1f} M"),
+    rows = rows + [("shape (hidden / heads / FFN)", _shape(m, "teacher"), _shape(m, "student")),
+                   ("parameters", f"{m['teacher_params'] / 1e6:.1f} M", f"{m['student_params'] / 1e6:.1f} M"),
                    ("forward time (batch)", f"{m['teacher_forward_s'] * 1e3:.0f} ms",
                     f"{m['student_forward_s'] * 1e3:.0f} ms")]
     teacher = f"teacher ({plural(m['teacher_layers'], 'layer')})"

@@ -1,9 +1,9 @@
 """What a resume restores from a checkpoint, and the configuration a resume from the folder alone runs.
 
-`restore` puts a run back where a checkpoint left it: the student's weights, the optimizer, the grad
-scaler, the step counters, every rank's data position (on another number of processes, through
-distilx.resharding), the RNGs, and the learning-rate schedule (re-planned when the run's length
-changed: distilx.schedule). `folder_config` is what `distilx train --output-dir RUN --resume` runs:
+`restore` puts a run back where a checkpoint left it: the student's weights (and the width terms' learned
+projection), the optimizer, the grad scaler, the step counters, every rank's data position (on another
+number of processes, through distilx.resharding), the RNGs, and the learning-rate schedule (re-planned
+when the run's length changed: distilx.schedule). `folder_config` is what `distilx train --output-dir RUN --resume` runs:
 RUN/train_config.json, with the flags given again checked against it.
 """
 
@@ -37,10 +37,13 @@ class Restored:
 
 
 def restore(ckpt: Path, *, config, env: DistEnv, student, optimizer, scheduler, scaler, schedule, stream,
-            total_steps: int) -> Restored:
-    """Load checkpoint `ckpt` into the run's objects (every rank); see the module doc."""
+            total_steps: int, bridge=None) -> Restored:
+    """Load checkpoint `ckpt` into the run's objects (every rank); see the module doc. bridge: the run's
+    tasks/width_terms.WidthBridge, whose learned projection (alpha_hidden) the checkpoint also holds."""
     model_state, state = load_checkpoint(ckpt, map_location="cpu")
     student.load_state_dict(model_state)
+    if bridge is not None:
+        bridge.load_projection_state(state.get("projection", {}))
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     notes = []

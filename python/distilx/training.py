@@ -43,6 +43,7 @@ from .run_dir import RunFolder
 from .run_identity import resume_point, run_identity
 from .schedule import Schedule
 from .tasks import task_for
+from .tasks.width_terms import WidthBridge, logged_terms
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError"]
 
@@ -148,7 +149,7 @@ def train(config: TrainConfig, *, teacher: nn.Module | None = None, student: nn.
     """Distil `config.teacher` into a student as `config` describes; returns a TrainResult.
 
     teacher: an already loaded teacher (skips loading `config.teacher`; the demo passes its fitted
-    one). student: a ready student sharing the teacher's vocabulary and hidden size (skips
+    one). student: a ready student sharing the teacher's vocabulary, of any shape (skips
     init_student and student_init; e.g. a custom initialisation). stop_after: end this process after that many optimizer steps without the final save,
     as if it had been killed (tests of `resume`).
     Launch with `torchrun --nproc-per-node N -m distilx.cli train ...` for several processes.
@@ -204,12 +205,15 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     student.to(env.device).train()
     loss_options = dict(temperature=config.temperature, alpha_kl=config.alpha_kl, alpha_mlm=config.alpha_mlm,
                         alpha_cos=config.alpha_cos, kl_on=config.kl_on, backend=config.loss_backend)
-    distiller: nn.Module = task.student_forward(student, loss_options, config)  # the student's loss, for DDP
+    # the student's loss and the width-bridging terms (and their learned projection), the module DDP wraps
+    bridge = WidthBridge(task.student_forward(student, loss_options, config), config, teacher, student).to(env.device)
+    cleanup.callback(bridge.remove_hooks)
+    distiller: nn.Module = bridge
     if env.distributed:
         distiller = nn.parallel.DistributedDataParallel(
             distiller, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     # a teacher that no loss term reads is not run (e.g. the cross-entropy-only baseline)
-    run_teacher = config.alpha_kl > 0 or config.alpha_cos > 0
+    run_teacher = any(w > 0 for w in (config.alpha_kl, config.alpha_cos, config.alpha_relation, config.alpha_hidden))
 
     # --- data, optimizer, schedule ---
     stream = task.make_stream(config, tokenizer, env, teacher)
@@ -225,7 +229,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             raise ValueError(f"train_files {config.train_files} give no full batch of batch_size={config.batch_size} "
                              "sequences: add text or lower --batch-size")
         total_steps = max(1, math.ceil(config.epochs * per_epoch / config.grad_accum))
-    optimizer = _optimizer(student, config)
+    optimizer = _optimizer(bridge, config)  # the student's parameters, then the projection's
     schedule = Schedule(total_steps, config.warmup_ratio)  # warmup, then linear decay to 0
     scheduler = schedule.lambda_lr(optimizer)
     scaler = torch.amp.GradScaler(env.device.type, enabled=precision == "fp16")
@@ -245,7 +249,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             print(f"resume=auto: no checkpoint of this run in {ckpt_root}: starting from step 0", flush=True)
         if ckpt is not None:  # on another number of processes too; the schedule follows a changed length
             restored = restore(ckpt, config=config, env=env, student=student, optimizer=optimizer, scheduler=scheduler,
-                               scaler=scaler, schedule=schedule, stream=stream, total_steps=total_steps)
+                               scaler=scaler, schedule=schedule, bridge=bridge, stream=stream, total_steps=total_steps)
             stream, step, skipped, tokens_seen = restored.stream, restored.step, restored.skipped, restored.tokens_seen
             total_steps = restored.total_steps
             if env.is_main:
@@ -262,7 +266,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                              "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "stream": streams,
                              "rng": rngs, "step": step,
-                             "skipped": skipped, "tokens_seen": tokens_seen, "world_size": env.world_size}
+                             "skipped": skipped, "tokens_seen": tokens_seen, "world_size": env.world_size,
+                             "projection": bridge.projection_state()}
             with run.writing(ckpt_root.name):
                 save_checkpoint(ckpt_root, step, student.state_dict(), trainer_state, keep_last=config.keep_last,
                                 run_id=run.run_id, identity=identity)
@@ -282,10 +287,11 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
 
     # --- the loop: one optimizer step = grad_accum micro-batches ---
     batches = training_batches(_endless(stream), config)  # an empty corpus is named at the first batch
-    params = [p for p in student.parameters() if p.requires_grad]
+    params = [p for p in bridge.parameters() if p.requires_grad]
     history: list[dict] = []
     consecutive_bad = 0
-    window_terms = torch.zeros(4, dtype=torch.float64, device=env.device)  # summed on device: no sync per step
+    terms_logged = logged_terms(config, task.gold_term)  # (index in StepLoss, name)
+    window_terms = torch.zeros(6, dtype=torch.float64, device=env.device)  # summed on device: no sync per step
     window_steps, window_tokens, window_wait, window_start = 0, 0, 0.0, time.perf_counter()
     steps_this_run = 0
 
@@ -308,7 +314,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
         return preempted()
     while step < total_steps:
         step_start = time.perf_counter()
-        step_terms = torch.zeros(4, dtype=torch.float64, device=env.device)
+        step_terms = torch.zeros(6, dtype=torch.float64, device=env.device)
         for micro in range(config.grad_accum):
             wait_start = time.perf_counter()
             batch = next(batches)
@@ -321,7 +327,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             with (contextlib.nullcontext() if sync else distiller.no_sync()), _autocast(env, precision):
                 out = task.loss(teacher if run_teacher else None, distiller, batch, env.device, config)
                 scaler.scale(out.loss / config.grad_accum).backward()
-            step_terms += torch.stack([out.loss.detach(), out.kl, out.mlm, out.cos]).double() / config.grad_accum
+            step_terms += torch.stack([t.detach().double() for t in out]) / config.grad_accum
 
         # --- non-finite guard: skip the step, count it, stop after max_nonfinite in a row ---
         scaler.unscale_(optimizer)
@@ -357,7 +363,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             terms = (window_terms / window_steps).tolist()
             window_terms.zero_()
             elapsed = time.perf_counter() - window_start
-            record = {"step": step, "loss": terms[0], "kl": terms[1], task.gold_term: terms[2], "cos": terms[3],
+            record = {"step": step, **{name: terms[i] for i, name in terms_logged},
                       "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                       "tokens_per_s": window_tokens * env.world_size / max(elapsed, 1e-9),
                       "data_wait_share": window_wait / max(elapsed, 1e-9), "skipped": skipped}
@@ -365,8 +371,8 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
             if log is not None:
                 log.write(record)
             if bar is not None:
-                bar.set_postfix({"loss": f"{terms[0]:.3f}", "kl": f"{terms[1]:.3f}", task.gold_term: f"{terms[2]:.3f}",
-                                 "cos": f"{terms[3]:.3f}", "tok_s": f"{record['tokens_per_s']:.0f}"})
+                bar.set_postfix({**{name: f"{terms[i]:.3f}" for i, name in terms_logged},
+                                 "tok_s": f"{record['tokens_per_s']:.0f}"})
             window_steps, window_tokens, window_wait, window_start = 0, 0, 0.0, time.perf_counter()
         if bar is not None:
             bar.update(1)
@@ -384,6 +390,7 @@ def _train(config: TrainConfig, cleanup: contextlib.ExitStack, *, teacher: nn.Mo
     if bar is not None:
         bar.close()
     checkpoint()  # the final state, resumable (e.g. to train longer with a larger max_steps)
+    bridge.remove_hooks()  # the saved student and the evaluation run without them
 
     # --- outputs (rank 0): HF folder, tokenizer, config, metrics, plot; then evaluation ---
     eval_metrics = None

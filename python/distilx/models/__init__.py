@@ -7,7 +7,10 @@
 - `loading.py`: `load_teacher` (a local folder); `vocabulary.py`: `check_vocabulary`, the one check that
   the tokenizer, the teacher and the student share one vocabulary (token -> id maps, embeddings, special ids);
 - `builders.py`: teacher -> student weight copies and the per-layer config; `student.py`:
-  `init_student` and the layer rule; `defaults.py`: its choices.
+  `init_student` and the layer rule; `defaults.py`: its choices;
+- `shapes.py`: a student's width (hidden size, heads, intermediate size) and `shaped_student`;
+  `weight_selection.py`: a narrower student as a sub-network of the teacher; `attention_access.py`: a
+  layer's Q/K/V projections (the adapter table's `qkv`).
 
 The choices import without torch; the rest loads on first use (so `distilx.config` stays light).
 """

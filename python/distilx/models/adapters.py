@@ -10,7 +10,11 @@ adapter. Two halves:
   projection) and `decoder(model)` (its weight [V, E] and bias [V] or None) — so that the projection,
   the dominant cost, runs only on the rows a loss or metric reads (or chunk by chunk, fused with the
   loss). `mlm_logits` = the two together, equal to the model's own head. Both work on any gathered
-  [n, H] row set: no head of the table needs more than the rows' hidden states.
+  [n, H] row set: no head of the table needs more than the rows' hidden states;
+- `qkv(layer)`: a layer's attention Q/K/V projection modules (attention_access.py reads them through
+  hooks for the attention-relation loss).
+
+How each architecture names and lays out its width (narrower students) is in shapes.py's table.
 
 Adding an architecture = one entry in `ADAPTERS` (+ a student builder in `builders.py` when the generic
 "same class, fewer layers" one does not fit) and one case in tests/test_models.py. A masked-LM model
@@ -27,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention_access import bert_qkv, deberta_qkv, distilbert_qkv, eurobert_qkv, modernbert_qkv
 from .builders import bert_to_distilbert, same_class_fewer_layers
 
 __all__ = ["ModelAdapter", "ADAPTERS", "UnsupportedModelError", "adapter_for", "adapter_for_type",
@@ -68,6 +73,9 @@ class ModelAdapter:
     pinned_first_layer: Callable[[object], str | None] = _no_pinned_layer
     # rows of embeddings(model).position_embeddings that no token position uses (RoBERTa: padding_idx + 1)
     reserved_positions: Callable[[nn.Module], int] = lambda model: 0
+    # layer -> its attention's Q, K, V projection modules, or one fused q|k|v module (attention_access.py);
+    # None: unknown (the generic entry), so no attention-relation distillation
+    qkv: Callable[[nn.Module], tuple[nn.Module, ...]] | None = None
 
     def mlm_logits(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         """The model's MLM head on hidden rows (..., H) -> logits (..., V), equal to the model's own."""
@@ -118,28 +126,29 @@ ADAPTERS: tuple[ModelAdapter, ...] = (
     ModelAdapter(
         name="bert", model_types=("bert",), embeddings=lambda m: m.base_model.embeddings,
         layers=lambda m: m.base_model.encoder.layer, head_transform=lambda m, h: m.cls.predictions.transform(h),
-        build_student=bert_to_distilbert),
+        build_student=bert_to_distilbert, qkv=bert_qkv),
     ModelAdapter(
         name="roberta", model_types=("roberta", "xlm-roberta", "camembert"),
         embeddings=lambda m: m.base_model.embeddings, layers=lambda m: m.base_model.encoder.layer,
-        head_transform=_roberta_transform, reserved_positions=lambda m: m.config.pad_token_id + 1),
+        head_transform=_roberta_transform, reserved_positions=lambda m: m.config.pad_token_id + 1, qkv=bert_qkv),
     ModelAdapter(
         name="distilbert", model_types=("distilbert",), embeddings=lambda m: m.base_model.embeddings,
-        layers=lambda m: m.base_model.transformer.layer, head_transform=_distilbert_transform),
+        layers=lambda m: m.base_model.transformer.layer, head_transform=_distilbert_transform, qkv=distilbert_qkv),
     ModelAdapter(  # the generator (ElectraForMaskedLM); embeddings may be narrower than the hidden size
         name="electra", model_types=("electra",), embeddings=lambda m: m.base_model.embeddings,
-        layers=lambda m: m.base_model.encoder.layer, head_transform=lambda m, h: m.generator_predictions(h)),
+        layers=lambda m: m.base_model.encoder.layer, head_transform=lambda m, h: m.generator_predictions(h),
+        qkv=bert_qkv),
     ModelAdapter(  # relative-position embeddings live in the encoder, shared by every layer
         name="deberta-v2", model_types=("deberta-v2",), embeddings=lambda m: m.base_model.embeddings,
         layers=lambda m: m.base_model.encoder.layer, head_transform=_deberta_transform, decoder=_deberta_decoder,
-        pinned_first_layer=_deberta_pinned),
+        pinned_first_layer=_deberta_pinned, qkv=deberta_qkv),
     ModelAdapter(  # per-layer global/local attention: config.layer_types, remapped by the builder
         name="modernbert", model_types=("modernbert",), embeddings=lambda m: m.base_model.embeddings,
         layers=lambda m: m.base_model.layers, head_transform=lambda m, h: m.head(h),
-        pinned_first_layer=_modernbert_pinned),
+        pinned_first_layer=_modernbert_pinned, qkv=modernbert_qkv),
     ModelAdapter(  # no head transform: the projection reads the final RMSNorm's output
         name="eurobert", model_types=("eurobert",), embeddings=lambda m: m.base_model.embed_tokens,
-        layers=lambda m: m.base_model.layers, head_transform=lambda m, h: h),
+        layers=lambda m: m.base_model.layers, head_transform=lambda m, h: h, qkv=eurobert_qkv),
 )
 
 

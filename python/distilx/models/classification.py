@@ -61,14 +61,18 @@ def load_classifier(path: str | Path, role: str = "teacher") -> nn.Module:
     return SEQUENCE_CLASSIFICATION.load(path, check_classifier, role)
 
 
-def init_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:
+def init_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None, *,
+                            hidden: int | None = None, heads: int | None = None, intermediate: int | None = None,
+                            init: str = "teacher", selection: str = "uniform", seed: int = 0) -> nn.Module:
     """A shallower copy of a fine-tuned classifier `teacher` (a model or a folder): its own class, student
     layer i = teacher layer layers[i] (default: half the layers, spread as init_student spreads them), the
-    embeddings and the classification head copied. fp32, train mode."""
+    embeddings and the classification head copied; hidden / heads / intermediate: a narrower shape made by
+    `init` ("teacher", "weight-selection" or "random"; models/shapes.py). fp32, train mode."""
     if isinstance(teacher, (str, Path)):
         teacher = load_classifier(teacher)
     check_classifier(teacher)
-    return SEQUENCE_CLASSIFICATION.init_student(teacher, n_layers, layers)
+    return SEQUENCE_CLASSIFICATION.init_student(teacher, n_layers, layers, hidden=hidden, heads=heads,
+                                                intermediate=intermediate, init=init, selection=selection, seed=seed)
 
 
 def pretrained_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Module:

@@ -75,17 +75,22 @@ def head_from_teacher(student: nn.Module, fresh: set[str], teacher: nn.Module) -
     return copied
 
 
-def fewer_layers(teacher: nn.Module, n_layers: int | None, layers: list[int] | None) -> nn.Module:
+def fewer_layers(teacher: nn.Module, n_layers: int | None, layers: list[int] | None, **shape) -> nn.Module:
     """A fine-tuned `teacher`'s own class with fewer layers (`builders.same_class_fewer_layers`): student layer
     i = teacher layer layers[i] (default: half, spread as init_student spreads them), every tensor outside the
-    layer stack — embeddings and the whole head — copied. fp32, train mode."""
+    layer stack — embeddings and the whole head — copied; `shape` (hidden, heads, intermediate, init,
+    selection, seed) narrows it as `shapes.shaped_student` does, the head's hidden units selected too.
+    fp32, train mode."""
+    from .shapes import ShapeRequest, shaped_student
+
     adapter = encoder_adapter(teacher)
     layers = kept_layers(len(adapter.layers(teacher)), n_layers, layers)
     with torch.no_grad():
         student = same_class_fewer_layers(teacher, layers, getattr(teacher.config, "tie_word_embeddings", True),
                                           adapter)
     student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
-    return student.float().train()
+    request = ShapeRequest(shape.pop("hidden", None), shape.pop("heads", None), shape.pop("intermediate", None))
+    return shaped_student(student.float().train(), request, **shape)
 
 
 @dataclass(frozen=True)
@@ -141,10 +146,10 @@ class HeadKind:
                              f"{holds}. {fix}")
         return model.eval()
 
-    def init_student(self, teacher: nn.Module, n_layers: int | None = None, layers: list[int] | None = None
-                     ) -> nn.Module:
-        """A shallower copy of a fine-tuned `teacher` model (fewer_layers)."""
-        return fewer_layers(teacher, n_layers, layers)
+    def init_student(self, teacher: nn.Module, n_layers: int | None = None, layers: list[int] | None = None,
+                     **shape) -> nn.Module:
+        """A shallower (and with `shape`, narrower) copy of a fine-tuned `teacher` model (fewer_layers)."""
+        return fewer_layers(teacher, n_layers, layers, **shape)
 
     def pretrained_student(self, path: str | Path, teacher: nn.Module, check: Callable[[nn.Module], None]
                            ) -> nn.Module:

@@ -66,14 +66,15 @@ def load_qa_model(path: str | Path, role: str = "teacher") -> nn.Module:
     return model.eval()
 
 
-def init_qa_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:
+def init_qa_student(teacher, n_layers: int | None = None, layers: list[int] | None = None, **shape) -> nn.Module:
     """A shallower copy of a fine-tuned QA `teacher` (a model or a folder): its own class, student layer i =
-    teacher layer layers[i] (default: half, spread as init_student spreads them), embeddings and head copied.
+    teacher layer layers[i] (default: half, spread as init_student spreads them), embeddings and head copied;
+    `shape` (hidden, heads, intermediate, init, selection, seed) makes it narrower (heads.fewer_layers).
     fp32, train mode."""
     if isinstance(teacher, (str, Path)):
         teacher = load_qa_model(teacher)
     check_qa_model(teacher)
-    return fewer_layers(teacher, n_layers, layers)
+    return fewer_layers(teacher, n_layers, layers, **shape)
 
 
 def pretrained_qa_student(path: str | Path, teacher: nn.Module) -> nn.Module:

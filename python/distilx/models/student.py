@@ -52,18 +52,29 @@ def _tied(model: nn.Module, adapter) -> bool:
 
 
 def init_student(teacher, n_layers: int | None = None, layers: list[int] | None = None,
-                 student_class: str = "auto") -> nn.Module:
-    """Build a shallower student from a masked-LM `teacher` (a model or a local folder) of any supported
+                 student_class: str = "auto", *, hidden: int | None = None, heads: int | None = None,
+                 intermediate: int | None = None, student_config: str | None = None, init: str = "teacher",
+                 selection: str = "uniform", seed: int = 0) -> nn.Module:
+    """Build a student from a masked-LM `teacher` (a model or a local folder) of any supported
     architecture (docs/pipeline.md).
 
     n_layers: how many layers the student keeps (default: half the teacher's, rounded up);
     layers: the teacher layer indices to copy, in order (overrides n_layers);
     student_class: "auto" (BERT -> DistilBertForMaskedLM, every other architecture its own class) or
     "same" (the teacher's own class, BERT included).
-    Returns the student in fp32, train mode; its config is the teacher's with the layer count and the
-    per-layer settings of the kept layers. The vocabulary projection stays tied to the word embeddings
-    exactly when it is tied in the teacher; otherwise the teacher's decoder is copied untied.
+    hidden, heads, intermediate (or student_config, a config.json): a narrower shape (None: the teacher's),
+    made by `init`: "teacher" (the teacher's width only), "weight-selection" (a sub-network of the teacher,
+    units chosen by `selection`: "uniform" or "importance") or "random" (fresh weights seeded by `seed`);
+    models/shapes.py, models/weight_selection.py.
+    Returns the student in fp32, train mode; its config is the teacher's with the layer count, the shape
+    and the per-layer settings of the kept layers. The vocabulary projection stays tied to the word
+    embeddings exactly when it is tied in the teacher; otherwise the teacher's decoder is copied untied.
     """
+    from .shapes import ShapeRequest, requested_layers, shaped_student
+
+    request = ShapeRequest(hidden, heads, intermediate, student_config)
+    if n_layers is None and layers is None:
+        n_layers = requested_layers(request)
     if student_class not in STUDENT_CLASSES:
         raise ValueError(f"student_class={student_class!r}; choose one of {STUDENT_CLASSES}")
     if isinstance(teacher, (str, Path)):
@@ -74,4 +85,4 @@ def init_student(teacher, n_layers: int | None = None, layers: list[int] | None 
     with torch.no_grad():
         student = build(teacher, layers, _tied(teacher, adapter), adapter)
     student.config.distilx_teacher_layers = layers  # provenance, saved in config.json
-    return student.float().train()
+    return shaped_student(student.float().train(), request, init=init, selection=selection, seed=seed)

@@ -36,13 +36,15 @@ def load_token_classifier(path: str | Path, role: str = "teacher") -> nn.Module:
     return TOKEN_CLASSIFICATION.load(path, check_token_classifier, role)
 
 
-def init_token_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None) -> nn.Module:
+def init_token_classifier_student(teacher, n_layers: int | None = None, layers: list[int] | None = None,
+                                  **shape) -> nn.Module:
     """A shallower copy of a fine-tuned token classifier `teacher` (a model or a folder): its own class, the
-    kept layers, the embeddings and the head copied. fp32, train mode."""
+    kept layers, the embeddings and the head copied; `shape` (hidden, heads, intermediate, init, selection,
+    seed) makes it narrower (heads.fewer_layers). fp32, train mode."""
     if isinstance(teacher, (str, Path)):
         teacher = load_token_classifier(teacher)
     check_token_classifier(teacher)
-    return TOKEN_CLASSIFICATION.init_student(teacher, n_layers, layers)
+    return TOKEN_CLASSIFICATION.init_student(teacher, n_layers, layers, **shape)
 
 
 def pretrained_token_classifier_student(path: str | Path, teacher: nn.Module) -> nn.Module:

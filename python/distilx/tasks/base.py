@@ -9,7 +9,9 @@ that a resume on another number of processes can deal out the rest of an epoch, 
 module DDP wraps (`student_forward`: the student's forward and the loss, so that DDP sees every
 parameter the loss uses), one micro-batch's loss (`loss`: the teacher's side under no_grad, then that
 module), and the end-of-run evaluation (`evaluate`, printed with `table`). The loss is always
-`distillation_loss` (or its fused-linear form for large vocabularies).
+`distillation_loss` (or its fused-linear form for large vocabularies); the width-bridging terms
+(attention relations, a learned hidden-state projection) are added around `student_forward` for every
+task alike (`width_terms.py`).
 
 `distilx finetune` (finetune.py) asks a task with a head of its own for `finetune_model`: the model it
 fine-tunes (the encoder folder's weights, a fresh head), then runs the same loop with the gold-label
@@ -18,11 +20,13 @@ loss alone and evaluates the result with `evaluate_one` / `table_one`.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
 
+from ..models.shapes import ShapeRequest, requested_layers, shaped_student
 from ..preflight import check_positions
 from ..report import Measure, one_model, plural
 
@@ -36,7 +40,8 @@ def check_widths(alpha_cos: float, teacher: nn.Module, student: nn.Module) -> No
     if alpha_cos > 0 and widths[0] != widths[1]:
         raise ValueError(f"alpha_cos={alpha_cos} compares hidden states, but the teacher's are {widths[0]} wide and "
                          f"the student's {widths[1]}: use a student of the teacher's width or set --alpha-cos 0 "
-                         "(alpha_cos=0)")
+                         "(alpha_cos=0); across widths, distilx train's --alpha-hidden compares them through a learned "
+                         "projection")
 
 _FACTS = ("teacher_params", "teacher_layers", "teacher_forward_s")  # report.model_facts' fields
 
@@ -61,18 +66,24 @@ class Task(ABC):
         """A pre-trained student folder (config.student), ready for this task."""
 
     def build_student(self, teacher: nn.Module, config) -> nn.Module:
-        """config.student if set, else initialised from the teacher; student_init='random' keeps the shape
-        and draws fresh weights (the ablation baseline), seeded by config.seed."""
+        """config.student if set; else init_student (the teacher's width, its kept layers copied) given the
+        requested shape (student_hidden / _heads / _intermediate or student_config) by student_init: 'teacher'
+        (that width only), 'random' (fresh weights, seeded by config.seed: the ablation baseline) or
+        'weight-selection' (a sub-network of the teacher; models/shapes.py). Any head: the shape machinery
+        reads the model's state dict, not the task."""
         if config.student:
             return self.load_student(config.student, teacher)
+        request = ShapeRequest.of(config)
+        layers = requested_layers(request)  # a --student-config file's layer count
+        if layers is not None and config.student_layers is None and config.student_layer_indices is None:
+            config = dataclasses.replace(config, student_layers=layers)
         student = self.init_student(teacher, config)
-        if config.student_init == "random":
-            torch.manual_seed(config.seed)
-            student = type(student)(student.config)
-        return student
+        return shaped_student(student, request, init=config.student_init, selection=config.student_selection,
+                              seed=config.seed)
 
     def check_models(self, config, teacher: nn.Module, student: nn.Module) -> None:
-        """Before the first step: seq_len fits both models' positions; the cosine term has equal widths."""
+        """Before the first step: seq_len fits both models' positions; the cosine term has equal widths (the
+        width-bridging terms check themselves: tasks/width_terms.py)."""
         check_positions(config.seq_len, teacher=teacher, student=student)
         check_widths(config.alpha_cos, teacher, student)
 
@@ -93,8 +104,10 @@ class Task(ABC):
 
     @abstractmethod
     def loss(self, teacher: nn.Module | None, forward: nn.Module, batch: dict, device: torch.device, config):
-        """The DistillationLossOutput of `batch` on `device`. teacher None: no loss term reads it
-        (alpha_kl = alpha_cos = 0), so it is not run."""
+        """What `forward` returns for `batch` on `device`: run the teacher (its encoder once: the width terms
+        read it through hooks), then `forward` (training.py passes student_forward's module inside a
+        width_terms.WidthBridge, which returns a StepLoss). teacher None: no loss term reads it, so it is
+        not run."""
 
     # --- evaluation ---
     @abstractmethod

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import IGNORE_INDEX
+from ..losses.defaults import ALPHA_COS
 from ..models import adapter_for, init_student, load_teacher
 from ..preflight import check_eval_input
 from ..report import metrics_table
@@ -69,16 +70,17 @@ class MaskedLMDistiller(nn.Module):
         if teacher is None:
             teacher = TeacherSide(head_input.detach(), weight.detach(), None if bias is None else bias.detach(),
                                   real_hidden.detach())
+        # the cosine's rows only when it is on: a narrower student's hidden states have another width
+        cosine = self.loss_options.get("alpha_cos", ALPHA_COS) > 0
+        s_hidden, t_hidden = (real_hidden, teacher.hidden) if cosine else (None, None)
         if self._use_fused_linear(head_input, weight):
             return fused_linear_distillation_loss(
                 head_input, weight, teacher.head_input, teacher.weight, row_labels, student_bias=bias,
-                teacher_bias=teacher.bias, student_hidden=real_hidden, teacher_hidden=teacher.hidden,
-                **self.loss_options)
+                teacher_bias=teacher.bias, student_hidden=s_hidden, teacher_hidden=t_hidden, **self.loss_options)
         s_logits = F.linear(head_input, weight, bias)
         with torch.no_grad():
             t_logits = F.linear(teacher.head_input, teacher.weight, teacher.bias)
-        return distillation_loss(s_logits, t_logits, row_labels, None, real_hidden, teacher.hidden,
-                                 **self.loss_options)
+        return distillation_loss(s_logits, t_logits, row_labels, None, s_hidden, t_hidden, **self.loss_options)
 
     def _use_fused_linear(self, head_input: torch.Tensor, weight: torch.Tensor) -> bool:
         if self.fused_linear != "auto":
