@@ -217,7 +217,9 @@ def test_masked_lm_narrow_student_with_relations_trains_resumes_and_evaluates(tm
                                "max_steps": 8}))
     assert main(["eval", "--teacher", str(teacher), "--student", str(tmp_path / "full"), "--files", str(heldout_file),
                  "--seq-len", "48", "--batch-size", "4", "--max-batches", "2"]) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out  # the table, then the JSON
+    assert "shape (hidden / heads / FFN)" in out[:out.index("\n{")] and "16 / 1 / 32" in out[:out.index("\n{")]
+    metrics = json.loads(out[out.index("\n{") + 1:])
     assert (metrics["student_hidden"], metrics["student_heads"], metrics["student_intermediate"]) == (16, 1, 32)
     assert (metrics["teacher_hidden"], metrics["student_layers"]) == (32, 2) and metrics["speedup"] > 0
     student = AutoModelForMaskedLM.from_pretrained(tmp_path / "full")
