@@ -110,3 +110,14 @@ def test_a_time_limit_stops_the_run_with_a_checkpoint_before_the_deadline(tiny_r
     assert time.time() < end + 30  # stopped in time (the save after the last step included, on a loaded box)
     assert result.steps > 0 and newest_step(out) == result.steps
     verify_checkpoint(list_checkpoints(out / "checkpoints")[-1])
+
+
+def test_the_launcher_reads_a_preemption_from_the_workers_exit_codes():
+    from distilx.launch import stopped_for_preemption
+
+    term, kill = -signal.SIGTERM, -signal.SIGKILL
+    assert stopped_for_preemption([EXIT_PREEMPTED]) and stopped_for_preemption([EXIT_PREEMPTED, EXIT_PREEMPTED])
+    # one rank exited 75 after the stop's checkpoint; torchrun's SIGTERM ended the other on its way out
+    assert stopped_for_preemption([term, EXIT_PREEMPTED])
+    for codes in ([term], [kill, EXIT_PREEMPTED], [1, EXIT_PREEMPTED], [1], []):
+        assert not stopped_for_preemption(codes), codes

@@ -8,8 +8,9 @@ torchrun alone gets three things wrong for such a job:
 - after forwarding a signal it waits 30 s before SIGKILLing the workers, too short for the checkpoint
   of a large student; here `--shutdown-timeout` is 300 s;
 - its exit status is 1 whatever stopped the workers. Here it is 75 (EXIT_PREEMPTED) when they stopped
-  for a preemption (every failed worker exited with 75, or the agent itself received SIGTERM or SIGUSR1
-  and forwarded it), so a requeue script can test it; otherwise torchrun's own (0, or 1).
+  for a preemption (a failed worker exited with 75 and the others with 75 or the SIGTERM torchrun sends
+  when one worker ends, or the agent itself received SIGTERM or SIGUSR1 and forwarded it), so a requeue
+  script can test it; otherwise torchrun's own (0, or 1).
 It also sets DISTILX_JOB_START once, so that `--time-limit` counts from the job's start, not from a
 worker restart (`--max-restarts`). Explicit `--signals-to-handle` / `--shutdown-timeout` win.
 """
@@ -21,7 +22,7 @@ import signal
 import sys
 import time
 
-__all__ = ["main", "FORWARDED_SIGNALS", "SHUTDOWN_TIMEOUT"]
+__all__ = ["main", "stopped_for_preemption", "FORWARDED_SIGNALS", "SHUTDOWN_TIMEOUT"]
 
 FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 SHUTDOWN_TIMEOUT = 300
@@ -31,6 +32,19 @@ _PREEMPTING = (signal.SIGTERM, signal.SIGUSR1)  # the default preempt_signals
 def _given(argv: list[str], option: str) -> bool:
     spellings = (option, option.replace("-", "_"))
     return any(a in spellings or a.startswith(tuple(s + "=" for s in spellings)) for a in argv)
+
+
+def stopped_for_preemption(exit_codes) -> bool:
+    """Whether the failed workers' exit codes say the job stopped for a preemption with its checkpoint.
+
+    A worker that stopped for a preemption exits 75 as soon as the stop's checkpoint is on disk (every rank
+    waits for it at a barrier); torchrun then ends the others with SIGTERM, which kills a rank that has
+    already left its run (its handlers restored) before it could exit 75 itself. A SIGKILL (torchrun's
+    shutdown timeout) or any other code is a failure."""
+    from .preemption import EXIT_PREEMPTED
+
+    codes = set(exit_codes)
+    return EXIT_PREEMPTED in codes and codes <= {EXIT_PREEMPTED, -signal.SIGTERM}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         run(get_args_parser().parse_args(defaults + argv))
     except ChildFailedError as exc:
         codes = sorted({failure.exitcode for failure in exc.failures.values()})
-        if codes == [EXIT_PREEMPTED]:
+        if stopped_for_preemption(codes):
             print(f"distilx.launch: the workers stopped for a preemption with a checkpoint (exit status "
                   f"{EXIT_PREEMPTED}); start the job again with --resume auto", file=sys.stderr)
             return EXIT_PREEMPTED
